@@ -1,0 +1,66 @@
+// swift-tools-version: 6.0
+// rwanet: network resources as real-world-asset tokens, leased through state channels and sold
+// through an AMM. The layering is the architecture (see README): pure cores (RWAWire, and later
+// RWALedger, RWAChannel, RWAMarket, RWASim) do no I/O; RWANode and the executables are thin shells.
+import PackageDescription
+
+let package = Package(
+    name: "rwanet",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "rwa-peer", targets: ["rwa-peer"])
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "RWACrypto", dependencies: ["CSodium"]),
+        .target(
+            name: "RWAWire",
+            dependencies: ["RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "RWANode",
+            dependencies: [
+                "RWACrypto", "RWAWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "rwa-peer",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWANode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "bench-session",
+            dependencies: ["RWACrypto", "RWAWire", "RWANode"],
+            path: "Tools/bench/session"
+        ),
+        .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
+        .testTarget(
+            name: "RWAWireTests",
+            dependencies: ["RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RWANodeTests",
+            dependencies: [
+                "RWANode", "RWAWire", "RWACrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+    ]
+)

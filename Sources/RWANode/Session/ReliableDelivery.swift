@@ -1,0 +1,187 @@
+import NIOCore
+import RWAWire
+
+/// Settings of UDP reliable delivery (proto/README.md, "UDP reliability").
+public struct ReliabilityConfiguration: Sendable {
+    /// Frames sent but not yet acknowledged, at most. Also the receiver's reorder buffer.
+    public var windowFrames: Int = 256
+    /// First retransmission after this long; each retry of the same frame doubles it.
+    public var initialRetransmitNanoseconds: UInt64 = 30_000_000
+    public var maximumRetransmitNanoseconds: UInt64 = 1_000_000_000
+    /// A frame retransmitted this many times without acknowledgement fails the session.
+    public var retriesMax: Int = 12
+    /// Frames waiting for room in the window, at most; `send` waits beyond that.
+    public var pendingFramesMax: Int = 1024
+
+    public init() {}
+}
+
+/// The sending half of UDP reliable delivery, pure: frames are numbered from zero, sent while the
+/// window has room, retransmitted with exponential backoff until acknowledged, and the session
+/// fails after `retriesMax` retries. Time comes in as `now` (nanoseconds, any monotonic origin).
+public struct ReliableSender: Sendable {
+    struct InFlight: Sendable {
+        var frame: ByteBuffer
+        var sentAt: UInt64
+        var retransmitAt: UInt64
+        var retries: Int
+    }
+
+    public let configuration: ReliabilityConfiguration
+    /// The sequence number of the oldest unacknowledged frame.
+    public private(set) var base: UInt64 = 0
+    public private(set) var nextSequence: UInt64 = 0
+    /// Indexed by `sequence - base`; nil once selectively acknowledged.
+    private var inFlight: [InFlight?] = []
+    private var pending: [ByteBuffer] = []
+    private var pendingHead = 0
+
+    public init(configuration: ReliabilityConfiguration) { self.configuration = configuration }
+
+    public var pendingCount: Int { pending.count - pendingHead }
+    public var inFlightCount: Int { Int(nextSequence - base) }
+    public var isIdle: Bool { pendingCount == 0 && inFlightCount == 0 }
+
+    public mutating func enqueue(_ frame: ByteBuffer) {
+        pending.append(frame)
+    }
+
+    /// A frame to put on the wire now.
+    public struct Transmission: Sendable {
+        public var sequence: UInt64
+        public var frame: ByteBuffer
+        public var isRetransmission: Bool
+    }
+
+    /// New frames admitted to the window and retransmissions that are due, oldest first.
+    public mutating func poll(now: UInt64) throws(SessionError) -> [Transmission] {
+        var out: [Transmission] = []
+        for index in inFlight.indices {
+            guard var entry = inFlight[index], entry.retransmitAt <= now else { continue }
+            entry.retries += 1
+            guard entry.retries <= configuration.retriesMax else {
+                throw SessionError(.deliveryFailed, "frame \(base + UInt64(index)) unacknowledged after \(configuration.retriesMax) retransmissions")
+            }
+            entry.sentAt = now
+            entry.retransmitAt = now + backoff(retries: entry.retries)
+            inFlight[index] = entry
+            out.append(Transmission(sequence: base + UInt64(index), frame: entry.frame, isRetransmission: true))
+        }
+        while pendingHead < pending.count && inFlight.count < configuration.windowFrames {
+            let frame = pending[pendingHead]
+            pendingHead += 1
+            inFlight.append(InFlight(frame: frame, sentAt: now, retransmitAt: now + configuration.initialRetransmitNanoseconds, retries: 0))
+            out.append(Transmission(sequence: nextSequence, frame: frame, isRetransmission: false))
+            nextSequence += 1
+        }
+        if pendingHead > 64 && pendingHead * 2 > pending.count {
+            pending.removeFirst(pendingHead)
+            pendingHead = 0
+        }
+        return out
+    }
+
+    /// Applies the peer's acknowledgement; returns how many frames it newly acknowledged.
+    /// An acknowledgement of frames never sent is a protocol violation.
+    ///
+    /// Fast retransmission: a frame still unacknowledged although one sent after it has arrived
+    /// is taken as lost and becomes due at once, instead of waiting for its timer (RACK's rule;
+    /// reordering only costs a spurious retransmission, which the receiver drops as a duplicate).
+    @discardableResult
+    public mutating func receive(_ ack: Acknowledgement, now: UInt64) throws(SessionError) -> Int {
+        guard ack.ackNext <= nextSequence else {
+            throw SessionError(.unexpectedMessage, "acknowledgement of frame \(ack.ackNext) that was never sent")
+        }
+        var newly = 0
+        var latestDeliveredSentAt: UInt64? = nil
+        func delivered(_ entry: InFlight) {
+            newly += 1
+            latestDeliveredSentAt = max(latestDeliveredSentAt ?? 0, entry.sentAt)
+        }
+        if ack.ackNext > base {
+            let advance = Int(ack.ackNext - base)
+            for entry in inFlight.prefix(advance) { if let entry { delivered(entry) } }
+            inFlight.removeFirst(advance)
+            base = ack.ackNext
+        }
+        var bits = ack.selectiveAcks
+        var sequence = ack.ackNext + 1  // bit 0; a stale acknowledgement may start below base
+        while bits != 0 {
+            if bits & 1 != 0, sequence >= base, sequence - base < UInt64(inFlight.count), let entry = inFlight[Int(sequence - base)] {
+                inFlight[Int(sequence - base)] = nil
+                delivered(entry)
+            }
+            bits >>= 1
+            sequence += 1
+        }
+        if let latestDeliveredSentAt {
+            for index in inFlight.indices {
+                if let entry = inFlight[index], entry.sentAt < latestDeliveredSentAt, entry.retransmitAt > now {
+                    inFlight[index]!.retransmitAt = now
+                }
+            }
+        }
+        return newly
+    }
+
+    /// When `poll` next has something to do, if anything is in flight.
+    public var nextDeadline: UInt64? {
+        inFlight.lazy.compactMap { $0?.retransmitAt }.min()
+    }
+
+    private func backoff(retries: Int) -> UInt64 {
+        let scaled = configuration.initialRetransmitNanoseconds << UInt64(min(retries, 20))
+        return min(scaled, configuration.maximumRetransmitNanoseconds)
+    }
+}
+
+/// The receiving half, pure: delivers each sequence number exactly once and in order, buffering up
+/// to a window of frames that arrive early and dropping duplicates and frames beyond the window.
+public struct ReliableReceiver: Sendable {
+    public let windowFrames: Int
+    public private(set) var nextExpected: UInt64 = 0
+    /// Indexed by `sequence - nextExpected - 1`.
+    private var early: [ByteBuffer?] = []
+
+    public init(windowFrames: Int) { self.windowFrames = windowFrames }
+
+    public enum Outcome: Equatable, Sendable {
+        /// Frames now deliverable, in order (possibly empty if this one arrived early).
+        case deliver([ByteBuffer])
+        case duplicate
+        case beyondWindow
+    }
+
+    public mutating func receive(sequence: UInt64, frame: ByteBuffer) -> Outcome {
+        if sequence < nextExpected { return .duplicate }
+        let offset = sequence - nextExpected
+        guard offset < UInt64(windowFrames) else { return .beyondWindow }
+        if offset > 0 {
+            let index = Int(offset) - 1
+            if early.count <= index { early.append(contentsOf: repeatElement(nil, count: index + 1 - early.count)) }
+            if early[index] != nil { return .duplicate }
+            early[index] = frame
+            return .deliver([])
+        }
+        var delivered = [frame]
+        nextExpected += 1
+        var consumed = 0
+        while consumed < early.count, let next = early[consumed] {
+            delivered.append(next)
+            nextExpected += 1
+            consumed += 1
+        }
+        if consumed < early.count {
+            early.removeFirst(consumed + 1)  // the slot at `consumed` is nextExpected itself: still missing
+        } else {
+            early.removeAll(keepingCapacity: true)
+        }
+        return .deliver(delivered)
+    }
+
+    public var acknowledgement: Acknowledgement {
+        var bits: UInt64 = 0
+        for (index, frame) in early.prefix(64).enumerated() where frame != nil { bits |= 1 << UInt64(index) }
+        return Acknowledgement(ackNext: nextExpected, selectiveAcks: bits)
+    }
+}

@@ -1,0 +1,120 @@
+import NIOConcurrencyHelpers
+import RWAWire
+
+/// The bounded queue between a session's event loop and the code that consumes its messages.
+/// When it holds `capacity` messages the transport stops taking more from the peer (TCP stops
+/// reading; UDP stops acknowledging), so a peer that floods a slow consumer cannot grow memory.
+public final class Inbox: AsyncSequence, Sendable {
+    public typealias Element = Message
+
+    private struct State {
+        var buffer: [Message] = []
+        var head = 0
+        var waiter: CheckedContinuation<Message?, Error>?
+        var finished: Error?? = nil  // .some(nil): finished cleanly
+        var wasFull = false
+        var count: Int { buffer.count - head }
+    }
+
+    public let capacity: Int
+    private let state = NIOLockedValueBox(State())
+    /// Called (on whatever thread consumes) when a full inbox drains to half, to resume reading.
+    private let onDrain: @Sendable () -> Void
+
+    init(capacity: Int, onDrain: @escaping @Sendable () -> Void) {
+        self.capacity = capacity
+        self.onDrain = onDrain
+    }
+
+    /// Whether another message would be accepted now.
+    var hasRoom: Bool { state.withLockedValue { $0.count < capacity } }
+
+    /// Adds a message; returns false when the inbox is now full and the producer should pause.
+    @discardableResult
+    func push(_ message: Message) -> Bool {
+        let (waiter, hasRoom): (CheckedContinuation<Message?, Error>?, Bool) = state.withLockedValue { state in
+            if state.finished != nil { return (nil, true) }
+            if let waiter = state.waiter {
+                state.waiter = nil
+                return (waiter, true)
+            }
+            state.buffer.append(message)
+            let full = state.count >= capacity
+            if full { state.wasFull = true }
+            return (nil, !full)
+        }
+        waiter?.resume(returning: message)
+        return hasRoom
+    }
+
+    /// Ends the sequence after the buffered messages, with an error if the session failed.
+    func finish(_ error: Error?) {
+        let waiter: CheckedContinuation<Message?, Error>? = state.withLockedValue { state in
+            guard state.finished == nil else { return nil }
+            state.finished = .some(error)
+            if state.count == 0, let waiter = state.waiter {
+                state.waiter = nil
+                return waiter
+            }
+            return nil
+        }
+        if let waiter {
+            if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
+        }
+    }
+
+    func next() async throws -> Message? {
+        enum Step { case value(Message, drained: Bool), end(Error?), wait }
+        let step: Step = state.withLockedValue { state in
+            if state.count > 0 {
+                let message = state.buffer[state.head]
+                state.head += 1
+                if state.head > 256 && state.head * 2 > state.buffer.count {
+                    state.buffer.removeFirst(state.head)
+                    state.head = 0
+                }
+                var drained = false
+                if state.wasFull && state.count <= capacity / 2 {
+                    state.wasFull = false
+                    drained = true
+                }
+                return .value(message, drained: drained)
+            }
+            if let finished = state.finished { return .end(finished) }
+            return .wait
+        }
+        switch step {
+        case .value(let message, let drained):
+            if drained { onDrain() }
+            return message
+        case .end(let error):
+            if let error { throw error }
+            return nil
+        case .wait:
+            return try await withCheckedThrowingContinuation { continuation in
+                let immediate: Result<Message?, Error>? = state.withLockedValue { state in
+                    if state.count > 0 {
+                        let message = state.buffer[state.head]
+                        state.head += 1
+                        return .success(message)
+                    }
+                    if let finished = state.finished {
+                        if let error = finished { return .failure(error) }
+                        return .success(nil)
+                    }
+                    precondition(state.waiter == nil, "one consumer at a time")
+                    state.waiter = continuation
+                    return nil
+                }
+                if let immediate { continuation.resume(with: immediate) }
+            }
+        }
+    }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        let inbox: Inbox
+        public mutating func next() async throws -> Message? { try await inbox.next() }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(inbox: self) }
+}

@@ -1,0 +1,54 @@
+import NIOCore
+import RWACrypto
+import RWAWire
+
+/// Which transport a session runs over.
+public enum TransportKind: String, Sendable, CaseIterable {
+    case tcp
+    case udp
+}
+
+/// An authenticated, encrypted session with one peer, whatever the transport. Messages arrive in
+/// order on `inbox`; the session layer itself answers pings and handles error frames, so the
+/// consumer sees only application messages. The inbox ends (with a `SessionError`) when the
+/// session closes.
+public final class PeerSession: Sendable {
+    public let peerIdentity: SigningPublicKey
+    public let peerFeatures: FeatureBits
+    public let transport: TransportKind
+    public let remoteAddress: SocketAddress?
+    public let inbox: Inbox
+    private let sendOperation: @Sendable (Message) -> EventLoopFuture<Void>
+    private let closeOperation: @Sendable (SessionError?) -> Void
+    /// Completes when the session has closed, for whatever reason.
+    public let closeFuture: EventLoopFuture<Void>
+
+    init(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind, remoteAddress: SocketAddress?,
+         inbox: Inbox, closeFuture: EventLoopFuture<Void>,
+         send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void) {
+        self.peerIdentity = peerIdentity
+        self.peerFeatures = peerFeatures
+        self.transport = transport
+        self.remoteAddress = remoteAddress
+        self.inbox = inbox
+        self.closeFuture = closeFuture
+        self.sendOperation = send
+        self.closeOperation = close
+    }
+
+    /// Sends one message. Returns when the transport has taken it: written to the socket (TCP) or
+    /// admitted to the retransmission window (UDP), which is the sender's backpressure.
+    public func send(_ message: Message) async throws {
+        try await sendOperation(message).get()
+    }
+
+    /// Sends without waiting, for pipelining; the future reports the outcome.
+    public func sendPipelined(_ message: Message) -> EventLoopFuture<Void> { sendOperation(message) }
+
+    /// Closes the session and waits until it is closed. The peer is sent an error frame with
+    /// `error`, or with code `closed` for a normal end.
+    public func close(reporting error: SessionError? = nil) async {
+        closeOperation(error)
+        try? await closeFuture.get()
+    }
+}

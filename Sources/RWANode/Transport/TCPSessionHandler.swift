@@ -1,0 +1,278 @@
+import Logging
+import NIOCore
+import RWACrypto
+import RWAWire
+
+/// Splits the byte stream into record payloads (proto/README.md, "TCP records"). The length is
+/// checked against the limit before the payload is buffered, so a hostile length costs nothing.
+struct TCPRecordDecoder: ByteToMessageDecoder {
+    typealias InboundOut = ByteBuffer
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let payload = try TCPRecord.readPayload(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(payload))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+/// Runs the handshake and then the encrypted session over one TCP connection: the NIO shell
+/// around `HandshakeStateMachine` and `RecordCipher`, which make every decision.
+final class TCPSessionHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = Message
+    typealias OutboundOut = ByteBuffer
+
+    private enum State {
+        case handshaking(HandshakeStateMachine)
+        case established(RecordCipher)
+        case closed
+    }
+
+    private var state: State
+    private let configuration: SessionConfiguration
+    private let isInitiator: Bool
+    private let established: EventLoopPromise<PeerSession>
+    private let logger: Logger
+    private var inbox: Inbox?
+    private var readingPaused = false
+    private var readPending = false
+    private var lastReceive = NIODeadline.now()
+    private var lastSend = NIODeadline.now()
+    private var timer: Scheduled<Void>?
+    private var pingNonce: UInt64 = 0
+
+    init(configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
+         established: EventLoopPromise<PeerSession>, logger: Logger) {
+        self.configuration = configuration
+        self.isInitiator = isInitiator
+        self.established = established
+        self.logger = logger
+        self.state = .handshaking(isInitiator
+            ? HandshakeStateMachine(initiator: configuration.handshake, ephemeral: ephemeral)
+            : HandshakeStateMachine(responder: configuration.handshake, ephemeral: ephemeral))
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
+            let (handler, context) = loopBound.value
+            if case .handshaking = handler.state {
+                handler.fail(context: context, SessionError(.handshakeTimeout, "no handshake within \(handler.configuration.handshakeTimeout)"))
+            }
+        }
+        if isInitiator, case .handshaking(var machine) = state {
+            let hello = machine.start()
+            state = .handshaking(machine)
+            writePlaintext(context: context, hello)
+        }
+        context.fireChannelActive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let payload = unwrapInboundIn(data)
+        lastReceive = .now()
+        switch state {
+        case .handshaking(var machine):
+            do {
+                let message: Message
+                do { message = try Message.decode(frame: payload) } catch { throw SessionError(error) }
+                let output = try machine.receive(message)
+                state = .handshaking(machine)
+                switch output {
+                case .send(let reply):
+                    writePlaintext(context: context, reply)
+                case .sendAndEstablish(let finish, let session):
+                    writePlaintext(context: context, finish)
+                    establish(context: context, session)
+                case .establish(let session):
+                    establish(context: context, session)
+                }
+            } catch let error as SessionError {
+                fail(context: context, error)
+            } catch {
+                fail(context: context, SessionError(.malformedFrame, "\(error)"))
+            }
+        case .established(var cipher):
+            do {
+                let frame = try cipher.openRecord(payload)
+                state = .established(cipher)
+                let message: Message
+                do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
+                receiveEstablished(context: context, message)
+            } catch let error as SessionError {
+                fail(context: context, error)
+            } catch {
+                fail(context: context, SessionError(.malformedFrame, "\(error)"))
+            }
+        case .closed:
+            return
+        }
+    }
+
+    private func receiveEstablished(context: ChannelHandlerContext, _ message: Message) {
+        switch message {
+        case .ping(let ping):
+            context.writeAndFlush(wrapOutboundOut(seal(context: context, .pong(Pong(nonce: ping.nonce)))), promise: nil)
+        case .pong, .ignored:
+            return
+        case .warning(let report):
+            logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
+        case .error(let report):
+            fail(context: context, SessionError(report.code, report.text, fromPeer: true))
+        case .hello, .helloReply, .helloFinish:
+            fail(context: context, SessionError(.unexpectedMessage, "\(message.type) after the handshake"))
+        case .signedNote:
+            guard let inbox else { return }
+            if !inbox.push(message) { readingPaused = true }
+        }
+    }
+
+    private func establish(context: ChannelHandlerContext, _ session: EstablishedSession) {
+        state = .established(RecordCipher(session))
+        configuration.keyLog?.record(session)
+        timer?.cancel()
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let inbox = Inbox(capacity: configuration.inboxCapacity) {
+            loopBound.eventLoop.execute {
+                let (handler, context) = loopBound.value
+                handler.resumeReading(context: context)
+            }
+        }
+        self.inbox = inbox
+        scheduleKeepalive(context: context)
+        let channel = context.channel
+        let peer = PeerSession(
+            peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .tcp,
+            remoteAddress: channel.remoteAddress, inbox: inbox, closeFuture: channel.closeFuture,
+            send: { message in channel.writeAndFlush(message) },
+            close: { error in
+                loopBound.eventLoop.execute {
+                    let (handler, context) = loopBound.value
+                    handler.fail(context: context, error ?? SessionError(.closed, "session closed by the peer"))
+                }
+            })
+        established.succeed(peer)
+    }
+
+    private func scheduleKeepalive(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        let interval = min(configuration.keepaliveInterval, configuration.idleTimeout)
+        timer = context.eventLoop.scheduleTask(in: interval) {
+            let (handler, context) = loopBound.value
+            guard case .established = handler.state else { return }
+            let now = NIODeadline.now()
+            if now - handler.lastReceive >= handler.configuration.idleTimeout {
+                handler.fail(context: context, SessionError(.idleTimeout, "nothing received for \(handler.configuration.idleTimeout)"))
+                return
+            }
+            if now - handler.lastSend >= handler.configuration.keepaliveInterval {
+                handler.pingNonce += 1
+                handler.write(context: context, data: NIOAny(Message.ping(Ping(nonce: handler.pingNonce))), promise: nil)
+                context.flush()
+            }
+            handler.scheduleKeepalive(context: context)
+        }
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let message = unwrapOutboundIn(data)
+        guard case .established = state else {
+            promise?.fail(SessionError(.closed, "session is not open"))
+            return
+        }
+        do {
+            var frame = ByteBuffer()
+            message.encodeFrame(into: &frame)
+            guard case .established(var cipher) = state else { return }
+            var out = context.channel.allocator.buffer(capacity: frame.readableBytes + 20)
+            try cipher.sealRecord(frame: frame, into: &out)
+            state = .established(cipher)
+            lastSend = .now()
+            context.write(wrapOutboundOut(out), promise: promise)
+        } catch {
+            promise?.fail(error)
+        }
+    }
+
+    private func seal(context: ChannelHandlerContext, _ message: Message) -> ByteBuffer {
+        guard case .established(var cipher) = state else { preconditionFailure("sealing needs an established session") }
+        var out = context.channel.allocator.buffer(capacity: 64)
+        try! cipher.sealRecord(message, into: &out)
+        state = .established(cipher)
+        lastSend = .now()
+        return out
+    }
+
+    private func writePlaintext(context: ChannelHandlerContext, _ message: Message) {
+        var out = context.channel.allocator.buffer(capacity: 256)
+        out.writeInteger(UInt32(0), endianness: .big)
+        message.encodeFrame(into: &out)
+        out.setInteger(UInt32(out.readableBytes - 4), at: out.readerIndex, endianness: .big)
+        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+    }
+
+    /// Reports `error` to the peer (unless the peer reported it), ends the inbox and closes.
+    private func fail(context: ChannelHandlerContext, _ error: SessionError, notify: Bool = true) {
+        switch state {
+        case .closed:
+            return
+        case .handshaking:
+            if notify && !error.fromPeer { writePlaintext(context: context, .error(ErrorReport(code: error.code, text: error.reason))) }
+        case .established:
+            if notify && !error.fromPeer {
+                context.writeAndFlush(wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))), promise: nil)
+            }
+        }
+        logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing TCP session",
+                   metadata: ["error": "\(error)", "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+        state = .closed
+        timer?.cancel()
+        inbox?.finish(error)
+        established.fail(error)
+        context.close(promise: nil)
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if let wire = error as? WireError {
+            fail(context: context, SessionError(wire))
+        } else if let wire = (error as? ByteToMessageDecoderError).flatMap({ e -> WireError? in
+            if case .dataReceivedInErrorState(let inner, _) = e { return inner as? WireError } else { return nil }
+        }) {
+            fail(context: context, SessionError(wire))
+        } else {
+            fail(context: context, SessionError(.closed, "connection error: \(error)"), notify: false)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if case .closed = state {} else {
+            state = .closed
+            timer?.cancel()
+            let error = SessionError(.closed, "connection closed", fromPeer: true)
+            inbox?.finish(error)
+            established.fail(error)
+        }
+        context.fireChannelInactive()
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readingPaused {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    private func resumeReading(context: ChannelHandlerContext) {
+        readingPaused = false
+        if readPending {
+            readPending = false
+            context.read()
+        }
+    }
+}

@@ -1,0 +1,110 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RWACrypto
+import RWAWire
+
+/// A listening endpoint: authenticated sessions arrive on `sessions` once their handshake is done.
+public final class SessionListener: Sendable {
+    public let localAddress: SocketAddress
+    public let transport: TransportKind
+    public let sessions: AsyncStream<PeerSession>
+    private let closeOperation: @Sendable () -> EventLoopFuture<Void>
+
+    init(localAddress: SocketAddress, transport: TransportKind, sessions: AsyncStream<PeerSession>, close: @escaping @Sendable () -> EventLoopFuture<Void>) {
+        self.localAddress = localAddress
+        self.transport = transport
+        self.sessions = sessions
+        self.closeOperation = close
+    }
+
+    public var port: Int { localAddress.port ?? 0 }
+
+    public func close() async {
+        try? await closeOperation().get()
+    }
+}
+
+/// TCP listener and dialer (proto/README.md, "TCP records").
+public enum TCPTransport {
+    public static func listen(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+                              logger: Logger = Logger(label: "rwanet.tcp")) async throws -> SessionListener {
+        let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
+        let active = NIOLockedValueBox(0)
+        let bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.autoRead, value: true)
+            .childChannelInitializer { channel in
+                let admitted = active.withLockedValue { count -> Bool in
+                    guard count < configuration.sessionsMax else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    return channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(RejectionHandler(
+                            report: ErrorReport(code: .overloaded, text: "listener holds \(configuration.sessionsMax) sessions")))
+                    }
+                }
+                channel.closeFuture.whenComplete { _ in active.withLockedValue { $0 -= 1 } }
+                let promise = channel.eventLoop.makePromise(of: PeerSession.self)
+                promise.futureResult.whenSuccess { continuation.yield($0) }
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(TCPSessionHandler(
+                        configuration: configuration, isInitiator: false, ephemeral: .generate(), established: promise, logger: logger))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        channel.closeFuture.whenComplete { _ in continuation.finish() }
+        return SessionListener(localAddress: channel.localAddress!, transport: .tcp, sessions: stream) { channel.close() }
+    }
+
+    public static func dial(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+                            logger: Logger = Logger(label: "rwanet.tcp")) async throws -> PeerSession {
+        let eventLoop = group.next()
+        let promise = eventLoop.makePromise(of: PeerSession.self)
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .connectTimeout(configuration.handshakeTimeout)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(TCPSessionHandler(
+                        configuration: configuration, isInitiator: true, ephemeral: .generate(), established: promise, logger: logger))
+                }
+            }
+        let channel: Channel
+        do {
+            channel = try await bootstrap.connect(host: host, port: port).get()
+        } catch {
+            promise.fail(error)
+            throw error
+        }
+        _ = channel
+        return try await promise.futureResult.get()
+    }
+}
+
+/// Tells a connection over the session bound why it is refused, then closes it.
+final class RejectionHandler: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    let report: ErrorReport
+
+    init(report: ErrorReport) { self.report = report }
+
+    func channelActive(context: ChannelHandlerContext) {
+        var out = context.channel.allocator.buffer(capacity: 64)
+        out.writeInteger(UInt32(0), endianness: .big)
+        Message.error(report).encodeFrame(into: &out)
+        out.setInteger(UInt32(out.readableBytes - 4), at: out.readerIndex, endianness: .big)
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(out)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {}
+}

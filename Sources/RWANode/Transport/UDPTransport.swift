@@ -1,0 +1,536 @@
+import Logging
+import NIOCore
+import NIOPosix
+import RWACrypto
+import RWAWire
+
+/// UDP listener and dialer (proto/README.md, "UDP packets" and "UDP reliability"). One socket
+/// serves every peer of a listener; each peer is identified by its address and has its own
+/// handshake, keys, replay window, reliable sender and receiver.
+public enum UDPTransport {
+    /// How often retransmissions, delayed acknowledgements and timeouts are checked.
+    static let tickInterval = TimeAmount.milliseconds(5)
+
+    public static func listen(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+                              logger: Logger = Logger(label: "rwanet.udp")) async throws -> SessionListener {
+        let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
+        let bootstrap = DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
+                        configuration: configuration, acceptsPeers: true, logger: logger, accepted: { continuation.yield($0) }))
+                }
+            }
+        let channel = try await bootstrap.bind(host: host, port: port).get()
+        channel.closeFuture.whenComplete { _ in continuation.finish() }
+        return SessionListener(localAddress: channel.localAddress!, transport: .udp, sessions: stream) { channel.close() }
+    }
+
+    public static func dial(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+                            logger: Logger = Logger(label: "rwanet.udp")) async throws -> PeerSession {
+        let remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let bindHost = remote.protocol == .inet6 ? "::1" : "127.0.0.1"
+        let channel = try await DatagramBootstrap(group: group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
+                        configuration: configuration, acceptsPeers: false, logger: logger, accepted: { _ in }))
+                }
+            }
+            .bind(host: host == "localhost" || host.hasPrefix("127.") || host == "::1" ? bindHost : "0.0.0.0", port: 0).get()
+        let promise = channel.eventLoop.makePromise(of: PeerSession.self)
+        channel.eventLoop.execute {
+            do {
+                try channel.pipeline.syncOperations.handler(type: UDPEndpointHandler.self).dial(remote, established: promise)
+            } catch {
+                promise.fail(error)
+            }
+        }
+        do {
+            let session = try await promise.futureResult.get()
+            session.closeFuture.whenComplete { _ in channel.close(promise: nil) }
+            return session
+        } catch {
+            try? await channel.close()
+            throw error
+        }
+    }
+}
+
+/// One remote peer of a UDP endpoint; confined to the endpoint's event loop.
+final class UDPPeer {
+    enum Phase {
+        case handshaking(HandshakeStateMachine)
+        case established(EstablishedSession)
+        case closed
+    }
+
+    let address: SocketAddress
+    let isInitiator: Bool
+    var phase: Phase
+    var sendPacketNumber: UInt64 = 0
+    var replay = ReplayWindow()
+    var sender: ReliableSender
+    var receiver: ReliableReceiver
+    var sendPromises: [EventLoopPromise<Void>?] = []
+    var inbox: Inbox?
+    var acksOwed = 0
+    var lastReceive: NIODeadline
+    var lastSend: NIODeadline
+    let startedAt: NIODeadline
+    /// The last handshake frame we sent, repeated until the peer's next step shows it arrived.
+    var handshakeFrameToRepeat: Message?
+    var handshakeRepeatAt: NIODeadline
+    var handshakeRepeats = 0
+    /// The `hello` a responder answered, to recognise its retransmissions.
+    var helloFrame: [UInt8] = []
+    let established: EventLoopPromise<PeerSession>?
+    let closed: EventLoopPromise<Void>
+    var pingNonce: UInt64 = 0
+
+    init(address: SocketAddress, machine: HandshakeStateMachine, isInitiator: Bool, configuration: SessionConfiguration,
+         established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>) {
+        self.address = address
+        self.isInitiator = isInitiator
+        self.phase = .handshaking(machine)
+        self.sender = ReliableSender(configuration: configuration.reliability)
+        self.receiver = ReliableReceiver(windowFrames: configuration.reliability.windowFrames)
+        let now = NIODeadline.now()
+        self.lastReceive = now
+        self.lastSend = now
+        self.startedAt = now
+        self.handshakeRepeatAt = now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
+        self.established = established
+        self.closed = closed
+    }
+}
+
+/// Counters of datagrams the endpoint refused without closing anything (UDP is spoofable, so a
+/// forged or replayed datagram must not be able to end a session).
+public struct UDPDropCounters: Sendable, Equatable {
+    public var replayed = 0
+    public var unauthenticated = 0
+    public var inboxFull = 0
+    public var unknownPeer = 0
+}
+
+final class UDPEndpointHandler: ChannelInboundHandler {
+    typealias InboundIn = AddressedEnvelope<ByteBuffer>
+    typealias OutboundOut = AddressedEnvelope<ByteBuffer>
+
+    private let configuration: SessionConfiguration
+    private let acceptsPeers: Bool
+    private let logger: Logger
+    private let accepted: (PeerSession) -> Void
+    private var peers: [SocketAddress: UDPPeer] = [:]
+    private var faults: FaultInjection?
+    private var context: ChannelHandlerContext?
+    private var ticker: RepeatedTask?
+    private(set) var drops = UDPDropCounters()
+
+    init(configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger, accepted: @escaping (PeerSession) -> Void) {
+        self.configuration = configuration
+        self.acceptsPeers = acceptsPeers
+        self.logger = logger
+        self.accepted = accepted
+        self.faults = configuration.udpFaults.map(FaultInjection.init)
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: UDPTransport.tickInterval, delay: UDPTransport.tickInterval) { _ in
+            loopBound.value.tick()
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        ticker?.cancel()
+        for peer in Array(peers.values) { fail(peer, SessionError(.closed, "endpoint closed"), notify: false) }
+        self.context = nil
+    }
+
+    func dial(_ remote: SocketAddress, established: EventLoopPromise<PeerSession>) {
+        guard let context else { return established.fail(SessionError(.closed, "endpoint closed")) }
+        var machine = HandshakeStateMachine(initiator: configuration.handshake, ephemeral: .generate())
+        let hello = machine.start()
+        let peer = UDPPeer(address: remote, machine: machine, isInitiator: true, configuration: configuration,
+                           established: established, closed: context.eventLoop.makePromise())
+        peers[remote] = peer
+        peer.handshakeFrameToRepeat = hello
+        sendHandshake(hello, to: remote)
+        context.flush()
+    }
+
+    // MARK: Receiving
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let envelope = unwrapInboundIn(data)
+        var datagram = envelope.data
+        let address = envelope.remoteAddress
+        guard datagram.readableBytes <= WireLimits.udpDatagramBytesMax, let kindByte: UInt8 = datagram.readInteger() else {
+            return reject(address, SessionError(.frameTooLarge, "datagram of \(envelope.data.readableBytes) bytes is above \(WireLimits.udpDatagramBytesMax)"))
+        }
+        switch UDPPacketKind(rawValue: kindByte) {
+        case .handshake:
+            receiveHandshake(datagram, from: address)
+        case .data, .ack:
+            guard let peer = peers[address] else {
+                drops.unknownPeer += 1
+                return
+            }
+            receiveSealed(kind: UDPPacketKind(rawValue: kindByte)!, datagram, peer: peer)
+        case nil:
+            reject(address, SessionError(.malformedFrame, "unknown UDP packet kind 0x\(String(kindByte, radix: 16))"))
+        }
+        context.flush()
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
+
+    /// Answers garbage with an error frame and forgets the sender, unless it is an established
+    /// peer: those are only closed by authenticated packets.
+    private func reject(_ address: SocketAddress, _ error: SessionError) {
+        if let peer = peers[address] {
+            if case .established = peer.phase {
+                drops.unauthenticated += 1
+                return
+            }
+            fail(peer, error)
+        } else {
+            sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: address)
+        }
+    }
+
+    private func receiveHandshake(_ frame: ByteBuffer, from address: SocketAddress) {
+        let message: Message
+        do {
+            message = try Message.decode(frame: frame)
+        } catch {
+            return reject(address, SessionError(error))
+        }
+        guard let peer = peers[address] else {
+            guard case .hello = message, acceptsPeers else {
+                if case .error = message { return }  // never answer an error with an error
+                return reject(address, SessionError(.unexpectedMessage, "\(message.type) without a session"))
+            }
+            guard peers.count < configuration.sessionsMax else {
+                return sendHandshake(.error(ErrorReport(code: .overloaded, text: "endpoint holds \(configuration.sessionsMax) sessions")), to: address)
+            }
+            let machine = HandshakeStateMachine(responder: configuration.handshake, ephemeral: .generate())
+            let peer = UDPPeer(address: address, machine: machine, isInitiator: false, configuration: configuration,
+                               established: nil, closed: context!.eventLoop.makePromise())
+            peer.helloFrame = message.frameBytes()
+            peers[address] = peer
+            return advanceHandshake(peer, message)
+        }
+        switch peer.phase {
+        case .handshaking:
+            if case .hello = message, !peer.isInitiator {
+                // A retransmitted hello: our reply was lost.
+                if message.frameBytes() == peer.helloFrame, let reply = peer.handshakeFrameToRepeat { sendHandshake(reply, to: address) }
+                return
+            }
+            advanceHandshake(peer, message)
+        case .established:
+            // A repeated hello_reply means our hello_finish was lost; answer it again. Anything
+            // else in plaintext is unauthenticated and cannot touch an established session.
+            if case .helloReply = message, peer.isInitiator, let finish = peer.handshakeFrameToRepeat {
+                sendHandshake(finish, to: address)
+            } else if case .helloFinish = message, !peer.isInitiator {
+                sendAck(peer)
+            }
+        case .closed:
+            return
+        }
+    }
+
+    private func advanceHandshake(_ peer: UDPPeer, _ message: Message) {
+        guard case .handshaking(var machine) = peer.phase else { return }
+        do {
+            let output = try machine.receive(message)
+            peer.phase = .handshaking(machine)
+            peer.lastReceive = .now()
+            switch output {
+            case .send(let reply):
+                peer.handshakeFrameToRepeat = reply
+                peer.handshakeRepeats = 0
+                sendHandshake(reply, to: peer.address)
+            case .sendAndEstablish(let finish, let session):
+                peer.handshakeFrameToRepeat = finish
+                peer.handshakeRepeats = 0
+                sendHandshake(finish, to: peer.address)
+                establish(peer, session)
+            case .establish(let session):
+                peer.handshakeFrameToRepeat = nil
+                establish(peer, session)
+                sendAck(peer)  // confirms hello_finish arrived, so the initiator stops repeating it
+            }
+        } catch {
+            fail(peer, error)
+        }
+    }
+
+    private func establish(_ peer: UDPPeer, _ session: EstablishedSession) {
+        peer.phase = .established(session)
+        configuration.keyLog?.record(session)
+        let loopBound = NIOLoopBound((self, peer), eventLoop: context!.eventLoop)
+        let inbox = Inbox(capacity: configuration.inboxCapacity) {}  // a full UDP inbox just stops acknowledging
+        peer.inbox = inbox
+        let session = PeerSession(
+            peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .udp, remoteAddress: peer.address,
+            inbox: inbox, closeFuture: peer.closed.futureResult,
+            send: { message in
+                let promise = loopBound.eventLoop.makePromise(of: Void.self)
+                loopBound.eventLoop.execute {
+                    let (handler, peer) = loopBound.value
+                    handler.send(message, peer: peer, promise: promise)
+                }
+                return promise.futureResult
+            },
+            close: { error in
+                loopBound.eventLoop.execute {
+                    let (handler, peer) = loopBound.value
+                    handler.fail(peer, error ?? SessionError(.closed, "session closed by the peer"))
+                }
+            })
+        if let established = peer.established { established.succeed(session) } else { accepted(session) }
+    }
+
+    private func receiveSealed(kind: UDPPacketKind, _ datagram: ByteBuffer, peer: UDPPeer) {
+        guard case .established(let session) = peer.phase else {
+            drops.unknownPeer += 1  // data before hello_finish arrived: the sender will retransmit
+            return
+        }
+        var datagram = datagram
+        guard let packetNumber: UInt64 = datagram.readInteger(), datagram.readableBytes >= WireLimits.aeadTagBytes else {
+            drops.unauthenticated += 1
+            return
+        }
+        switch peer.replay.check(packetNumber) {
+        case .fresh: break
+        case .duplicate, .tooOld:
+            drops.replayed += 1
+            return
+        }
+        let header = UDPSealedContent.header(kind: kind, packetNumber: packetNumber)
+        var plaintext = ByteBufferAllocator().buffer(capacity: datagram.readableBytes)
+        let plaintextBytes = datagram.readableBytes - WireLimits.aeadTagBytes
+        var opened = false
+        plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: max(plaintextBytes, 1)) { out in
+            opened = datagram.withUnsafeReadableBytes { ciphertext in
+                header.withUnsafeBytes { ad in
+                    (try? session.receiveKey.open(ciphertext: ciphertext, associatedData: ad, counter: packetNumber, into: out)) != nil
+                }
+            }
+            return opened ? plaintextBytes : 0
+        }
+        guard opened else {
+            drops.unauthenticated += 1
+            return
+        }
+        peer.replay.record(packetNumber)
+        peer.lastReceive = .now()
+        peer.handshakeFrameToRepeat = nil  // an authenticated packet proves the handshake completed
+        do {
+            let content: UDPSealedContent
+            do { content = try UDPSealedContent.decode(kind: kind, plaintext: plaintext) } catch { throw SessionError(error) }
+            try peer.sender.receive(content.acknowledgement, now: NIODeadline.now().uptimeNanoseconds)
+            if let (sequence, frame) = content.sequencedFrame {
+                guard let inbox = peer.inbox, inbox.hasRoom else {
+                    drops.inboxFull += 1  // not acknowledged: the peer retransmits once we have room
+                    return
+                }
+                switch peer.receiver.receive(sequence: sequence, frame: frame) {
+                case .deliver(let frames):
+                    peer.acksOwed += 1
+                    if frames.isEmpty { sendAck(peer) }  // a gap: tell the sender at once
+                    for frame in frames {
+                        let message: Message
+                        do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
+                        try receiveEstablished(message, peer: peer)
+                    }
+                case .duplicate, .beyondWindow:
+                    sendAck(peer)
+                }
+                if peer.acksOwed >= 16 { sendAck(peer) }
+            }
+            try flush(peer)
+        } catch let error as SessionError {
+            fail(peer, error)
+        } catch {
+            fail(peer, SessionError(.malformedFrame, "\(error)"))
+        }
+    }
+
+    private func receiveEstablished(_ message: Message, peer: UDPPeer) throws {
+        switch message {
+        case .ping(let ping):
+            send(.pong(Pong(nonce: ping.nonce)), peer: peer, promise: nil)
+        case .pong, .ignored:
+            return
+        case .warning(let report):
+            logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
+        case .error(let report):
+            throw SessionError(report.code, report.text, fromPeer: true)
+        case .hello, .helloReply, .helloFinish:
+            throw SessionError(.unexpectedMessage, "\(message.type) after the handshake")
+        case .signedNote:
+            peer.inbox?.push(message)
+        }
+    }
+
+    // MARK: Sending
+
+    private func send(_ message: Message, peer: UDPPeer, promise: EventLoopPromise<Void>?) {
+        guard case .established = peer.phase else {
+            promise?.fail(SessionError(.closed, "session is not open"))
+            return
+        }
+        var frame = ByteBuffer()
+        message.encodeFrame(into: &frame)
+        guard frame.readableBytes <= WireLimits.udpFrameBytesMax else {
+            promise?.fail(SessionError(.frameTooLarge, "frame of \(frame.readableBytes) bytes is above the UDP limit \(WireLimits.udpFrameBytesMax)"))
+            return
+        }
+        guard peer.sender.pendingCount < configuration.reliability.pendingFramesMax else {
+            promise?.fail(SessionError(.overloaded, "\(configuration.reliability.pendingFramesMax) frames already wait for the window"))
+            return
+        }
+        peer.sender.enqueue(frame)
+        peer.sendPromises.append(promise)
+        do {
+            try flush(peer)
+            context?.flush()
+        } catch {
+            fail(peer, error)
+        }
+    }
+
+    /// Sends what the reliable sender has due now and completes the promises of frames admitted.
+    private func flush(_ peer: UDPPeer) throws(SessionError) {
+        let transmissions = try peer.sender.poll(now: NIODeadline.now().uptimeNanoseconds)
+        for transmission in transmissions {
+            sendSealed(UDPSealedContent(acknowledgement: peer.receiver.acknowledgement,
+                                        sequencedFrame: (transmission.sequence, transmission.frame)), peer: peer)
+            if !transmission.isRetransmission, !peer.sendPromises.isEmpty {
+                peer.sendPromises.removeFirst()?.succeed()
+            }
+        }
+    }
+
+    private func sendAck(_ peer: UDPPeer) {
+        guard case .established = peer.phase else { return }
+        sendSealed(UDPSealedContent(acknowledgement: peer.receiver.acknowledgement, sequencedFrame: nil), peer: peer)
+    }
+
+    private func sendSealed(_ content: UDPSealedContent, peer: UDPPeer) {
+        guard let context, case .established(let session) = peer.phase else { return }
+        let packetNumber = peer.sendPacketNumber
+        peer.sendPacketNumber += 1
+        peer.acksOwed = 0
+        peer.lastSend = .now()
+        var plaintext = ByteBuffer()
+        content.encode(into: &plaintext)
+        let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
+        var datagram = context.channel.allocator.buffer(capacity: header.count + plaintext.readableBytes + WireLimits.aeadTagBytes)
+        datagram.writeBytes(header)
+        let sealedBytes = plaintext.readableBytes + WireLimits.aeadTagBytes
+        datagram.writeWithUnsafeMutableBytes(minimumWritableBytes: sealedBytes) { out in
+            plaintext.withUnsafeReadableBytes { p in
+                header.withUnsafeBytes { ad in session.sendKey.seal(plaintext: p, associatedData: ad, counter: packetNumber, into: out) }
+            }
+            return sealedBytes
+        }
+        write(AddressedEnvelope(remoteAddress: peer.address, data: datagram))
+    }
+
+    private func sendHandshake(_ message: Message, to address: SocketAddress) {
+        guard let context else { return }
+        var datagram = context.channel.allocator.buffer(capacity: 256)
+        datagram.writeInteger(UDPPacketKind.handshake.rawValue)
+        message.encodeFrame(into: &datagram)
+        write(AddressedEnvelope(remoteAddress: address, data: datagram))
+    }
+
+    private func write(_ envelope: AddressedEnvelope<ByteBuffer>) {
+        guard let context else { return }
+        if faults != nil {
+            for disturbed in faults!.apply(envelope) { context.write(wrapOutboundOut(disturbed), promise: nil) }
+        } else {
+            context.write(wrapOutboundOut(envelope), promise: nil)
+        }
+    }
+
+    // MARK: Time and failure
+
+    private func tick() {
+        guard let context else { return }
+        let now = NIODeadline.now()
+        for peer in Array(peers.values) {
+            switch peer.phase {
+            case .handshaking:
+                if now - peer.startedAt >= configuration.handshakeTimeout {
+                    fail(peer, SessionError(.handshakeTimeout, "no handshake within \(configuration.handshakeTimeout)"))
+                } else if peer.isInitiator {
+                    repeatHandshakeFrameIfDue(peer, now: now)
+                }
+            case .established:
+                if now - peer.lastReceive >= configuration.idleTimeout {
+                    fail(peer, SessionError(.idleTimeout, "nothing received for \(configuration.idleTimeout)"))
+                    continue
+                }
+                repeatHandshakeFrameIfDue(peer, now: now)
+                if now - peer.lastSend >= configuration.keepaliveInterval {
+                    peer.pingNonce += 1
+                    send(.ping(Ping(nonce: peer.pingNonce)), peer: peer, promise: nil)
+                }
+                do {
+                    try flush(peer)
+                } catch {
+                    fail(peer, error)
+                    continue
+                }
+                if peer.acksOwed > 0 { sendAck(peer) }
+            case .closed:
+                continue
+            }
+        }
+        context.flush()
+    }
+
+    private func repeatHandshakeFrameIfDue(_ peer: UDPPeer, now: NIODeadline) {
+        guard let frame = peer.handshakeFrameToRepeat, now >= peer.handshakeRepeatAt else { return }
+        peer.handshakeRepeats += 1
+        let backoff = configuration.reliability.initialRetransmitNanoseconds << UInt64(min(peer.handshakeRepeats, 5))
+        peer.handshakeRepeatAt = now + .nanoseconds(Int64(backoff))
+        sendHandshake(frame, to: peer.address)
+    }
+
+    private func fail(_ peer: UDPPeer, _ error: SessionError, notify: Bool = true) {
+        switch peer.phase {
+        case .closed:
+            return
+        case .handshaking:
+            if notify && !error.fromPeer { sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: peer.address) }
+        case .established:
+            if notify && !error.fromPeer {
+                // Best effort: one sealed error frame, sent once outside the window.
+                var frame = ByteBuffer()
+                Message.error(ErrorReport(code: error.code, text: error.reason)).encodeFrame(into: &frame)
+                sendSealed(UDPSealedContent(acknowledgement: peer.receiver.acknowledgement, sequencedFrame: (peer.sender.nextSequence, frame)), peer: peer)
+            }
+        }
+        logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing UDP session",
+                   metadata: ["error": "\(error)", "remote": "\(peer.address)", "drops": "\(drops)"])
+        peer.phase = .closed
+        peers[peer.address] = nil
+        peer.inbox?.finish(error)
+        peer.established?.fail(error)
+        for promise in peer.sendPromises { promise?.fail(error) }
+        peer.sendPromises.removeAll()
+        context?.flush()  // before `closed`: a dialer closes its socket when that completes
+        peer.closed.succeed()
+    }
+}

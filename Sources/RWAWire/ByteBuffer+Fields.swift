@@ -1,0 +1,135 @@
+import NIOCore
+import RWACrypto
+
+/// One read/write pair per field type of proto/README.md ("Field encodings"). Reads throw a
+/// `WireError` naming the field; a length is checked against its maximum before anything is copied.
+extension ByteBuffer {
+    @inline(__always)
+    mutating func readInteger<T: FixedWidthInteger>(field: String, as: T.Type = T.self) throws(WireError) -> T {
+        guard let value = readInteger(endianness: .big, as: T.self) else {
+            throw .truncated(field: field, needed: MemoryLayout<T>.size, available: readableBytes)
+        }
+        return value
+    }
+
+    mutating func readFixedBytes(field: String, count: Int) throws(WireError) -> [UInt8] {
+        guard let bytes = readBytes(length: count) else {
+            throw .truncated(field: field, needed: count, available: readableBytes)
+        }
+        return bytes
+    }
+
+    /// `u16 length | bytes`, length at most `maximum`.
+    mutating func readVariableBytes(field: String, maximum: Int) throws(WireError) -> [UInt8] {
+        let length = Int(try readInteger(field: "\(field) length", as: UInt16.self))
+        guard length <= maximum else { throw .lengthAboveMaximum(field: field, length: length, maximum: maximum) }
+        return try readFixedBytes(field: field, count: length)
+    }
+
+    mutating func writeVariableBytes(_ bytes: [UInt8], maximum: Int) {
+        precondition(bytes.count <= maximum, "encoding a field above its declared maximum is a caller bug")
+        writeInteger(UInt16(bytes.count), endianness: .big)
+        writeBytes(bytes)
+    }
+
+    /// UTF-8 text as variable bytes; invalid UTF-8 is refused, so text round-trips byte for byte.
+    mutating func readText(field: String, maximum: Int) throws(WireError) -> String {
+        let bytes = try readVariableBytes(field: field, maximum: maximum)
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw .invalidValue(field: field, reason: "not valid UTF-8")
+        }
+        return text
+    }
+
+    mutating func writeText(_ text: String, maximum: Int) {
+        writeVariableBytes(Array(text.utf8), maximum: maximum)
+    }
+
+    mutating func readBool(field: String) throws(WireError) -> Bool {
+        switch try readInteger(field: field, as: UInt8.self) {
+        case 0: return false
+        case 1: return true
+        case let other: throw .nonCanonical(field: field, reason: "boolean byte \(other), must be 0 or 1")
+        }
+    }
+
+    mutating func writeBool(_ value: Bool) { writeInteger(value ? 1 : 0, as: UInt8.self) }
+
+    mutating func readUInt128(field: String) throws(WireError) -> UInt128 {
+        let high: UInt64 = try readInteger(field: field)
+        let low: UInt64 = try readInteger(field: field)
+        return UInt128(high) << 64 | UInt128(low)
+    }
+
+    mutating func writeUInt128(_ value: UInt128) {
+        writeInteger(UInt64(truncatingIfNeeded: value >> 64), endianness: .big)
+        writeInteger(UInt64(truncatingIfNeeded: value), endianness: .big)
+    }
+
+    mutating func readDigest(field: String) throws(WireError) -> Digest32 {
+        try! Digest32(bytes: try readFixedBytes(field: field, count: Digest32.byteCount))
+    }
+
+    mutating func writeDigest(_ digest: Digest32) { writeBytes(digest.bytes) }
+
+    mutating func readPublicKey(field: String) throws(WireError) -> SigningPublicKey {
+        let bytes = try readFixedBytes(field: field, count: SigningPublicKey.byteCount)
+        do {
+            return try SigningPublicKey(bytes: bytes)
+        } catch {
+            throw .invalidValue(field: field, reason: "not a valid Ed25519 public key")
+        }
+    }
+
+    mutating func writePublicKey(_ key: SigningPublicKey) { writeBytes(key.bytes) }
+
+    mutating func readSignature(field: String) throws(WireError) -> Signature {
+        try! Signature(bytes: try readFixedBytes(field: field, count: Signature.byteCount))
+    }
+
+    mutating func writeSignature(_ signature: Signature) { writeBytes(signature.bytes) }
+
+    /// Feature bits, BOLT 9 style: bit 0 is the least significant bit of the last byte. Canonical
+    /// form has no leading zero byte, so one set of bits has one encoding.
+    mutating func readFeatures(field: String) throws(WireError) -> FeatureBits {
+        let bytes = try readVariableBytes(field: field, maximum: WireLimits.featureBytesMax)
+        if let first = bytes.first, first == 0 {
+            throw .nonCanonical(field: field, reason: "leading zero byte in feature bits")
+        }
+        return FeatureBits(bigEndianBytes: bytes)
+    }
+
+    mutating func writeFeatures(_ features: FeatureBits) {
+        writeVariableBytes(features.bigEndianBytes, maximum: WireLimits.featureBytesMax)
+    }
+}
+
+/// A set of feature bits. Bit 2k is "required", bit 2k+1 "optional" ("it's OK to be odd").
+public struct FeatureBits: Hashable, Sendable {
+    public private(set) var bits: Set<Int>
+
+    public init(_ bits: Set<Int> = []) {
+        precondition(bits.allSatisfy { $0 >= 0 && $0 < WireLimits.featureBytesMax * 8 })
+        self.bits = bits
+    }
+
+    init(bigEndianBytes bytes: [UInt8]) {
+        var bits = Set<Int>()
+        for (index, byte) in bytes.reversed().enumerated() {
+            for bit in 0..<8 where byte & (1 << bit) != 0 { bits.insert(index * 8 + bit) }
+        }
+        self.bits = bits
+    }
+
+    var bigEndianBytes: [UInt8] {
+        guard let highest = bits.max() else { return [] }
+        var bytes = [UInt8](repeating: 0, count: highest / 8 + 1)
+        for bit in bits { bytes[bytes.count - 1 - bit / 8] |= 1 << (bit % 8) }
+        return bytes
+    }
+
+    /// Required bits the peer set that `known` does not contain: the session must close.
+    public func unknownRequired(known: Set<Int>) -> [Int] {
+        bits.filter { $0 % 2 == 0 && !known.contains($0) }.sorted()
+    }
+}

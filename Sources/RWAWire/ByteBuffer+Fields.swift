@@ -67,7 +67,8 @@ extension ByteBuffer {
     }
 
     mutating func readDigest(field: String) throws(WireError) -> Digest32 {
-        try! Digest32(bytes: try readFixedBytes(field: field, count: Digest32.byteCount))
+        let bytes = try readFixedBytes(field: field, count: Digest32.byteCount)
+        return try! Digest32(bytes: bytes)  // the length was just checked
     }
 
     mutating func writeDigest(_ digest: Digest32) { writeBytes(digest.bytes) }
@@ -84,7 +85,8 @@ extension ByteBuffer {
     mutating func writePublicKey(_ key: SigningPublicKey) { writeBytes(key.bytes) }
 
     mutating func readSignature(field: String) throws(WireError) -> Signature {
-        try! Signature(bytes: try readFixedBytes(field: field, count: Signature.byteCount))
+        let bytes = try readFixedBytes(field: field, count: Signature.byteCount)
+        return try! Signature(bytes: bytes)  // the length was just checked
     }
 
     mutating func writeSignature(_ signature: Signature) { writeBytes(signature.bytes) }

@@ -1,0 +1,188 @@
+// Goal: every session-layer message has one canonical encoding, pinned by the hex vectors in
+// proto/vectors/messages.json and checked both ways; every malformed input is a typed error.
+// Method: build each message from fixed inputs, compare its bytes with the file; decode each file
+// vector and compare with the built message; decode every invalid vector and check its error class.
+import Foundation
+import NIOCore
+import RWACrypto
+@testable import RWAWire
+import XCTest
+
+enum Fixtures {
+    static let initiator = try! SigningKeyPair(seed: [UInt8](repeating: 0x01, count: 32))
+    static let responder = try! SigningKeyPair(seed: [UInt8](repeating: 0x02, count: 32))
+    static let initiatorEphemeral = try! KeyExchangeKeyPair(seed: [UInt8](repeating: 0x03, count: 32))
+    static let responderEphemeral = try! KeyExchangeKeyPair(seed: [UInt8](repeating: 0x04, count: 32))
+    static let chain = ChainIDs.devnet
+    /// A signature over a fixed string, standing in where a message vector needs one; the
+    /// handshake vectors (RWANodeTests) carry the real transcript signatures.
+    static let placeholderSignature = responder.sign(Array("vector".utf8), domain: SignatureDomain(tag: "rwanet/vector", chainID: chain))
+
+    static let note = SignedNote(signedBy: initiator, chainID: chain, number: 42, body: Array("lease slice 17, 14:00-15:00".utf8))
+
+    /// Every valid vector: name, description, message.
+    static let messages: [(String, String, Message)] = [
+        ("hello", "initiator identity seed 0x01*32, ephemeral seed 0x03*32, no features, devnet chain",
+         .hello(Hello(protocolVersion: 1, features: FeatureBits(), chainID: chain, identity: initiator.publicKey, ephemeralKey: initiatorEphemeral.publicKey))),
+        ("hello_with_features", "as hello, with optional feature bits 1 and 9 set",
+         .hello(Hello(protocolVersion: 1, features: FeatureBits([1, 9]), chainID: chain, identity: initiator.publicKey, ephemeralKey: initiatorEphemeral.publicKey))),
+        ("hello_reply", "responder identity seed 0x02*32, ephemeral seed 0x04*32; the signature is a placeholder (see handshake.json for a real one)",
+         .helloReply(HelloReply(protocolVersion: 1, features: FeatureBits(), identity: responder.publicKey, ephemeralKey: responderEphemeral.publicKey, signature: placeholderSignature))),
+        ("hello_finish", "placeholder signature",
+         .helloFinish(HelloFinish(signature: placeholderSignature))),
+        ("error", "code malformed_frame with a reason",
+         .error(ErrorReport(code: .malformedFrame, text: "truncated hello.identity: needs 32 bytes, 3 available"))),
+        ("warning", "code overloaded, non-ASCII UTF-8 reason",
+         .warning(ErrorReport(code: .overloaded, text: "slow down — inbox full"))),
+        ("ping", "nonce 0x0102030405060708 with 4 bytes of padding",
+         .ping(Ping(nonce: 0x0102_0304_0506_0708, padding: [0, 0, 0, 0]))),
+        ("pong", "nonce 0x0102030405060708",
+         .pong(Pong(nonce: 0x0102_0304_0506_0708))),
+        ("signed_note", "note 42 by the initiator identity, not a reply, signed for the devnet chain",
+         .signedNote(note)),
+        ("signed_note_reply", "answer to signed_note by the responder identity: in_reply_to is BLAKE2b-256 of signed_note's frame",
+         .signedNote(SignedNote(signedBy: responder, chainID: chain, number: 42, inReplyTo: note.hash, body: Array("ack".utf8)))),
+    ]
+
+    /// Every invalid vector: name, description, frame bytes, error class.
+    static var invalid: [(String, String, [UInt8], String)] {
+        let hello = messages[0].2.frameBytes()
+        let pong = Message.pong(Pong(nonce: 1)).frameBytes()
+        var leadingZeroFeatures = [UInt8](hello.prefix(4))  // type, version
+        leadingZeroFeatures += [0x00, 0x02, 0x00, 0x02]  // features: 2 bytes, first zero
+        leadingZeroFeatures += hello.dropFirst(6)
+        var badUTF8 = Message.error(ErrorReport(code: .malformedFrame, text: "ab")).frameBytes()
+        badUTF8[badUTF8.count - 1] = 0xff
+        var notAPoint = hello
+        let identityOffset = 2 + 2 + 2 + 32
+        notAPoint.replaceSubrange(identityOffset..<identityOffset + 32, with: [2] + [UInt8](repeating: 0, count: 31))
+        var pingTooLong: [UInt8] = [0x00, 0x22] + [UInt8](repeating: 0, count: 8) + [0x04, 0x01]
+        pingTooLong += [UInt8](repeating: 0, count: 1025)
+        return [
+            ("truncated_hello", "hello without its last byte", Array(hello.dropLast()), "truncated"),
+            ("empty_frame", "no type at all", [], "truncated"),
+            ("trailing_byte", "pong followed by one extra byte", pong + [0], "trailing_bytes"),
+            ("features_leading_zero", "hello whose feature bits start with a zero byte", leadingZeroFeatures, "non_canonical"),
+            ("error_bad_utf8", "error whose text is not UTF-8", badUTF8, "invalid_value"),
+            ("identity_not_a_point", "hello whose identity is not an Ed25519 point", notAPoint, "invalid_value"),
+            ("ping_padding_too_long", "ping with 1025 bytes of padding (maximum 1024)", pingTooLong, "length_above_maximum"),
+            ("unknown_even_type", "type 0x0102 (reserved for the arbiter, unknown here): required, so fatal", [0x01, 0x02, 0xaa], "unknown_required_type"),
+        ]
+    }
+}
+
+extension WireError {
+    var className: String {
+        switch self {
+        case .truncated: return "truncated"
+        case .trailingBytes: return "trailing_bytes"
+        case .lengthAboveMaximum: return "length_above_maximum"
+        case .nonCanonical: return "non_canonical"
+        case .invalidValue: return "invalid_value"
+        case .unknownRequiredType: return "unknown_required_type"
+        case .recordTooLarge: return "record_too_large"
+        case .recordTooShort: return "record_too_short"
+        }
+    }
+}
+
+final class MessageVectorTests: XCTestCase {
+    func built() -> VectorFile {
+        VectorFile(
+            valid: Fixtures.messages.map { .init(name: $0.0, description: $0.1, hex: $0.2.frameBytes().hexString) },
+            invalid: Fixtures.invalid.map { .init(name: $0.0, description: $0.1, hex: $0.2.hexString, error: $0.3) })
+    }
+
+    func testVectorsBothWays() throws {
+        let expected = built()
+        if VectorFile.writing { try expected.write("messages.json") }
+        let file = try VectorFile.load("messages.json")
+        XCTAssertEqual(file.valid.map(\.name), expected.valid.map(\.name))
+        for (vector, (name, _, message)) in zip(file.valid, Fixtures.messages) {
+            // Encode: the message built from its inputs has exactly the file's bytes.
+            XCTAssertEqual(message.frameBytes().hexString, vector.hex, name)
+            // Decode: the file's bytes give back exactly that message.
+            let decoded = try Message.decode(frame: ByteBuffer(bytes: [UInt8](hex: vector.hex)!))
+            XCTAssertEqual(decoded, message, name)
+        }
+        XCTAssertEqual(file.invalid.map(\.name), expected.invalid.map(\.name))
+        for vector in file.invalid {
+            XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: [UInt8](hex: vector.hex)!)), vector.name) { error in
+                XCTAssertEqual((error as? WireError)?.className, vector.error, "\(vector.name): \(error)")
+            }
+        }
+    }
+
+    func testSignedNotesVerifyAndTamperingIsDetected() throws {
+        XCTAssertTrue(Fixtures.note.hasValidSignature(chainID: Fixtures.chain))
+        XCTAssertFalse(Fixtures.note.hasValidSignature(chainID: Blake2b.hash256([1])), "another chain")
+        var tampered = Fixtures.note
+        tampered.number += 1
+        XCTAssertFalse(tampered.hasValidSignature(chainID: Fixtures.chain))
+        tampered = Fixtures.note
+        tampered.author = Fixtures.responder.publicKey
+        XCTAssertFalse(tampered.hasValidSignature(chainID: Fixtures.chain))
+    }
+
+    func testUnknownOddTypeIsIgnoredAndEvenIsFatal() throws {
+        XCTAssertEqual(try Message.decode(frame: ByteBuffer(bytes: [0x04, 0x01, 1, 2, 3])), .ignored(MessageType(rawValue: 0x0401)))
+        XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: [0x04, 0x00, 1, 2, 3]))) {
+            XCTAssertEqual($0 as? WireError, .unknownRequiredType(0x0400))
+            XCTAssertEqual(($0 as? WireError)?.code, .unknownRequiredMessage)
+        }
+    }
+
+    /// Every prefix and every one-byte extension of every valid vector is refused with a typed
+    /// error (or, for prefixes that happen to be whole messages, decodes canonically) and never crashes.
+    func testEveryTruncationAndExtensionIsATypedError() throws {
+        for (name, _, message) in Fixtures.messages {
+            let bytes = message.frameBytes()
+            for cut in 0..<bytes.count {
+                do {
+                    let decoded = try Message.decode(frame: ByteBuffer(bytes: bytes.prefix(cut)))
+                    XCTAssertEqual(decoded.frameBytes(), Array(bytes.prefix(cut)), "\(name) prefix \(cut) decoded non-canonically")
+                } catch {
+                    XCTAssertTrue(error is WireError, "\(name) prefix \(cut): \(error)")
+                }
+            }
+            XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: bytes + [0]))) { XCTAssertTrue($0 is WireError) }
+        }
+    }
+
+    func testFeatureBitsEncodeCanonicallyAndFlagUnknownRequired() throws {
+        var buffer = ByteBuffer()
+        buffer.writeFeatures(FeatureBits([0, 9]))
+        XCTAssertEqual(Array(buffer.readableBytesView), [0x00, 0x02, 0x02, 0x01])
+        XCTAssertEqual(try buffer.readFeatures(field: "f"), FeatureBits([0, 9]))
+        XCTAssertEqual(FeatureBits([0, 3, 8]).unknownRequired(known: [0]), [8])
+        XCTAssertEqual(FeatureBits([1, 3]).unknownRequired(known: []), [], "odd bits are optional")
+    }
+}
+
+final class RecordTests: XCTestCase {
+    func testHugeLengthIsRefusedBeforeAnyPayloadArrives() {
+        let buffer = ByteBuffer(bytes: [0xff, 0xff, 0xff, 0xff])
+        XCTAssertThrowsError(try TCPRecord.peekPayloadLength(buffer)) {
+            XCTAssertEqual($0 as? WireError, .recordTooLarge(length: 0xffff_ffff, maximum: WireLimits.tcpRecordBytesMax))
+        }
+        XCTAssertThrowsError(try TCPRecord.peekPayloadLength(ByteBuffer(bytes: [0, 0, 0, 1])))
+        XCTAssertNil(try TCPRecord.peekPayloadLength(ByteBuffer(bytes: [0, 0, 1])))
+    }
+
+    func testRecordsAreSplitWholeOnly() throws {
+        var buffer = ByteBuffer(bytes: [0, 0, 0, 3, 0x00, 0x23, 0x01, 0, 0, 0, 2, 0x00])
+        XCTAssertEqual(try TCPRecord.readPayload(&buffer), ByteBuffer(bytes: [0x00, 0x23, 0x01]))
+        XCTAssertNil(try TCPRecord.readPayload(&buffer), "second record incomplete")
+        buffer.writeBytes([0x21])
+        XCTAssertEqual(try TCPRecord.readPayload(&buffer), ByteBuffer(bytes: [0x00, 0x21]))
+    }
+
+    func testLimitsRelate() {
+        XCTAssertEqual(WireLimits.udpFrameBytesMax, 1200 - 9 - 24 - 16)
+        // The largest signed note fits one UDP datagram.
+        let largestNote = 2 + 32 + 8 + 32 + 2 + WireLimits.noteBodyBytesMax + 64
+        XCTAssertLessThanOrEqual(largestNote, WireLimits.udpFrameBytesMax)
+        XCTAssertLessThanOrEqual(WireLimits.udpFrameBytesMax, WireLimits.frameBytesMax)
+        XCTAssertEqual(WireLimits.tcpRecordBytesMax, WireLimits.frameBytesMax + WireLimits.aeadTagBytes)
+    }
+}

@@ -60,6 +60,7 @@ let package = Package(
                 "RWANode", "RWAWire", "RWACrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
             ]
         ),
     ]

@@ -26,6 +26,9 @@ public final class Inbox: AsyncSequence, Sendable {
         self.onDrain = onDrain
     }
 
+    /// Messages waiting for the consumer.
+    public var bufferedCount: Int { state.withLockedValue { $0.count } }
+
     /// Whether another message would be accepted now.
     var hasRoom: Bool { state.withLockedValue { $0.count < capacity } }
 

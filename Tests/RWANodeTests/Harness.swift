@@ -1,0 +1,196 @@
+import Foundation
+import NIOCore
+import RWACrypto
+@testable import RWANode
+import RWAWire
+import XCTest
+
+/// Starts the real `rwa-peer` executable, built by `swift test` next to the test bundle.
+final class PeerProcess {
+    static var binary: URL {
+        let candidates = [
+            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
+            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug"),
+        ]
+        for directory in candidates where FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("rwa-peer").path) {
+            return directory.appendingPathComponent("rwa-peer")
+        }
+        fatalError("rwa-peer not built next to the tests; run `swift build` first")
+    }
+
+    let process = Process()
+    private let output = Pipe()
+    private let lines = LineCollector()
+
+    init(_ arguments: [String], environment: [String: String] = [:]) throws {
+        process.executableURL = Self.binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        process.standardOutput = output
+        let lines = self.lines
+        output.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            lines.append(data)
+        }
+        try process.run()
+    }
+
+    /// The next line printed, waiting at most `timeout` seconds.
+    func nextLine(timeout: TimeInterval = 30) -> String? { lines.next(timeout: timeout) }
+
+    func waitForExit(timeout: TimeInterval = 120) -> Int32? {
+        let deadline = Date().addingTimeInterval(timeout)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning {
+            process.terminate()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
+    func stop() {
+        if process.isRunning { process.terminate() }
+        process.waitUntilExit()
+    }
+
+    /// Resident memory of the process, from /proc.
+    var residentBytes: Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+            let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
+        else { return 0 }
+        return kilobytes * 1024
+    }
+}
+
+final class LineCollector: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var buffer = Data()
+    private var lines: [String] = []
+
+    func append(_ data: Data) {
+        condition.lock()
+        buffer.append(data)
+        while let newline = buffer.firstIndex(of: 0x0a) {
+            lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
+            buffer.removeSubrange(buffer.startIndex...newline)
+        }
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func next(timeout: TimeInterval) -> String? {
+        let deadline = Date().addingTimeInterval(timeout)
+        condition.lock()
+        defer { condition.unlock() }
+        while lines.isEmpty {
+            if !condition.wait(until: deadline) { return nil }
+        }
+        return lines.removeFirst()
+    }
+}
+
+/// A temporary directory with key files.
+final class Scratch {
+    let directory: URL
+
+    init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rwanet-test-\(UUID())")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    deinit { try? FileManager.default.removeItem(at: directory) }
+
+    func key(_ name: String, _ pair: SigningKeyPair = .generate()) throws -> (path: String, pair: SigningKeyPair) {
+        let path = directory.appendingPathComponent("\(name).key").path
+        try KeyFile.write(pair, to: path)
+        return (path, pair)
+    }
+}
+
+/// A deliberately primitive TCP client on blocking POSIX sockets, to send what no well-behaved
+/// peer would and read exactly what comes back.
+final class RawTCPClient {
+    let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw SessionError(.closed, "connect failed: errno \(errno)") }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    func sendRecord(_ message: Message) {
+        let frame = message.frameBytes()
+        send(withUnsafeBytes(of: UInt32(frame.count).bigEndian, Array.init) + frame)
+    }
+
+    /// Reads one record payload; nil when the server closed the connection (or after 10 s).
+    func readPayload() -> [UInt8]? {
+        while true {
+            if pending.count >= 4 {
+                let length = Int(pending[0]) << 24 | Int(pending[1]) << 16 | Int(pending[2]) << 8 | Int(pending[3])
+                if pending.count >= 4 + length {
+                    let payload = Array(pending[4..<4 + length])
+                    pending.removeFirst(4 + length)
+                    return payload
+                }
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return nil }
+            pending += chunk.prefix(count)
+        }
+    }
+
+    /// True when the server has closed the connection (after draining what it sent).
+    func isClosedByServer() -> Bool {
+        while readPayload() != nil {}
+        var byte: UInt8 = 0
+        return recv(fd, &byte, 1, 0) == 0
+    }
+
+    /// Runs the initiator's side of the handshake; returns the established session keys.
+    func handshake(identity: SigningKeyPair, tamperFinish: Bool = false) throws -> EstablishedSession? {
+        var machine = HandshakeStateMachine(initiator: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet), ephemeral: .generate())
+        sendRecord(machine.start())
+        guard let payload = readPayload() else { return nil }
+        let reply = try Message.decode(frame: ByteBuffer(bytes: payload))
+        guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else { return nil }
+        if tamperFinish, case .helloFinish(var f) = finish {
+            var bytes = f.signature.bytes
+            bytes[10] ^= 1
+            f.signature = try Signature(bytes: bytes)
+            sendRecord(.helloFinish(f))
+        } else {
+            sendRecord(finish)
+        }
+        return session
+    }
+}
+
+func decodeError(_ payload: [UInt8]?, cipher: inout RecordCipher?) -> ErrorCode? {
+    guard let payload else { return nil }
+    var frame = ByteBuffer(bytes: payload)
+    if cipher != nil {
+        guard let opened = try? cipher!.openRecord(frame) else { return nil }
+        frame = opened
+    }
+    guard case .error(let report)? = try? Message.decode(frame: frame) else { return nil }
+    return report.code
+}

@@ -1,0 +1,146 @@
+// Goal: the transports' bounds and timers, in-process on loopback: the session bound, the
+// handshake and idle timeouts, keepalive, and the per-peer inbox bound under a flood, on TCP and
+// UDP; and the TCP record decoder fed whole, byte by byte and many at once.
+import Foundation
+import NIOCore
+import NIOPosix
+import NIOTestUtils
+import RWACrypto
+@testable import RWANode
+import RWAWire
+import XCTest
+
+final class TransportTests: XCTestCase {
+    let group = MultiThreadedEventLoopGroup.singleton
+
+    func configuration(_ identity: SigningKeyPair = .generate(), _ adjust: (inout SessionConfiguration) -> Void = { _ in }) -> SessionConfiguration {
+        var configuration = SessionConfiguration(handshake: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet))
+        configuration.keyLog = nil
+        configuration.udpFaults = nil
+        adjust(&configuration)
+        return configuration
+    }
+
+    func listen(_ transport: TransportKind, _ configuration: SessionConfiguration) async throws -> SessionListener {
+        switch transport {
+        case .tcp: return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+        case .udp: return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+        }
+    }
+
+    func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration) async throws -> PeerSession {
+        switch transport {
+        case .tcp: return try await TCPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
+        case .udp: return try await UDPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
+        }
+    }
+
+    func testSessionBoundRefusesTheNextPeerWithOverloaded() async throws {
+        for transport in TransportKind.allCases {
+            let listener = try await listen(transport, configuration { $0.sessionsMax = 1 })
+            let first = try await dial(transport, listener.port, configuration())
+            do {
+                _ = try await dial(transport, listener.port, configuration { $0.handshakeTimeout = .seconds(2) })
+                XCTFail("\(transport): second session admitted")
+            } catch let error as SessionError {
+                XCTAssertEqual(error.code, .overloaded, "\(transport)")
+                XCTAssertTrue(error.fromPeer)
+            }
+            await first.close()
+            await listener.close()
+        }
+    }
+
+    func testHandshakeTimeoutDropsASilentPeer() async throws {
+        let listener = try await listen(.tcp, configuration { $0.handshakeTimeout = .milliseconds(200) })
+        let client = try RawTCPClient(port: listener.port)
+        var noCipher: RecordCipher? = nil
+        XCTAssertEqual(decodeError(client.readPayload(), cipher: &noCipher), .handshakeTimeout)
+        XCTAssertTrue(client.isClosedByServer())
+        await listener.close()
+    }
+
+    func testKeepaliveHoldsAnIdleSessionAndIdleTimeoutEndsADeadOne() async throws {
+        for transport in TransportKind.allCases {
+            let fast: (inout SessionConfiguration) -> Void = {
+                $0.keepaliveInterval = .milliseconds(50)
+                $0.idleTimeout = .milliseconds(400)
+            }
+            let listener = try await listen(transport, configuration(.generate(), fast))
+            let session = try await dial(transport, listener.port, configuration(.generate(), fast))
+            var accepted = listener.sessions.makeAsyncIterator()
+            let acceptedSession = await accepted.next()
+            let server = try XCTUnwrap(acceptedSession)
+            // Nobody sends anything for three idle timeouts: pings keep both sides alive.
+            try await Task.sleep(for: .milliseconds(1_200))
+            try await session.send(.signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
+            var inbox = server.inbox.makeAsyncIterator()
+            guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
+            await listener.close()
+            await session.close()
+            _ = server
+        }
+        // A peer that never answers: the raw client completes the handshake, then goes silent.
+        let listener = try await listen(.tcp, configuration {
+            $0.keepaliveInterval = .milliseconds(50)
+            $0.idleTimeout = .milliseconds(300)
+        })
+        let client = try RawTCPClient(port: listener.port)
+        let session = try XCTUnwrap(try client.handshake(identity: .generate()))
+        var cipher: RecordCipher? = RecordCipher(session)
+        var codes: [ErrorCode] = []
+        while let payload = client.readPayload() {  // pings, then the error
+            guard case let frame? = try? cipher!.openRecord(ByteBuffer(bytes: payload)) else { break }
+            if case .error(let report)? = try? Message.decode(frame: frame) { codes.append(report.code) }
+        }
+        XCTAssertEqual(codes, [.idleTimeout])
+        await listener.close()
+    }
+
+    func testInboxStaysBoundedUnderAFloodAndLosesNothing() async throws {
+        for transport in TransportKind.allCases {
+            let capacity = 16
+            let listener = try await listen(transport, configuration { $0.inboxCapacity = capacity })
+            let author = SigningKeyPair.generate()
+            let session = try await dial(transport, listener.port, configuration(author))
+            var accepted = listener.sessions.makeAsyncIterator()
+            let acceptedSession = await accepted.next()
+            let server = try XCTUnwrap(acceptedSession)
+            let total = 2_000
+            let flood = Task {
+                for n in 0..<total {
+                    try await session.send(.signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: [])))
+                }
+            }
+            // The consumer does not read for a while: the inbox fills to its bound and no further.
+            var maximum = 0
+            for _ in 0..<30 {
+                try await Task.sleep(for: .milliseconds(10))
+                maximum = max(maximum, server.inbox.bufferedCount)
+            }
+            XCTAssertEqual(maximum, capacity, "\(transport): inbox bound")
+            var next: UInt64 = 0
+            for try await message in server.inbox {
+                guard case .signedNote(let note) = message else { continue }
+                XCTAssertEqual(note.number, next, "\(transport): in order, exactly once")
+                next += 1
+                if next == total { break }
+            }
+            try await flood.value
+            XCTAssertEqual(next, UInt64(total))
+            await session.close()
+            await listener.close()
+        }
+    }
+
+    func testRecordDecoderWholeDripFedAndBatched() throws {
+        let records: [[UInt8]] = [[0x00, 0x23, 1], [0x00, 0x21], Array(repeating: 7, count: 300)]
+        let pairs = records.map { payload -> (ByteBuffer, [ByteBuffer]) in
+            var input = ByteBuffer()
+            input.writeInteger(UInt32(payload.count))
+            input.writeBytes(payload)
+            return (input, [ByteBuffer(bytes: payload)])
+        }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { TCPRecordDecoder() }
+    }
+}

@@ -10,6 +10,8 @@ public enum NoteExchange {
     public struct Summary: Sendable, Equatable {
         public var sent = 0
         public var verified = 0
+
+        public init() {}
     }
 
     /// Answers every note on `session` until the peer closes. A note that fails a check gets an
@@ -43,7 +45,8 @@ public enum NoteExchange {
         var body = [UInt8](repeating: 0, count: bodyBytes)
         while summary.verified < count {
             while summary.sent < count && summary.sent - summary.verified < window {
-                for i in 0..<min(8, body.count) { body[i] = UInt8(truncatingIfNeeded: summary.sent >> (8 * i)) }
+                // The note's number, big-endian, leads the body so every body differs.
+                for i in 0..<min(8, body.count) { body[i] = UInt8(truncatingIfNeeded: summary.sent >> (56 - 8 * i)) }
                 let note = SignedNote(signedBy: identity, chainID: chainID, number: UInt64(summary.sent), body: body)
                 outstanding.append(note.hash)
                 try await session.send(.signedNote(note))

@@ -5,22 +5,28 @@ public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
     public static let byteCount = 32
     public let bytes: [UInt8]
 
-    /// Accepts only 32 bytes that decode to a point on the curve, so a garbage key is refused at
-    /// the boundary rather than failing every verification later.
+    /// Accepts any 32 bytes. Checking that they encode a usable point costs about as much as a
+    /// verification (libsodium's subgroup check is a scalar multiplication), and verification
+    /// refuses such keys anyway (non-canonical, small-order or off-curve), so decoders take keys
+    /// at this price and only trust boundaries pay for `init(validating:)`.
     public init(bytes: [UInt8]) throws(CryptoError) {
         guard bytes.count == Self.byteCount else {
             throw .invalidLength(what: "public key", expected: Self.byteCount, actual: bytes.count)
         }
-        Sodium.ensureInitialized()
-        // Converting to X25519 fails exactly when the encoding is not a valid Ed25519 point.
-        var curve = [UInt8](repeating: 0, count: 32)
-        let ok = bytes.withUnsafeBufferPointer { src in
-            curve.withUnsafeMutableBufferPointer {
-                crypto_sign_ed25519_pk_to_curve25519($0.baseAddress!, src.baseAddress!) == 0
-            }
-        }
-        guard ok else { throw .invalidPublicKey }
         self.bytes = bytes
+    }
+
+    /// Accepts only a key libsodium would verify with: a canonical encoding of a point of the
+    /// main subgroup, not of small order. For keys a user types or registers.
+    public init(validating bytes: [UInt8]) throws(CryptoError) {
+        try self.init(bytes: bytes)
+        guard isUsable else { throw .invalidPublicKey }
+    }
+
+    /// Whether signatures could ever verify under this key.
+    public var isUsable: Bool {
+        Sodium.ensureInitialized()
+        return bytes.withUnsafeBufferPointer { crypto_core_ed25519_is_valid_point($0.baseAddress!) == 1 }
     }
 
     public var description: String { bytes.hexString }

@@ -99,7 +99,7 @@ struct Listen: AsyncParsableCommand {
                 running += 1
                 tasks.addTask {
                     do {
-                        let summary = try await NoteExchange.serve(session, identity: identity, chainID: chainID)
+                        let summary = try await NoteExchange.serve(session, identity: identity, chainID: chainID).get()
                         return "session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)"
                     } catch {
                         return "session \(session.peerIdentity) failed: \(error)"
@@ -133,13 +133,13 @@ struct Send: AsyncParsableCommand {
 
     func validate() throws {
         guard count >= 0 else { throw ValidationError("--count must be at least 0") }
-        guard window >= 1 else { throw ValidationError("--window must be at least 1") }
+        guard (1...512).contains(window) else { throw ValidationError("--window must be 1...512") }
     }
 
     func run() async throws {
         var expected: SigningPublicKey? = nil
         if let expectPeer {
-            guard let bytes = [UInt8](hex: expectPeer), let key = try? SigningPublicKey(bytes: bytes) else {
+            guard let bytes = [UInt8](hex: expectPeer), let key = try? SigningPublicKey(validating: bytes) else {
                 throw ValidationError("--expect-peer must be a 64-hex-digit Ed25519 public key")
             }
             expected = key
@@ -154,7 +154,7 @@ struct Send: AsyncParsableCommand {
         case .udp: session = try await UDPTransport.dial(host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
         }
         let summary = try await NoteExchange.exchange(
-            session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count, window: window)
+            session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count, window: window).get()
         await session.close()
         let seconds = (ContinuousClock.now - started) / .seconds(1)
         emit(#"{"transport":"\#(options.transport.rawValue)","peer":"\#(session.peerIdentity)","sent":\#(summary.sent),"verified":\#(summary.verified),"seconds":\#(String(format: "%.3f", seconds))}"#)

@@ -72,7 +72,17 @@ final class SigningTests: XCTestCase {
         // Not an encoding of a curve point (y = 2 has no x on edwards25519).
         var notAPoint = [UInt8](repeating: 0, count: 32)
         notAPoint[0] = 2
-        XCTAssertThrowsError(try SigningPublicKey(bytes: notAPoint)) { XCTAssertEqual($0 as? CryptoError, .invalidPublicKey) }
+        XCTAssertThrowsError(try SigningPublicKey(validating: notAPoint)) { XCTAssertEqual($0 as? CryptoError, .invalidPublicKey) }
+        // Taken unvalidated, such a key verifies nothing, not even a signature made for it.
+        let unvalidated = try! SigningPublicKey(bytes: notAPoint)
+        XCTAssertFalse(unvalidated.isUsable)
+        let signer = try! SigningKeyPair(seed: [UInt8](repeating: 1, count: 32))
+        XCTAssertFalse(unvalidated.isValidRawSignature(signer.signRaw([1]), for: [1]))
+        // Small order (the identity point) is refused too.
+        var identityPoint = [UInt8](repeating: 0, count: 32)
+        identityPoint[0] = 1
+        XCTAssertThrowsError(try SigningPublicKey(validating: identityPoint))
+        XCTAssertNoThrow(try SigningPublicKey(validating: signer.publicKey.bytes))
     }
 }
 

@@ -42,6 +42,17 @@ final class HandshakeTests: XCTestCase {
         XCTAssertNotEqual(i.sendKey.exposedBytes(), i.receiveKey.exposedBytes())
     }
 
+    func testVersionNegotiationSettlesOnTheLowerVersion() throws {
+        // An initiator offering a future version 7 gets this responder's version 1.
+        var responder = HandshakeStateMachine(responder: HandshakeConfiguration(identity: Seeds.responder, chainID: ChainIDs.devnet), ephemeral: Seeds.responderEphemeral())
+        let hello = Hello(protocolVersion: 7, features: FeatureBits(), chainID: ChainIDs.devnet, identity: Seeds.initiator.publicKey, ephemeralKey: Seeds.initiatorEphemeral().publicKey)
+        guard case .send(.helloReply(let reply)) = try responder.receive(.hello(hello)) else { return XCTFail("no reply") }
+        XCTAssertEqual(reply.protocolVersion, 1)
+        let (_, i, r) = try runHandshake()
+        XCTAssertEqual(i.protocolVersion, 1)
+        XCTAssertEqual(r.protocolVersion, 1)
+    }
+
     func testEachHandshakeFailureHasItsCode() {
         func code(_ body: () throws -> Void) -> ErrorCode? {
             do { try body() } catch let error as SessionError { return error.code } catch { return nil }
@@ -50,7 +61,7 @@ final class HandshakeTests: XCTestCase {
         let other = Blake2b.hash256(Array("another chain".utf8))
         XCTAssertEqual(code { _ = try runHandshake(responder: HandshakeConfiguration(identity: Seeds.responder, chainID: other)) }, .wrongChain)
         XCTAssertEqual(code { _ = try runHandshake(initiator: HandshakeConfiguration(identity: Seeds.initiator, chainID: ChainIDs.devnet, expectedPeer: Seeds.initiator.publicKey)) }, .unexpectedPeer)
-        XCTAssertEqual(code { _ = try runHandshake { if case .hello(var h) = $0 { h.protocolVersion = 2; $0 = .hello(h) } } }, .unsupportedVersion)
+        XCTAssertEqual(code { _ = try runHandshake { if case .hello(var h) = $0 { h.protocolVersion = 0; $0 = .hello(h) } } }, .unsupportedVersion)
         XCTAssertEqual(code { _ = try runHandshake { if case .hello(var h) = $0 { h.features = FeatureBits([4]); $0 = .hello(h) } } }, .unknownRequiredFeature)
         XCTAssertNil(code { _ = try runHandshake(initiator: HandshakeConfiguration(identity: Seeds.initiator, chainID: ChainIDs.devnet, features: FeatureBits([5]))) },
                      "an unknown odd feature is fine")

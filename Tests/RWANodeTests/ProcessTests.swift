@@ -128,7 +128,7 @@ final class ProcessTests: XCTestCase {
         XCTAssertTrue(summary.contains(#""verified":3000"#), summary)
     }
 
-    func testUDPGarbageGetsAnErrorDatagram() throws {
+    func testUDPGarbageGetsAnErrorDatagramNoLargerThanItself() throws {
         let scratch = try Scratch()
         let server = try scratch.key("server")
         let listener = try PeerProcess(["listen", "--key", server.path, "--transport", "udp"])
@@ -142,16 +142,23 @@ final class ProcessTests: XCTestCase {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        for (garbage, code) in [([UInt8](arrayLiteral: 0x01, 0x00, 0x10, 0x00), ErrorCode.malformedFrame), ([0x7f, 1, 2, 3], .malformedFrame),
-                                ([0x01] + Message.ping(Ping(nonce: 1)).frameBytes(), .unexpectedMessage)] {
+        func send(_ bytes: [UInt8]) {
             _ = withUnsafePointer(to: &address) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
-                    garbage.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sockaddrPointer, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sockaddrPointer, socklen_t(MemoryLayout<sockaddr_in>.size)) }
                 }
             }
+        }
+        let padding = [UInt8](repeating: 0, count: 60)
+        let ping = Message.ping(Ping(nonce: 1, padding: padding)).frameBytes()
+        for (garbage, code) in [([UInt8](arrayLiteral: 0x01, 0x00, 0x10) + padding, ErrorCode.malformedFrame),  // truncated hello
+                                ([0x7f] + padding, .malformedFrame),  // unknown packet kind
+                                ([0x01] + ping, .unexpectedMessage)] {  // no session for a ping
+            send(garbage)
             var reply = [UInt8](repeating: 0, count: 2048)
             let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             XCTAssertGreaterThan(count, 1)
+            XCTAssertLessThanOrEqual(count, garbage.count, "never more bytes back than came in (source addresses can be forged)")
             XCTAssertEqual(reply.first, UDPPacketKind.handshake.rawValue)
             guard count > 1, case .error(let report)? = try? Message.decode(frame: ByteBuffer(bytes: reply[1..<count])) else {
                 XCTFail("no error frame for \(garbage)")
@@ -159,5 +166,11 @@ final class ProcessTests: XCTestCase {
             }
             XCTAssertEqual(report.code, code)
         }
+        // Too short for even a bare error frame: no answer at all.
+        timeout = timeval(tv_sec: 1, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        send([0x7f, 1, 2])
+        var reply = [UInt8](repeating: 0, count: 64)
+        XCTAssertEqual(reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }, -1)
     }
 }

@@ -85,11 +85,22 @@ final class ReliableDeliveryTests: XCTestCase {
         var sender = ReliableSender(configuration: ReliabilityConfiguration())
         sender.enqueue(ByteBuffer(bytes: [1]))
         XCTAssertEqual(try sender.poll(now: 0).count, 1)
-        XCTAssertEqual(sender.nextDeadline, 30_000_000)
-        XCTAssertEqual(try sender.poll(now: 30_000_000).map(\.isRetransmission), [true])
-        XCTAssertEqual(sender.nextDeadline, 30_000_000 + 60_000_000, "doubled")
-        XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 1, selectiveAcks: 0), now: 40_000_000), 1)
+        XCTAssertEqual(sender.nextDeadline, 50_000_000, "the initial timeout before any sample")
+        XCTAssertEqual(try sender.poll(now: 50_000_000).map(\.isRetransmission), [true])
+        XCTAssertEqual(sender.nextDeadline, 50_000_000 + 100_000_000, "doubled")
+        XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 1, selectiveAcks: 0), now: 60_000_000), 1)
         XCTAssertTrue(sender.isIdle)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 50_000_000, "a retransmitted frame gives no sample (Karn)")
+        // A first transmission acknowledged after 2 ms: SRTT 2 ms, RTTVAR 1 ms, timeout at the 10 ms floor.
+        sender.enqueue(ByteBuffer(bytes: [2]))
+        _ = try sender.poll(now: 100_000_000)
+        _ = try sender.receive(Acknowledgement(ackNext: 2, selectiveAcks: 0), now: 102_000_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 10_000_000)
+        // A slow answer (200 ms) raises it: SRTT 26.75 ms, RTTVAR 50.25 ms.
+        sender.enqueue(ByteBuffer(bytes: [3]))
+        _ = try sender.poll(now: 200_000_000)
+        _ = try sender.receive(Acknowledgement(ackNext: 3, selectiveAcks: 0), now: 400_000_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 26_750_000 + 4 * 50_250_000)
         XCTAssertThrowsError(try sender.receive(Acknowledgement(ackNext: 5, selectiveAcks: 0), now: 0), "ack of frames never sent")
     }
 

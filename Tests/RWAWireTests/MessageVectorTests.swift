@@ -53,9 +53,6 @@ enum Fixtures {
         leadingZeroFeatures += hello.dropFirst(6)
         var badUTF8 = Message.error(ErrorReport(code: .malformedFrame, text: "ab")).frameBytes()
         badUTF8[badUTF8.count - 1] = 0xff
-        var notAPoint = hello
-        let identityOffset = 2 + 2 + 2 + 32
-        notAPoint.replaceSubrange(identityOffset..<identityOffset + 32, with: [2] + [UInt8](repeating: 0, count: 31))
         var pingTooLong: [UInt8] = [0x00, 0x22] + [UInt8](repeating: 0, count: 8) + [0x04, 0x01]
         pingTooLong += [UInt8](repeating: 0, count: 1025)
         return [
@@ -64,7 +61,6 @@ enum Fixtures {
             ("trailing_byte", "pong followed by one extra byte", pong + [0], "trailing_bytes"),
             ("features_leading_zero", "hello whose feature bits start with a zero byte", leadingZeroFeatures, "non_canonical"),
             ("error_bad_utf8", "error whose text is not UTF-8", badUTF8, "invalid_value"),
-            ("identity_not_a_point", "hello whose identity is not an Ed25519 point", notAPoint, "invalid_value"),
             ("ping_padding_too_long", "ping with 1025 bytes of padding (maximum 1024)", pingTooLong, "length_above_maximum"),
             ("unknown_even_type", "type 0x0102 (reserved for the arbiter, unknown here): required, so fatal", [0x01, 0x02, 0xaa], "unknown_required_type"),
         ]

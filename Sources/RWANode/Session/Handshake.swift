@@ -24,6 +24,8 @@ public struct SessionError: Error, Equatable, Sendable, CustomStringConvertible 
 public struct EstablishedSession: Sendable {
     public let peerIdentity: SigningPublicKey
     public let peerFeatures: FeatureBits
+    /// The version both sides speak: the lower of the two highest versions, if both support it.
+    public let protocolVersion: UInt16
     public let transcriptHash: Digest32
     public let sendKey: AEADKey
     public let receiveKey: AEADKey
@@ -138,11 +140,13 @@ public struct HandshakeStateMachine: Sendable {
     }
 
     private mutating func receiveHello(_ hello: Hello, frame helloFrame: [UInt8]) throws(SessionError) -> Output {
-        try checkCommon(version: hello.protocolVersion, features: hello.features, identity: hello.identity)
+        // The initiator offers its highest version; the responder answers with the version both speak.
+        let version = min(hello.protocolVersion, ProtocolVersion.current)
+        try checkCommon(version: version, features: hello.features, identity: hello.identity)
         guard hello.chainID == configuration.chainID else {
             throw SessionError(.wrongChain, "peer is on chain \(hello.chainID), this node on \(configuration.chainID)")
         }
-        var reply = HelloReply(protocolVersion: ProtocolVersion.current, features: configuration.features,
+        var reply = HelloReply(protocolVersion: version, features: configuration.features,
                                identity: configuration.identity.publicKey, ephemeralKey: ephemeral.publicKey,
                                signature: try! Signature(bytes: [UInt8](repeating: 0, count: 64)))
         var unsigned = ByteBuffer()
@@ -152,13 +156,16 @@ public struct HandshakeStateMachine: Sendable {
         reply.signature = configuration.identity.sign(responderHash.bytes, domain: SignatureDomain(tag: SignatureTag.handshakeResponder, chainID: configuration.chainID))
         let replyMessage = Message.helloReply(reply)
         let transcriptHash = Blake2b.hash256(parts: [helloFrame, replyMessage.frameBytes()])
-        let session = try deriveSession(peerIdentity: hello.identity, peerFeatures: hello.features, peerEphemeral: hello.ephemeralKey,
+        let session = try deriveSession(peerIdentity: hello.identity, peerFeatures: hello.features, protocolVersion: version, peerEphemeral: hello.ephemeralKey,
                                         transcriptHash: transcriptHash, initiatorEphemeral: hello.ephemeralKey, isInitiator: false)
         state = .responderAwaitingFinish(transcriptHash: transcriptHash, pending: session)
         return .send(replyMessage)
     }
 
     private mutating func receiveReply(_ reply: HelloReply, helloFrame: [UInt8]) throws(SessionError) -> Output {
+        guard reply.protocolVersion <= ProtocolVersion.current else {
+            throw SessionError(.unsupportedVersion, "responder chose version \(reply.protocolVersion), above the offered \(ProtocolVersion.current)")
+        }
         try checkCommon(version: reply.protocolVersion, features: reply.features, identity: reply.identity)
         var unsigned = ByteBuffer()
         unsigned.writeInteger(MessageType.helloReply.rawValue, endianness: .big)
@@ -169,7 +176,7 @@ public struct HandshakeStateMachine: Sendable {
             throw SessionError(.badSignature, "hello_reply signature does not verify for \(reply.identity)")
         }
         let transcriptHash = Blake2b.hash256(parts: [helloFrame, Message.helloReply(reply).frameBytes()])
-        let session = try deriveSession(peerIdentity: reply.identity, peerFeatures: reply.features, peerEphemeral: reply.ephemeralKey,
+        let session = try deriveSession(peerIdentity: reply.identity, peerFeatures: reply.features, protocolVersion: reply.protocolVersion, peerEphemeral: reply.ephemeralKey,
                                         transcriptHash: transcriptHash, initiatorEphemeral: ephemeral.publicKey, isInitiator: true)
         let finish = HelloFinish(signature: configuration.identity.sign(transcriptHash.bytes, domain: SignatureDomain(tag: SignatureTag.handshakeInitiator, chainID: configuration.chainID)))
         state = .established
@@ -187,7 +194,7 @@ public struct HandshakeStateMachine: Sendable {
         }
     }
 
-    private func deriveSession(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, peerEphemeral: [UInt8],
+    private func deriveSession(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, protocolVersion: UInt16, peerEphemeral: [UInt8],
                                transcriptHash: Digest32, initiatorEphemeral: [UInt8], isInitiator: Bool) throws(SessionError) -> EstablishedSession {
         let initiatorToResponder: SecretBytes
         let responderToInitiator: SecretBytes
@@ -198,7 +205,7 @@ public struct HandshakeStateMachine: Sendable {
         }
         let i2r = AEADKey(deriving: initiatorToResponder, transcriptHash: transcriptHash)
         let r2i = AEADKey(deriving: responderToInitiator, transcriptHash: transcriptHash)
-        return EstablishedSession(peerIdentity: peerIdentity, peerFeatures: peerFeatures, transcriptHash: transcriptHash,
+        return EstablishedSession(peerIdentity: peerIdentity, peerFeatures: peerFeatures, protocolVersion: protocolVersion, transcriptHash: transcriptHash,
                                   sendKey: isInitiator ? i2r : r2i, receiveKey: isInitiator ? r2i : i2r,
                                   initiatorEphemeralKey: initiatorEphemeral, isInitiator: isInitiator)
     }

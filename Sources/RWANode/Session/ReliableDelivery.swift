@@ -5,8 +5,12 @@ import RWAWire
 public struct ReliabilityConfiguration: Sendable {
     /// Frames sent but not yet acknowledged, at most. Also the receiver's reorder buffer.
     public var windowFrames: Int = 256
-    /// First retransmission after this long; each retry of the same frame doubles it.
-    public var initialRetransmitNanoseconds: UInt64 = 30_000_000
+    /// The retransmission timeout before any round trip has been measured. After that it is
+    /// RFC 6298's `SRTT + 4 RTTVAR` from acknowledged first transmissions (Karn's rule), within
+    /// the bounds below; each retry of the same frame doubles it.
+    public var initialRetransmitNanoseconds: UInt64 = 50_000_000
+    /// Below this, a busy receiver's processing pauses would be taken for loss.
+    public var minimumRetransmitNanoseconds: UInt64 = 10_000_000
     public var maximumRetransmitNanoseconds: UInt64 = 1_000_000_000
     /// A frame retransmitted this many times without acknowledgement fails the session.
     public var retriesMax: Int = 12
@@ -25,6 +29,28 @@ public struct ReliableSender: Sendable {
         var sentAt: UInt64
         var retransmitAt: UInt64
         var retries: Int
+    }
+
+    /// Smoothed round-trip time and its variation (RFC 6298), nil before the first sample.
+    private var smoothedRoundTrip: Double?
+    private var roundTripVariation: Double = 0
+
+    /// The current retransmission timeout for a first transmission.
+    public var retransmitTimeoutNanoseconds: UInt64 {
+        guard let smoothedRoundTrip else { return configuration.initialRetransmitNanoseconds }
+        let timeout = UInt64(smoothedRoundTrip + 4 * roundTripVariation)
+        return min(max(timeout, configuration.minimumRetransmitNanoseconds), configuration.maximumRetransmitNanoseconds)
+    }
+
+    private mutating func sampleRoundTrip(_ nanoseconds: UInt64) {
+        let sample = Double(nanoseconds)
+        if let smoothed = smoothedRoundTrip {
+            roundTripVariation = 0.75 * roundTripVariation + 0.25 * abs(smoothed - sample)
+            smoothedRoundTrip = 0.875 * smoothed + 0.125 * sample
+        } else {
+            smoothedRoundTrip = sample
+            roundTripVariation = sample / 2
+        }
     }
 
     public let configuration: ReliabilityConfiguration
@@ -70,7 +96,7 @@ public struct ReliableSender: Sendable {
         while pendingHead < pending.count && inFlight.count < configuration.windowFrames {
             let frame = pending[pendingHead]
             pendingHead += 1
-            inFlight.append(InFlight(frame: frame, sentAt: now, retransmitAt: now + configuration.initialRetransmitNanoseconds, retries: 0))
+            inFlight.append(InFlight(frame: frame, sentAt: now, retransmitAt: now + retransmitTimeoutNanoseconds, retries: 0))
             out.append(Transmission(sequence: nextSequence, frame: frame, isRetransmission: false))
             nextSequence += 1
         }
@@ -94,9 +120,11 @@ public struct ReliableSender: Sendable {
         }
         var newly = 0
         var latestDeliveredSentAt: UInt64? = nil
+        var samples: [UInt64] = []
         func delivered(_ entry: InFlight) {
             newly += 1
             latestDeliveredSentAt = max(latestDeliveredSentAt ?? 0, entry.sentAt)
+            if entry.retries == 0 && now >= entry.sentAt { samples.append(now - entry.sentAt) }
         }
         if ack.ackNext > base {
             let advance = Int(ack.ackNext - base)
@@ -114,6 +142,8 @@ public struct ReliableSender: Sendable {
             bits >>= 1
             sequence += 1
         }
+        // One sample per acknowledgement, from the most recently sent frame it covers.
+        if let sample = samples.min() { sampleRoundTrip(sample) }
         if let latestDeliveredSentAt {
             for index in inFlight.indices {
                 if let entry = inFlight[index], entry.sentAt < latestDeliveredSentAt, entry.retransmitAt > now {
@@ -130,7 +160,7 @@ public struct ReliableSender: Sendable {
     }
 
     private func backoff(retries: Int) -> UInt64 {
-        let scaled = configuration.initialRetransmitNanoseconds << UInt64(min(retries, 20))
+        let scaled = retransmitTimeoutNanoseconds << UInt64(min(retries, 20))
         return min(scaled, configuration.maximumRetransmitNanoseconds)
     }
 }

@@ -7,7 +7,15 @@ import RWAWire
 public final class Inbox: AsyncSequence, Sendable {
     public typealias Element = Message
 
+    /// What an event-loop consumer is handed: each message, then the end of the session.
+    public enum Event: Sendable {
+        case message(Message)
+        /// nil for a normal close.
+        case finished(SessionError?)
+    }
+
     private struct State {
+        var inlineConsumer: (@Sendable (Event) -> Void)?
         var buffer: [Message] = []
         var head = 0
         var waiter: CheckedContinuation<Message?, Error>?
@@ -32,9 +40,38 @@ public final class Inbox: AsyncSequence, Sendable {
     /// Whether another message would be accepted now.
     var hasRoom: Bool { state.withLockedValue { $0.count < capacity } }
 
+    /// Hands every message to `consumer` on the session's event loop as it arrives, instead of
+    /// buffering it for an async iterator: no thread hop per message, which is what lets a
+    /// request/response peer run at the speed of its cryptography. Must be called on the session's
+    /// event loop; messages already buffered are handed over first. The consumer must be quick.
+    public func consumeOnEventLoop(_ consumer: @escaping @Sendable (Event) -> Void) {
+        let (buffered, finished): ([Message], Error??) = state.withLockedValue { state in
+            precondition(state.inlineConsumer == nil && state.waiter == nil, "one consumer at a time")
+            state.inlineConsumer = consumer
+            let buffered = Array(state.buffer[state.head...])
+            state.buffer.removeAll()
+            state.head = 0
+            return (buffered, state.finished)
+        }
+        for message in buffered { consumer(.message(message)) }
+        if let finished { consumer(.finished(Self.abnormalEnd(finished))) }
+        if !buffered.isEmpty { onDrain() }
+    }
+
+    /// The error an ending session reports to its consumer: none for a normal close by the peer.
+    static func abnormalEnd(_ error: Error?) -> SessionError? {
+        guard let error else { return nil }
+        guard let sessionError = error as? SessionError else { return SessionError(.closed, "\(error)") }
+        return sessionError.code == .closed && sessionError.fromPeer ? nil : sessionError
+    }
+
     /// Adds a message; returns false when the inbox is now full and the producer should pause.
     @discardableResult
     func push(_ message: Message) -> Bool {
+        if let consumer = state.withLockedValue({ $0.inlineConsumer }) {
+            consumer(.message(message))
+            return true
+        }
         let (waiter, hasRoom): (CheckedContinuation<Message?, Error>?, Bool) = state.withLockedValue { state in
             if state.finished != nil { return (nil, true) }
             if let waiter = state.waiter {
@@ -52,15 +89,17 @@ public final class Inbox: AsyncSequence, Sendable {
 
     /// Ends the sequence after the buffered messages, with an error if the session failed.
     func finish(_ error: Error?) {
-        let waiter: CheckedContinuation<Message?, Error>? = state.withLockedValue { state in
-            guard state.finished == nil else { return nil }
+        let (waiter, consumer): (CheckedContinuation<Message?, Error>?, (@Sendable (Event) -> Void)?) = state.withLockedValue { state in
+            guard state.finished == nil else { return (nil, nil) }
             state.finished = .some(error)
+            if let consumer = state.inlineConsumer { return (nil, consumer) }
             if state.count == 0, let waiter = state.waiter {
                 state.waiter = nil
-                return waiter
+                return (waiter, nil)
             }
-            return nil
+            return (nil, nil)
         }
+        if let consumer { consumer(.finished(Self.abnormalEnd(error))) }
         if let waiter {
             if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
         }

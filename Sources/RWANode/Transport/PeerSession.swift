@@ -18,19 +18,22 @@ public final class PeerSession: Sendable {
     public let transport: TransportKind
     public let remoteAddress: SocketAddress?
     public let inbox: Inbox
+    /// The event loop that runs this session; `Inbox.consumeOnEventLoop` consumers run on it.
+    public let eventLoop: EventLoop
     private let sendOperation: @Sendable (Message) -> EventLoopFuture<Void>
     private let closeOperation: @Sendable (SessionError?) -> Void
     /// Completes when the session has closed, for whatever reason.
     public let closeFuture: EventLoopFuture<Void>
 
     init(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind, remoteAddress: SocketAddress?,
-         inbox: Inbox, closeFuture: EventLoopFuture<Void>,
+         inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
          send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void) {
         self.peerIdentity = peerIdentity
         self.peerFeatures = peerFeatures
         self.transport = transport
         self.remoteAddress = remoteAddress
         self.inbox = inbox
+        self.eventLoop = eventLoop
         self.closeFuture = closeFuture
         self.sendOperation = send
         self.closeOperation = close
@@ -48,7 +51,10 @@ public final class PeerSession: Sendable {
     /// Closes the session and waits until it is closed. The peer is sent an error frame with
     /// `error`, or with code `closed` for a normal end.
     public func close(reporting error: SessionError? = nil) async {
-        closeOperation(error)
+        beginClose(reporting: error)
         try? await closeFuture.get()
     }
+
+    /// Starts closing without waiting, for code running on the event loop; see `closeFuture`.
+    public func beginClose(reporting error: SessionError? = nil) { closeOperation(error) }
 }

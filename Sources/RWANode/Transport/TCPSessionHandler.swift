@@ -148,7 +148,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         let channel = context.channel
         let peer = PeerSession(
             peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .tcp,
-            remoteAddress: channel.remoteAddress, inbox: inbox, closeFuture: channel.closeFuture,
+            remoteAddress: channel.remoteAddress, inbox: inbox, eventLoop: channel.eventLoop, closeFuture: channel.closeFuture,
             send: { message in channel.writeAndFlush(message) },
             close: { error in
                 loopBound.eventLoop.execute {

@@ -10,12 +10,20 @@ import RWAWire
 public enum UDPTransport {
     /// How often retransmissions, delayed acknowledgements and timeouts are checked.
     static let tickInterval = TimeAmount.milliseconds(5)
+    /// How long a normal close waits for the peer to acknowledge everything sent.
+    static let closeLinger = TimeAmount.seconds(2)
+    /// How long an error close waits for the peer to acknowledge the error frame.
+    static let errorLinger = TimeAmount.milliseconds(250)
+    /// Room for a whole window of datagrams in the kernel while the event loop is busy (the
+    /// kernel caps it at net.core.rmem_max).
+    static let receiveBufferBytes: SocketOptionValue = 2 << 20
 
     public static func listen(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
                               logger: Logger = Logger(label: "rwanet.udp")) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
         let bootstrap = DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
@@ -32,6 +40,7 @@ public enum UDPTransport {
         let remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
         let bindHost = remote.protocol == .inet6 ? "::1" : "127.0.0.1"
         let channel = try await DatagramBootstrap(group: group)
+            .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
@@ -88,6 +97,9 @@ final class UDPPeer {
     let established: EventLoopPromise<PeerSession>?
     let closed: EventLoopPromise<Void>
     var pingNonce: UInt64 = 0
+    /// Set once the session is closing: its error frame is queued behind everything sent before,
+    /// and the session ends when all of it is acknowledged or at the deadline.
+    var closing: (error: SessionError, deadline: NIODeadline)?
 
     init(address: SocketAddress, machine: HandshakeStateMachine, isInitiator: Bool, configuration: SessionConfiguration,
          established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>) {
@@ -169,12 +181,14 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         let envelope = unwrapInboundIn(data)
         var datagram = envelope.data
         let address = envelope.remoteAddress
-        guard datagram.readableBytes <= WireLimits.udpDatagramBytesMax, let kindByte: UInt8 = datagram.readInteger() else {
-            return reject(address, SessionError(.frameTooLarge, "datagram of \(envelope.data.readableBytes) bytes is above \(WireLimits.udpDatagramBytesMax)"))
+        guard datagram.readableBytes <= WireLimits.udpDatagramBytesMax else {
+            return reject(address, SessionError(.frameTooLarge, "datagram of \(datagram.readableBytes) bytes is above \(WireLimits.udpDatagramBytesMax)"), replyBytesMax: datagram.readableBytes)
         }
+        guard let kindByte: UInt8 = datagram.readInteger() else { return }  // empty: nothing to answer
+        let received = envelope.data.readableBytes
         switch UDPPacketKind(rawValue: kindByte) {
         case .handshake:
-            receiveHandshake(datagram, from: address)
+            receiveHandshake(datagram, from: address, receivedBytes: received)
         case .data, .ack:
             guard let peer = peers[address] else {
                 drops.unknownPeer += 1
@@ -182,7 +196,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             }
             receiveSealed(kind: UDPPacketKind(rawValue: kindByte)!, datagram, peer: peer)
         case nil:
-            reject(address, SessionError(.malformedFrame, "unknown UDP packet kind 0x\(String(kindByte, radix: 16))"))
+            reject(address, SessionError(.malformedFrame, "unknown UDP packet kind 0x\(String(kindByte, radix: 16))"), replyBytesMax: received)
         }
         context.flush()
     }
@@ -190,8 +204,11 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     func channelReadComplete(context: ChannelHandlerContext) { context.flush() }
 
     /// Answers garbage with an error frame and forgets the sender, unless it is an established
-    /// peer: those are only closed by authenticated packets.
-    private func reject(_ address: SocketAddress, _ error: SessionError) {
+    /// peer: those are only closed by authenticated packets. Since a UDP source address can be
+    /// forged, the answer to an address without a session is never larger than what provoked it
+    /// (its reason is cut to fit, and a datagram too short for a bare error gets no answer), so
+    /// the endpoint cannot be used to amplify traffic towards a victim.
+    private func reject(_ address: SocketAddress, _ error: SessionError, replyBytesMax: Int) {
         if let peer = peers[address] {
             if case .established = peer.phase {
                 drops.unauthenticated += 1
@@ -199,21 +216,26 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             }
             fail(peer, error)
         } else {
-            sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: address)
+            let bareErrorBytes = 1 + 2 + 2 + 2  // kind, type, code, empty text
+            guard replyBytesMax >= bareErrorBytes else { return }
+            let text = String(decoding: Array(error.reason.utf8.prefix(replyBytesMax - bareErrorBytes)), as: UTF8.self)
+            var report = ErrorReport(code: error.code, text: text)
+            while 1 + Message.error(report).frameBytes().count > replyBytesMax { report.text.removeLast() }  // a cut character may grow in repair
+            sendHandshake(.error(report), to: address)
         }
     }
 
-    private func receiveHandshake(_ frame: ByteBuffer, from address: SocketAddress) {
+    private func receiveHandshake(_ frame: ByteBuffer, from address: SocketAddress, receivedBytes: Int) {
         let message: Message
         do {
             message = try Message.decode(frame: frame)
         } catch {
-            return reject(address, SessionError(error))
+            return reject(address, SessionError(error), replyBytesMax: receivedBytes)
         }
         guard let peer = peers[address] else {
             guard case .hello = message, acceptsPeers else {
                 if case .error = message { return }  // never answer an error with an error
-                return reject(address, SessionError(.unexpectedMessage, "\(message.type) without a session"))
+                return reject(address, SessionError(.unexpectedMessage, "\(message.type) without a session"), replyBytesMax: receivedBytes)
             }
             guard peers.count < configuration.sessionsMax else {
                 return sendHandshake(.error(ErrorReport(code: .overloaded, text: "endpoint holds \(configuration.sessionsMax) sessions")), to: address)
@@ -260,6 +282,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             case .sendAndEstablish(let finish, let session):
                 peer.handshakeFrameToRepeat = finish
                 peer.handshakeRepeats = 0
+                peer.handshakeRepeatAt = .now() + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
                 sendHandshake(finish, to: peer.address)
                 establish(peer, session)
             case .establish(let session):
@@ -280,12 +303,17 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         peer.inbox = inbox
         let session = PeerSession(
             peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .udp, remoteAddress: peer.address,
-            inbox: inbox, closeFuture: peer.closed.futureResult,
+            inbox: inbox, eventLoop: loopBound.eventLoop, closeFuture: peer.closed.futureResult,
             send: { message in
                 let promise = loopBound.eventLoop.makePromise(of: Void.self)
-                loopBound.eventLoop.execute {
+                if loopBound.eventLoop.inEventLoop {
                     let (handler, peer) = loopBound.value
                     handler.send(message, peer: peer, promise: promise)
+                } else {
+                    loopBound.eventLoop.execute {
+                        let (handler, peer) = loopBound.value
+                        handler.send(message, peer: peer, promise: promise)
+                    }
                 }
                 return promise.futureResult
             },
@@ -357,7 +385,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 if peer.acksOwed >= 16 { sendAck(peer) }
             }
             try flush(peer)
+            finishClosingIfDone(peer)
         } catch let error as SessionError {
+            if error.fromPeer { sendAck(peer) }  // lets a closing peer stop waiting for us
             fail(peer, error)
         } catch {
             fail(peer, SessionError(.malformedFrame, "\(error)"))
@@ -384,7 +414,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     // MARK: Sending
 
     private func send(_ message: Message, peer: UDPPeer, promise: EventLoopPromise<Void>?) {
-        guard case .established = peer.phase else {
+        guard case .established = peer.phase, peer.closing == nil else {
             promise?.fail(SessionError(.closed, "session is not open"))
             return
         }
@@ -493,6 +523,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     continue
                 }
                 if peer.acksOwed > 0 { sendAck(peer) }
+                finishClosingIfDone(peer)
             case .closed:
                 continue
             }
@@ -508,6 +539,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         sendHandshake(frame, to: peer.address)
     }
 
+    /// Ends a session. An error we detected (or a normal local close, code `closed`) is first
+    /// reported to the peer in a frame queued behind everything already sent, so a close loses
+    /// nothing the peer has not acknowledged; the session ends when the peer has acknowledged
+    /// all of it, or at a deadline.
     private func fail(_ peer: UDPPeer, _ error: SessionError, notify: Bool = true) {
         switch peer.phase {
         case .closed:
@@ -515,13 +550,32 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         case .handshaking:
             if notify && !error.fromPeer { sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: peer.address) }
         case .established:
-            if notify && !error.fromPeer {
-                // Best effort: one sealed error frame, sent once outside the window.
+            if notify && !error.fromPeer && peer.closing == nil {
                 var frame = ByteBuffer()
                 Message.error(ErrorReport(code: error.code, text: error.reason)).encodeFrame(into: &frame)
-                sendSealed(UDPSealedContent(acknowledgement: peer.receiver.acknowledgement, sequencedFrame: (peer.sender.nextSequence, frame)), peer: peer)
+                peer.sender.enqueue(frame)
+                peer.sendPromises.append(nil)
+                let linger = error.code == .closed ? UDPTransport.closeLinger : UDPTransport.errorLinger
+                peer.closing = (error, .now() + linger)
+                peer.inbox?.finish(error)
+                do {
+                    try flush(peer)
+                    context?.flush()
+                    return
+                } catch {
+                    break  // the peer is unreachable: end now
+                }
             }
         }
+        finish(peer, error)
+    }
+
+    private func finishClosingIfDone(_ peer: UDPPeer) {
+        guard let closing = peer.closing, case .established = peer.phase else { return }
+        if peer.sender.isIdle || NIODeadline.now() >= closing.deadline { finish(peer, closing.error) }
+    }
+
+    private func finish(_ peer: UDPPeer, _ error: SessionError) {
         logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing UDP session",
                    metadata: ["error": "\(error)", "remote": "\(peer.address)", "drops": "\(drops)"])
         peer.phase = .closed

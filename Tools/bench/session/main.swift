@@ -2,7 +2,7 @@
 // second over TCP and UDP on loopback, against the bare libsodium cost of the same work
 // (2 signs + 2 verifies per round trip). Build and run in release:
 //
-//     swift run -c release bench-session [round trips, default 5000]
+//     swift run -c release bench-session [round trips, default 6000]
 //
 // The last line is one JSON object (see README, "Benchmarks").
 import Foundation
@@ -12,7 +12,7 @@ import RWACrypto
 import RWANode
 import RWAWire
 
-let roundTrips = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 5_000 : 5_000
+let roundTrips = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 6_000 : 6_000
 let handshakes = max(200, roundTrips / 10)
 let chain = ChainIDs.devnet
 let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -49,6 +49,29 @@ func cryptoBound(iterations: Int) -> Double {
     return Double(iterations) / ((ContinuousClock.now - start) / .seconds(1))
 }
 
+/// The same round trip's protocol work without any I/O: sign, encode, seal, open, decode, verify
+/// and hash both notes, as the two peers do. The gap to the crypto bound is the codec's cost; the
+/// gap from here to the measured round trips is the sockets' and the event loops'.
+func protocolBound(iterations: Int) throws -> Double {
+    let a = SigningKeyPair.generate()
+    let b = SigningKeyPair.generate()
+    let start = ContinuousClock.now
+    var body = [UInt8](repeating: 0, count: 64)
+    for n in 0..<iterations {
+        body[0] = UInt8(truncatingIfNeeded: n)
+        let note = SignedNote(signedBy: a, chainID: chain, number: UInt64(n), body: body)
+        let sentHash = note.hash
+        guard case .signedNote(let received) = try Message.decode(frame: ByteBuffer(bytes: Message.signedNote(note).frameBytes())),
+            received.hasValidSignature(chainID: chain)
+        else { preconditionFailure() }
+        let reply = SignedNote(signedBy: b, chainID: chain, number: received.number, inReplyTo: received.hash, body: Array("ack".utf8))
+        guard case .signedNote(let answer) = try Message.decode(frame: ByteBuffer(bytes: Message.signedNote(reply).frameBytes())),
+            answer.hasValidSignature(chainID: chain), answer.inReplyTo == sentHash
+        else { preconditionFailure() }
+    }
+    return Double(iterations) / ((ContinuousClock.now - start) / .seconds(1))
+}
+
 func listen(_ transport: TransportKind, _ configuration: SessionConfiguration) async throws -> SessionListener {
     switch transport {
     case .tcp: return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
@@ -70,7 +93,7 @@ func startResponder(_ transport: TransportKind) async throws -> (SessionListener
     let serving = Task {
         await withTaskGroup(of: Void.self) { tasks in
             for await session in listener.sessions {
-                tasks.addTask { _ = try? await NoteExchange.serve(session, identity: identity, chainID: chain) }
+                tasks.addTask { _ = try? await NoteExchange.serve(session, identity: identity, chainID: chain).get() }
             }
         }
     }
@@ -91,34 +114,53 @@ func handshakesPerSecond(_ transport: TransportKind) async throws -> Double {
     return Double(handshakes) / elapsed
 }
 
-func roundTripsPerSecond(_ transport: TransportKind) async throws -> Double {
-    let (listener, serving) = try await startResponder(transport)
+/// Strict request/response: one note in flight at a time, each answer checked before the next.
+/// A fresh session per measurement, since note numbers restart.
+func roundTripsPerSecond(_ transport: TransportKind, listener: SessionListener, count: Int) async throws -> Double {
     let identity = SigningKeyPair.generate()
     let session = try await dial(transport, listener.port, configuration(identity))
-    // Warm up, then measure strict request/response: one note in flight at a time.
-    _ = try await NoteExchange.exchange(session, identity: identity, chainID: chain, count: 200, window: 1)
+    _ = try await NoteExchange.exchange(session, identity: identity, chainID: chain, count: 100, window: 1).get()
     let second = try await dial(transport, listener.port, configuration(identity))
     await session.close()
     var summary = NoteExchange.Summary()
     let elapsed = try await seconds {
-        summary = try await NoteExchange.exchange(second, identity: identity, chainID: chain, count: roundTrips, window: 1)
+        summary = try await NoteExchange.exchange(second, identity: identity, chainID: chain, count: count, window: 1).get()
     }
-    precondition(summary.verified == roundTrips)
+    precondition(summary.verified == count)
     await second.close()
-    await listener.close()
-    serving.cancel()
-    return Double(roundTrips) / elapsed
+    return Double(count) / elapsed
 }
 
-let bound = cryptoBound(iterations: roundTrips)
-print(String(format: "crypto bound (2 signs + 2 verifies):   %8.0f per s", bound))
+// This machine's speed drifts by tens of percent from minute to minute (shared host), so the
+// bound and the round trips are measured in interleaved rounds and each is taken at its best.
+let rounds = 3
+let perRound = max(500, roundTrips / rounds)
+let codecBound = try protocolBound(iterations: perRound)
 let tcpHandshakes = try await handshakesPerSecond(.tcp)
 print(String(format: "TCP handshakes:                        %8.0f per s (%d sequential)", tcpHandshakes, handshakes))
 let udpHandshakes = try await handshakesPerSecond(.udp)
 print(String(format: "UDP handshakes:                        %8.0f per s (%d sequential)", udpHandshakes, handshakes))
-let tcp = try await roundTripsPerSecond(.tcp)
+let (tcpListener, tcpServing) = try await startResponder(.tcp)
+let (udpListener, udpServing) = try await startResponder(.udp)
+var bound = 0.0
+var tcp = 0.0
+var udp = 0.0
+for round in 1...rounds {
+    let b = cryptoBound(iterations: perRound)
+    let t = try await roundTripsPerSecond(.tcp, listener: tcpListener, count: perRound)
+    let u = try await roundTripsPerSecond(.udp, listener: udpListener, count: perRound)
+    print(String(format: "round %d: crypto bound %6.0f/s, TCP %6.0f/s (%.0f%%), UDP %6.0f/s (%.0f%%)", round, b, t, 100 * t / b, u, 100 * u / b))
+    bound = max(bound, b)
+    tcp = max(tcp, t)
+    udp = max(udp, u)
+}
+await tcpListener.close()
+await udpListener.close()
+tcpServing.cancel()
+udpServing.cancel()
+print(String(format: "crypto bound (2 signs + 2 verifies):   %8.0f per s (best of %d rounds of %d)", bound, rounds, perRound))
+print(String(format: "protocol work without I/O:             %8.0f per s", codecBound))
 print(String(format: "TCP signed round trips:                %8.0f per s (%.0f%% of the crypto bound)", tcp, 100 * tcp / bound))
-let udp = try await roundTripsPerSecond(.udp)
 print(String(format: "UDP signed round trips:                %8.0f per s (%.0f%% of the crypto bound)", udp, 100 * udp / bound))
 print(String(format: #"{"bench":"session","tcp_rtt_per_s":%.0f,"udp_rtt_per_s":%.0f,"crypto_bound_per_s":%.0f,"tcp_ratio":%.3f,"udp_ratio":%.3f,"tcp_handshakes_per_s":%.0f,"udp_handshakes_per_s":%.0f}"#,
              tcp, udp, bound, tcp / bound, udp / bound, tcpHandshakes, udpHandshakes))

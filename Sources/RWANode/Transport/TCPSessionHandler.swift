@@ -161,7 +161,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
 
     private func scheduleKeepalive(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        let interval = min(configuration.keepaliveInterval, configuration.idleTimeout)
+        // Checked four times per period, so a ping or a timeout is at most a quarter period late.
+        let interval = TimeAmount.nanoseconds(min(configuration.keepaliveInterval, configuration.idleTimeout).nanoseconds / 4)
         timer = context.eventLoop.scheduleTask(in: interval) {
             let (handler, context) = loopBound.value
             guard case .established = handler.state else { return }

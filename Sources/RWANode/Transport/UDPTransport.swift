@@ -38,7 +38,8 @@ public enum UDPTransport {
     public static func dial(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
                             logger: Logger = Logger(label: "rwanet.udp")) async throws -> PeerSession {
         let remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
-        let bindHost = remote.protocol == .inet6 ? "::1" : "127.0.0.1"
+        let isLoopback = host == "localhost" || host.hasPrefix("127.") || host == "::1"
+        let bindHost = remote.protocol == .inet6 ? (isLoopback ? "::1" : "::") : (isLoopback ? "127.0.0.1" : "0.0.0.0")
         let channel = try await DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             .channelInitializer { channel in
@@ -47,7 +48,7 @@ public enum UDPTransport {
                         configuration: configuration, acceptsPeers: false, logger: logger, accepted: { _ in }))
                 }
             }
-            .bind(host: host == "localhost" || host.hasPrefix("127.") || host == "::1" ? bindHost : "0.0.0.0", port: 0).get()
+            .bind(host: bindHost, port: 0).get()
         let promise = channel.eventLoop.makePromise(of: PeerSession.self)
         channel.eventLoop.execute {
             do {

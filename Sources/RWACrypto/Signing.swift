@@ -5,10 +5,10 @@ public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
     public static let byteCount = 32
     public let bytes: [UInt8]
 
-    /// Accepts any 32 bytes. Checking that they encode a usable point costs about as much as a
-    /// verification (libsodium's subgroup check is a scalar multiplication), and verification
-    /// refuses such keys anyway (non-canonical, small-order or off-curve), so decoders take keys
-    /// at this price and only trust boundaries pay for `init(validating:)`.
+    /// Accepts any 32 bytes. Checking that they encode a point of the main subgroup costs about as
+    /// much as a verification (a scalar multiplication); verification itself refuses keys that are
+    /// non-canonical, of small order or off the curve. So decoders take keys at this price and
+    /// trust boundaries, where a key becomes someone's identity, pay for `init(validating:)`.
     public init(bytes: [UInt8]) throws(CryptoError) {
         guard bytes.count == Self.byteCount else {
             throw .invalidLength(what: "public key", expected: Self.byteCount, actual: bytes.count)
@@ -23,7 +23,8 @@ public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
         guard isUsable else { throw .invalidPublicKey }
     }
 
-    /// Whether signatures could ever verify under this key.
+    /// Whether this is a canonical point of the main subgroup, not of small order: the keys
+    /// `SigningKeyPair` produces. (libsodium's verification alone does not check the subgroup.)
     public var isUsable: Bool {
         Sodium.ensureInitialized()
         return bytes.withUnsafeBufferPointer { crypto_core_ed25519_is_valid_point($0.baseAddress!) == 1 }

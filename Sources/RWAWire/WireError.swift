@@ -9,7 +9,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case lengthAboveMaximum(field: String, length: Int, maximum: Int)
     /// A value with another encoding than its one canonical form.
     case nonCanonical(field: String, reason: String)
-    /// A value that is well formed but not allowed (bad UTF-8, not a curve point, reserved bit…).
+    /// A value that is well formed but not allowed (bad UTF-8, for example).
     case invalidValue(field: String, reason: String)
     /// An even (required) message type this implementation does not know.
     case unknownRequiredType(UInt16)

@@ -133,6 +133,33 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    func testAnAnswerToNothingClosesTheSessionInsteadOfCrashing() async throws {
+        let serverIdentity = SigningKeyPair.generate()
+        let listener = try await listen(.tcp, configuration(serverIdentity))
+        let clientIdentity = SigningKeyPair.generate()
+        let client = try await dial(.tcp, listener.port, configuration(clientIdentity))
+        var accepted = listener.sessions.makeAsyncIterator()
+        let acceptedSession = await accepted.next()
+        let server = try XCTUnwrap(acceptedSession)
+        let exchange = NoteExchange.exchange(client, identity: clientIdentity, chainID: ChainIDs.devnet, count: 1, window: 1)
+        var inbox = server.inbox.makeAsyncIterator()
+        guard case .signedNote(let note)? = try await inbox.next() else { return XCTFail("no note") }
+        // Two answers to one note: the first completes the exchange, the second answers nothing.
+        for number: UInt64 in [0, 1] {
+            try await server.send(.signedNote(SignedNote(signedBy: serverIdentity, chainID: ChainIDs.devnet, number: number, inReplyTo: note.hash, body: [])))
+        }
+        let summary = try await exchange.get()
+        XCTAssertEqual(summary.verified, 1)
+        do {
+            while try await inbox.next() != nil {}
+            XCTFail("the client should have closed with an error")
+        } catch let error as SessionError {
+            XCTAssertEqual(error.code, .unexpectedMessage)
+            XCTAssertTrue(error.fromPeer)
+        }
+        await listener.close()
+    }
+
     func testRecordDecoderWholeDripFedAndBatched() throws {
         let records: [[UInt8]] = [[0x00, 0x23, 1], [0x00, 0x21], Array(repeating: 7, count: 300)]
         let pairs = records.map { payload -> (ByteBuffer, [ByteBuffer]) in

@@ -80,6 +80,12 @@ public enum NoteExchange {
             session.inbox.consumeOnEventLoop { event in
                 switch event {
                 case .message(.signedNote(let reply)):
+                    guard state.value.outstandingHead < state.value.outstanding.count else {
+                        let failure = SessionError(.unexpectedMessage, "note \(reply.number) answers nothing that was sent")
+                        session.beginClose(reporting: failure)
+                        promise.fail(failure)
+                        return
+                    }
                     let expected = state.value.outstanding[state.value.outstandingHead]
                     if let failure = check(reply, from: session, chainID: chainID, expectedNumber: UInt64(state.value.summary.verified), inReplyTo: expected) {
                         session.beginClose(reporting: failure)

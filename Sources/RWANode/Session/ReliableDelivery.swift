@@ -14,7 +14,8 @@ public struct ReliabilityConfiguration: Sendable {
     public var maximumRetransmitNanoseconds: UInt64 = 1_000_000_000
     /// A frame retransmitted this many times without acknowledgement fails the session.
     public var retriesMax: Int = 12
-    /// Frames waiting for room in the window, at most; `send` waits beyond that.
+    /// Frames waiting for room in the window, at most; beyond that `send` is refused with
+    /// `overloaded` (a caller that awaits each send never gets there: it waits for admission).
     public var pendingFramesMax: Int = 1024
 
     public init() {}

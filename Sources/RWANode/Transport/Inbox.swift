@@ -68,7 +68,9 @@ public final class Inbox: AsyncSequence, Sendable {
     /// Adds a message; returns false when the inbox is now full and the producer should pause.
     @discardableResult
     func push(_ message: Message) -> Bool {
-        if let consumer = state.withLockedValue({ $0.inlineConsumer }) {
+        let (consumer, finished) = state.withLockedValue { ($0.inlineConsumer, $0.finished != nil) }
+        if finished { return true }  // the session is over: nothing more reaches the consumer
+        if let consumer {
             consumer(.message(message))
             return true
         }

@@ -209,24 +209,28 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         return out
     }
 
-    private func writePlaintext(context: ChannelHandlerContext, _ message: Message) {
+    @discardableResult
+    private func writePlaintext(context: ChannelHandlerContext, _ message: Message) -> EventLoopFuture<Void> {
         var out = context.channel.allocator.buffer(capacity: 256)
         out.writeInteger(UInt32(0), endianness: .big)
         message.encodeFrame(into: &out)
         out.setInteger(UInt32(out.readableBytes - 4), at: out.readerIndex, endianness: .big)
-        context.writeAndFlush(wrapOutboundOut(out), promise: nil)
+        return context.writeAndFlush(wrapOutboundOut(out))
     }
 
     /// Reports `error` to the peer (unless the peer reported it), ends the inbox and closes.
     private func fail(context: ChannelHandlerContext, _ error: SessionError, notify: Bool = true) {
+        var lastWrite: EventLoopFuture<Void>? = nil
         switch state {
         case .closed:
             return
         case .handshaking:
-            if notify && !error.fromPeer { writePlaintext(context: context, .error(ErrorReport(code: error.code, text: error.reason))) }
+            if notify && !error.fromPeer {
+                lastWrite = writePlaintext(context: context, .error(ErrorReport(code: error.code, text: error.reason)))
+            }
         case .established:
             if notify && !error.fromPeer {
-                context.writeAndFlush(wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))), promise: nil)
+                lastWrite = context.writeAndFlush(wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))))
             }
         }
         logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing TCP session",
@@ -235,7 +239,13 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         timer?.cancel()
         inbox?.finish(error)
         established.fail(error)
-        context.close(promise: nil)
+        // Close once the error frame (and every record queued before it) has been written.
+        let channel = context.channel
+        if let lastWrite {
+            lastWrite.whenComplete { _ in channel.close(promise: nil) }
+        } else {
+            context.close(promise: nil)
+        }
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {

@@ -321,6 +321,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             close: { error in
                 loopBound.eventLoop.execute {
                     let (handler, peer) = loopBound.value
+                    // A second request to close keeps the first one's wait for acknowledgements.
+                    guard peer.closing == nil else { return }
                     handler.fail(peer, error ?? SessionError(.closed, "session closed by the peer"))
                 }
             })

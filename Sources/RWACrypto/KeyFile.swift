@@ -25,7 +25,8 @@ public enum KeyFile {
         var info = stat()
         guard stat(path, &info) == 0 else { throw .keyFile("cannot open \(path): \(String(cString: strerror(errno)))") }
         guard info.st_mode & 0o077 == 0 else {
-            throw .keyFile("\(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
+            throw .keyFile(
+                "\(path) is readable by others (mode \(String(info.st_mode & 0o777, radix: 8))); chmod 600 it")
         }
         guard let file = fopen(path, "r") else { throw .keyFile("cannot open \(path)") }
         defer { fclose(file) }

@@ -14,7 +14,8 @@ public final class KeyExchangeKeyPair: Sendable {
         secretKey = SecretBytes(count: 32) { sk in
             _ = seed.withUnsafeBufferPointer { s in
                 pk.withUnsafeMutableBufferPointer { p in
-                    crypto_kx_seed_keypair(p.baseAddress!, sk.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!)
+                    crypto_kx_seed_keypair(
+                        p.baseAddress!, sk.baseAddress!.assumingMemoryBound(to: UInt8.self), s.baseAddress!)
                 }
             }
         }
@@ -27,7 +28,8 @@ public final class KeyExchangeKeyPair: Sendable {
 
     /// The two raw directional keys shared with the peer: `(initiatorToResponder, responderToInitiator)`.
     /// The initiator plays libsodium's client role, the responder its server role.
-    public func sharedKeys(peerPublicKey: [UInt8], asInitiator: Bool) throws(CryptoError) -> (SecretBytes, SecretBytes) {
+    public func sharedKeys(peerPublicKey: [UInt8], asInitiator: Bool) throws(CryptoError) -> (SecretBytes, SecretBytes)
+    {
         guard peerPublicKey.count == 32 else {
             throw .invalidLength(what: "kx public key", expected: 32, actual: peerPublicKey.count)
         }
@@ -42,16 +44,20 @@ public final class KeyExchangeKeyPair: Sendable {
             return rx.withUnsafeMutableBufferPointer { r in
                 tx.withUnsafeMutableBufferPointer { t in
                     if asInitiator {
-                        return crypto_kx_client_session_keys(r.baseAddress!, t.baseAddress!, publicKey, skp, peerPublicKey)
+                        return crypto_kx_client_session_keys(
+                            r.baseAddress!, t.baseAddress!, publicKey, skp, peerPublicKey)
                     } else {
-                        return crypto_kx_server_session_keys(r.baseAddress!, t.baseAddress!, publicKey, skp, peerPublicKey)
+                        return crypto_kx_server_session_keys(
+                            r.baseAddress!, t.baseAddress!, publicKey, skp, peerPublicKey)
                     }
                 }
             }
         }
         guard status == 0 else { throw .keyExchangeFailed }
         // The initiator transmits on i2r; the responder receives on it.
-        return asInitiator ? (SecretBytes(copying: tx), SecretBytes(copying: rx)) : (SecretBytes(copying: rx), SecretBytes(copying: tx))
+        return asInitiator
+            ? (SecretBytes(copying: tx), SecretBytes(copying: rx))
+            : (SecretBytes(copying: rx), SecretBytes(copying: tx))
     }
 }
 
@@ -116,12 +122,16 @@ public struct AEADKey: Sendable {
     public func seal(_ plaintext: [UInt8], associatedData: [UInt8] = [], counter: UInt64) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: plaintext.count + Self.tagByteCount)
         plaintext.withUnsafeBytes { p in
-            associatedData.withUnsafeBytes { a in out.withUnsafeMutableBytes { seal(plaintext: p, associatedData: a, counter: counter, into: $0) } }
+            associatedData.withUnsafeBytes { a in
+                out.withUnsafeMutableBytes { seal(plaintext: p, associatedData: a, counter: counter, into: $0) }
+            }
         }
         return out
     }
 
-    public func open(_ ciphertext: [UInt8], associatedData: [UInt8] = [], counter: UInt64) throws(CryptoError) -> [UInt8] {
+    public func open(_ ciphertext: [UInt8], associatedData: [UInt8] = [], counter: UInt64) throws(CryptoError)
+        -> [UInt8]
+    {
         guard ciphertext.count >= Self.tagByteCount else { throw .decryptionFailed }
         var out = [UInt8](repeating: 0, count: ciphertext.count - Self.tagByteCount)
         let ok = ciphertext.withUnsafeBytes { c in

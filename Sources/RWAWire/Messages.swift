@@ -31,7 +31,10 @@ public struct Hello: WireMessage {
     public var identity: SigningPublicKey
     public var ephemeralKey: [UInt8]
 
-    public init(protocolVersion: UInt16, features: FeatureBits, chainID: Digest32, identity: SigningPublicKey, ephemeralKey: [UInt8]) {
+    public init(
+        protocolVersion: UInt16, features: FeatureBits, chainID: Digest32, identity: SigningPublicKey,
+        ephemeralKey: [UInt8]
+    ) {
         precondition(ephemeralKey.count == KeyExchangeKeyPair.publicKeyByteCount)
         self.protocolVersion = protocolVersion
         self.features = features
@@ -67,7 +70,10 @@ public struct HelloReply: WireMessage {
     public var ephemeralKey: [UInt8]
     public var signature: Signature
 
-    public init(protocolVersion: UInt16, features: FeatureBits, identity: SigningPublicKey, ephemeralKey: [UInt8], signature: Signature) {
+    public init(
+        protocolVersion: UInt16, features: FeatureBits, identity: SigningPublicKey, ephemeralKey: [UInt8],
+        signature: Signature
+    ) {
         precondition(ephemeralKey.count == KeyExchangeKeyPair.publicKeyByteCount)
         self.protocolVersion = protocolVersion
         self.features = features
@@ -122,7 +128,11 @@ public struct ErrorReport: Equatable, Sendable {
         self.code = code
         // Reasons are truncated on a character boundary rather than refused: an error must always be sendable.
         var bytes = 0
-        self.text = String(text.prefix { bytes += $0.utf8.count; return bytes <= WireLimits.errorTextBytesMax })
+        self.text = String(
+            text.prefix {
+                bytes += $0.utf8.count
+                return bytes <= WireLimits.errorTextBytesMax
+            })
     }
 
     init(decoding body: inout ByteBuffer, field: String) throws(WireError) {
@@ -193,13 +203,17 @@ public struct SignedNote: WireMessage {
     }
 
     /// Builds and signs a note with `keyPair`.
-    public init(signedBy keyPair: SigningKeyPair, chainID: Digest32, number: UInt64, inReplyTo: Digest32 = .zero, body: [UInt8]) {
+    public init(
+        signedBy keyPair: SigningKeyPair, chainID: Digest32, number: UInt64, inReplyTo: Digest32 = .zero, body: [UInt8]
+    ) {
         precondition(body.count <= WireLimits.noteBodyBytesMax)
         self.author = keyPair.publicKey
         self.number = number
         self.inReplyTo = inReplyTo
         self.body = body
-        self.signature = keyPair.sign(Self.unsignedBytes(author: author, number: number, inReplyTo: inReplyTo, body: body), domain: Self.domain(chainID))
+        self.signature = keyPair.sign(
+            Self.unsignedBytes(author: author, number: number, inReplyTo: inReplyTo, body: body),
+            domain: Self.domain(chainID))
     }
 
     public init(decoding body: inout ByteBuffer) throws(WireError) {
@@ -234,7 +248,9 @@ public struct SignedNote: WireMessage {
     }
 
     public func hasValidSignature(chainID: Digest32) -> Bool {
-        author.isValidSignature(signature, for: Self.unsignedBytes(author: author, number: number, inReplyTo: inReplyTo, body: body), domain: Self.domain(chainID))
+        author.isValidSignature(
+            signature, for: Self.unsignedBytes(author: author, number: number, inReplyTo: inReplyTo, body: body),
+            domain: Self.domain(chainID))
     }
 
     /// BLAKE2b-256 of the note's frame (`u16 type | body`): what a reply's `in_reply_to` names.

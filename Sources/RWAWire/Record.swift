@@ -8,15 +8,21 @@ public enum TCPRecord {
 
     /// The payload length announced at the reader index, checked against `maximum` before anything
     /// is allocated; nil while fewer than four bytes have arrived.
-    public static func peekPayloadLength(_ buffer: ByteBuffer, maximum: Int = WireLimits.tcpRecordBytesMax) throws(WireError) -> Int? {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else { return nil }
+    public static func peekPayloadLength(_ buffer: ByteBuffer, maximum: Int = WireLimits.tcpRecordBytesMax)
+        throws(WireError) -> Int?
+    {
+        guard let length = buffer.getInteger(at: buffer.readerIndex, endianness: .big, as: UInt32.self) else {
+            return nil
+        }
         guard length <= maximum else { throw .recordTooLarge(length: Int(length), maximum: maximum) }
         guard length >= 2 else { throw .recordTooShort(length: Int(length)) }
         return Int(length)
     }
 
     /// Takes one whole record's payload off `buffer`, or nil if it has not fully arrived.
-    public static func readPayload(_ buffer: inout ByteBuffer, maximum: Int = WireLimits.tcpRecordBytesMax) throws(WireError) -> ByteBuffer? {
+    public static func readPayload(_ buffer: inout ByteBuffer, maximum: Int = WireLimits.tcpRecordBytesMax)
+        throws(WireError) -> ByteBuffer?
+    {
         guard let length = try peekPayloadLength(buffer, maximum: maximum),
             buffer.readableBytes >= lengthPrefixBytes + length
         else { return nil }

@@ -61,11 +61,15 @@ public struct UDPSealedContent: Equatable, Sendable {
             selectiveAcks: try reader.readInteger(field: "udp.selective_acks"))
         switch kind {
         case .ack:
-            guard reader.readableBytes == 0 else { throw .trailingBytes(message: "udp ack", count: reader.readableBytes) }
+            guard reader.readableBytes == 0 else {
+                throw .trailingBytes(message: "udp ack", count: reader.readableBytes)
+            }
             return UDPSealedContent(acknowledgement: ack, sequencedFrame: nil)
         case .data:
             let sequence: UInt64 = try reader.readInteger(field: "udp.sequence")
-            guard reader.readableBytes >= 2 else { throw .truncated(field: "frame type", needed: 2, available: reader.readableBytes) }
+            guard reader.readableBytes >= 2 else {
+                throw .truncated(field: "frame type", needed: 2, available: reader.readableBytes)
+            }
             return UDPSealedContent(acknowledgement: ack, sequencedFrame: (sequence, reader))
         case .handshake:
             preconditionFailure("handshake packets are not sealed")
@@ -75,7 +79,9 @@ public struct UDPSealedContent: Equatable, Sendable {
     /// Header of a sealed packet: the AEAD's associated data.
     public static func header(kind: UDPPacketKind, packetNumber: UInt64) -> [UInt8] {
         var header: [UInt8] = [kind.rawValue]
-        for shift in stride(from: 56, through: 0, by: -8) { header.append(UInt8(truncatingIfNeeded: packetNumber >> UInt64(shift))) }
+        for shift in stride(from: 56, through: 0, by: -8) {
+            header.append(UInt8(truncatingIfNeeded: packetNumber >> UInt64(shift)))
+        }
         return header
     }
 }

@@ -43,7 +43,8 @@ struct SessionOptions: ParsableArguments {
         guard let chainBytes = [UInt8](hex: chainID), let chain = try? Digest32(bytes: chainBytes) else {
             throw ValidationError("--chain-id must be 64 hexadecimal digits")
         }
-        return SessionConfiguration(handshake: HandshakeConfiguration(identity: identity, chainID: chain, expectedPeer: expectedPeer))
+        return SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: identity, chainID: chain, expectedPeer: expectedPeer))
     }
 
     func makeLogger() -> Logger {
@@ -57,7 +58,8 @@ extension TransportKind: ExpressibleByArgument {}
 extension Logger.Level: @retroactive ExpressibleByArgument {}
 
 struct Keygen: ParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Create a new identity key file (mode 0600) and print its public key.")
+    static let configuration = CommandConfiguration(
+        abstract: "Create a new identity key file (mode 0600) and print its public key.")
 
     @Option(help: "Where to write the key file; an existing file is never overwritten.")
     var out: String
@@ -72,7 +74,8 @@ struct Keygen: ParsableCommand {
 struct Listen: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Accept sessions and answer every signed note with a signed note of this peer's.",
-        discussion: "Prints `listening <transport> <host> <port> <public key>` once ready, then one line per finished session.")
+        discussion:
+            "Prints `listening <transport> <host> <port> <public key>` once ready, then one line per finished session.")
 
     @OptionGroup var options: SessionOptions
 
@@ -85,10 +88,16 @@ struct Listen: AsyncParsableCommand {
         let group = MultiThreadedEventLoopGroup.singleton
         let listener: SessionListener
         switch options.transport {
-        case .tcp: listener = try await TCPTransport.listen(host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        case .udp: listener = try await UDPTransport.listen(host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
+        case .tcp:
+            listener = try await TCPTransport.listen(
+                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
+        case .udp:
+            listener = try await UDPTransport.listen(
+                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
         }
-        emit("listening \(options.transport.rawValue) \(options.host) \(listener.port) \(configuration.handshake.identity.publicKey)")
+        emit(
+            "listening \(options.transport.rawValue) \(options.host) \(listener.port) \(configuration.handshake.identity.publicKey)"
+        )
         let identity = configuration.handshake.identity
         let chainID = configuration.handshake.chainID
         await withTaskGroup(of: String.self) { tasks in
@@ -150,14 +159,22 @@ struct Send: AsyncParsableCommand {
         let started = ContinuousClock.now
         let session: PeerSession
         switch options.transport {
-        case .tcp: session = try await TCPTransport.dial(host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        case .udp: session = try await UDPTransport.dial(host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
+        case .tcp:
+            session = try await TCPTransport.dial(
+                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
+        case .udp:
+            session = try await UDPTransport.dial(
+                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
         }
         let summary = try await NoteExchange.exchange(
-            session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count, window: window).get()
+            session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count,
+            window: window
+        ).get()
         await session.close()
         let seconds = (ContinuousClock.now - started) / .seconds(1)
-        emit(#"{"transport":"\#(options.transport.rawValue)","peer":"\#(session.peerIdentity)","sent":\#(summary.sent),"verified":\#(summary.verified),"seconds":\#(String(format: "%.3f", seconds))}"#)
+        emit(
+            #"{"transport":"\#(options.transport.rawValue)","peer":"\#(session.peerIdentity)","sent":\#(summary.sent),"verified":\#(summary.verified),"seconds":\#(String(format: "%.3f", seconds))}"#
+        )
     }
 }
 

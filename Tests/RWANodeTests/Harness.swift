@@ -1,9 +1,10 @@
 import Foundation
 import NIOCore
 import RWACrypto
-@testable import RWANode
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 /// Starts the real `rwa-peer` executable, built by `swift test` next to the test bundle.
 final class PeerProcess {
@@ -11,9 +12,11 @@ final class PeerProcess {
         let candidates = [
             URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
             URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent(".build/debug"),
+            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent().appendingPathComponent(".build/debug"),
         ]
-        for directory in candidates where FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("rwa-peer").path) {
+        for directory in candidates
+        where FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("rwa-peer").path) {
             return directory.appendingPathComponent("rwa-peer")
         }
         fatalError("rwa-peer not built next to the tests; run `swift build` first")
@@ -122,7 +125,9 @@ final class RawTCPClient {
         address.sin_port = UInt16(port).bigEndian
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard result == 0 else { throw SessionError(.closed, "connect failed: errno \(errno)") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
@@ -167,7 +172,8 @@ final class RawTCPClient {
 
     /// Runs the initiator's side of the handshake; returns the established session keys.
     func handshake(identity: SigningKeyPair, tamperFinish: Bool = false) throws -> EstablishedSession? {
-        var machine = HandshakeStateMachine(initiator: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet), ephemeral: .generate())
+        var machine = HandshakeStateMachine(
+            initiator: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet), ephemeral: .generate())
         sendRecord(machine.start())
         guard let payload = readPayload() else { return nil }
         let reply = try Message.decode(frame: ByteBuffer(bytes: payload))

@@ -6,9 +6,10 @@
 import Foundation
 import NIOCore
 import RWACrypto
-@testable import RWANode
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 final class ProcessTests: XCTestCase {
     func exchange(transport: String, count: Int, faults: String? = nil) throws {
@@ -16,20 +17,25 @@ final class ProcessTests: XCTestCase {
         let server = try scratch.key("server")
         let client = try scratch.key("client")
         let environment = faults.map { ["RWANET_UDP_FAULTS": $0] } ?? [:]
-        let listener = try PeerProcess(["listen", "--key", server.path, "--transport", transport, "--sessions", "1"], environment: environment)
+        let listener = try PeerProcess(
+            ["listen", "--key", server.path, "--transport", transport, "--sessions", "1"], environment: environment)
         defer { listener.stop() }
         let ready = try XCTUnwrap(listener.nextLine(), "listener did not start")
         let fields = ready.split(separator: " ")
         XCTAssertEqual(fields.first, "listening")
         XCTAssertEqual(String(fields[4]), server.pair.publicKey.description)
-        let sender = try PeerProcess(["send", "--key", client.path, "--transport", transport, "--port", String(fields[3]),
-                                      "--count", String(count), "--expect-peer", server.pair.publicKey.description], environment: environment)
+        let sender = try PeerProcess(
+            [
+                "send", "--key", client.path, "--transport", transport, "--port", String(fields[3]),
+                "--count", String(count), "--expect-peer", server.pair.publicKey.description,
+            ], environment: environment)
         let summary = try XCTUnwrap(sender.nextLine(timeout: 240), "sender printed nothing")
         XCTAssertEqual(sender.waitForExit(), 0, summary)
         let json = try JSONSerialization.jsonObject(with: Data(summary.utf8)) as? [String: Any]
         XCTAssertEqual(json?["sent"] as? Int, count)
         XCTAssertEqual(json?["verified"] as? Int, count, "every answer checked")
-        XCTAssertEqual(listener.nextLine(timeout: 30), "session \(client.pair.publicKey) verified \(count) answered \(count)")
+        XCTAssertEqual(
+            listener.nextLine(timeout: 30), "session \(client.pair.publicKey) verified \(count) answered \(count)")
         XCTAssertEqual(listener.waitForExit(timeout: 30), 0)
     }
 
@@ -54,7 +60,9 @@ final class ProcessTests: XCTestCase {
         defer { listener.stop() }
         let port = Int(try XCTUnwrap(listener.nextLine()).split(separator: " ")[3])!
         // The well-behaved client runs strict request/response for the whole attack.
-        let wellBehaved = try PeerProcess(["send", "--key", good.path, "--port", String(port), "--count", "3000", "--window", "1"])
+        let wellBehaved = try PeerProcess([
+            "send", "--key", good.path, "--port", String(port), "--count", "3000", "--window", "1",
+        ])
         usleep(200_000)
         let memoryBefore = listener.residentBytes
 
@@ -121,7 +129,8 @@ final class ProcessTests: XCTestCase {
             }
         }
         let memoryAfter = listener.residentBytes
-        XCTAssertLessThan(memoryAfter - memoryBefore, 32 << 20, "memory grew from \(memoryBefore) to \(memoryAfter) bytes")
+        XCTAssertLessThan(
+            memoryAfter - memoryBefore, 32 << 20, "memory grew from \(memoryBefore) to \(memoryAfter) bytes")
 
         let summary = try XCTUnwrap(wellBehaved.nextLine(timeout: 240))
         XCTAssertEqual(wellBehaved.waitForExit(), 0, summary)
@@ -145,22 +154,29 @@ final class ProcessTests: XCTestCase {
         func send(_ bytes: [UInt8]) {
             _ = withUnsafePointer(to: &address) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { sockaddrPointer in
-                    bytes.withUnsafeBytes { sendto(fd, $0.baseAddress, $0.count, 0, sockaddrPointer, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                    bytes.withUnsafeBytes {
+                        sendto(
+                            fd, $0.baseAddress, $0.count, 0, sockaddrPointer, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
                 }
             }
         }
         let padding = [UInt8](repeating: 0, count: 60)
         let ping = Message.ping(Ping(nonce: 1, padding: padding)).frameBytes()
-        for (garbage, code) in [([UInt8](arrayLiteral: 0x01, 0x00, 0x10) + padding, ErrorCode.malformedFrame),  // truncated hello
-                                ([0x7f] + padding, .malformedFrame),  // unknown packet kind
-                                ([0x01] + ping, .unexpectedMessage)] {  // no session for a ping
+        for (garbage, code) in [
+            ([UInt8](arrayLiteral: 0x01, 0x00, 0x10) + padding, ErrorCode.malformedFrame),  // truncated hello
+            ([0x7f] + padding, .malformedFrame),  // unknown packet kind
+            ([0x01] + ping, .unexpectedMessage),
+        ] {  // no session for a ping
             send(garbage)
             var reply = [UInt8](repeating: 0, count: 2048)
             let count = reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
             XCTAssertGreaterThan(count, 1)
-            XCTAssertLessThanOrEqual(count, garbage.count, "never more bytes back than came in (source addresses can be forged)")
+            XCTAssertLessThanOrEqual(
+                count, garbage.count, "never more bytes back than came in (source addresses can be forged)")
             XCTAssertEqual(reply.first, UDPPacketKind.handshake.rawValue)
-            guard count > 1, case .error(let report)? = try? Message.decode(frame: ByteBuffer(bytes: reply[1..<count])) else {
+            guard count > 1, case .error(let report)? = try? Message.decode(frame: ByteBuffer(bytes: reply[1..<count]))
+            else {
                 XCTFail("no error frame for \(garbage)")
                 continue
             }

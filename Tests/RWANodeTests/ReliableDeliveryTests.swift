@@ -3,9 +3,10 @@
 // session after the bounded retries. Method: two cores wired through a simulated lossy link with
 // a virtual clock; a failure prints the seed.
 import NIOCore
-@testable import RWANode
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 struct SplitMix: RandomNumberGenerator {
     var state: UInt64
@@ -46,9 +47,13 @@ final class ReliableDeliveryTests: XCTestCase {
             if steps >= 1_000_000 { return }
             for transmission in try sender.poll(now: now) {
                 if Double.random(in: 0..<1, using: &rng) < loss { continue }
-                let delay = Double.random(in: 0..<1, using: &rng) < reorder ? UInt64.random(in: 1_000_000...20_000_000, using: &rng) : 200_000
+                let delay =
+                    Double.random(in: 0..<1, using: &rng) < reorder
+                    ? UInt64.random(in: 1_000_000...20_000_000, using: &rng) : 200_000
                 toReceiver.append((now + delay, transmission.sequence, transmission.frame))
-                if Double.random(in: 0..<1, using: &rng) < duplicate { toReceiver.append((now + delay + 1_000, transmission.sequence, transmission.frame)) }
+                if Double.random(in: 0..<1, using: &rng) < duplicate {
+                    toReceiver.append((now + delay + 1_000, transmission.sequence, transmission.frame))
+                }
             }
             now += 100_000
             let arriving = toReceiver.filter { $0.0 <= now }
@@ -57,7 +62,9 @@ final class ReliableDeliveryTests: XCTestCase {
                 if case .deliver(let frames) = receiver.receive(sequence: sequence, frame: frame) {
                     for var frame in frames { delivered.append(frame.readInteger()!) }
                 }
-                if Double.random(in: 0..<1, using: &rng) >= loss { toSender.append((now + 200_000, receiver.acknowledgement)) }
+                if Double.random(in: 0..<1, using: &rng) >= loss {
+                    toSender.append((now + 200_000, receiver.acknowledgement))
+                }
             }
             for (_, ack) in toSender.filter({ $0.0 <= now }) { try sender.receive(ack, now: now) }
             toSender.removeAll { $0.0 <= now }
@@ -74,7 +81,10 @@ final class ReliableDeliveryTests: XCTestCase {
         var sent = 0
         var failure: SessionError?
         for _ in 0..<1_000 {
-            do { sent += try sender.poll(now: now).count } catch { failure = error; break }
+            do { sent += try sender.poll(now: now).count } catch {
+                failure = error
+                break
+            }
             now += 10_000_000
         }
         XCTAssertEqual(sent, 4, "one transmission and three retries")
@@ -101,7 +111,8 @@ final class ReliableDeliveryTests: XCTestCase {
         _ = try sender.poll(now: 200_000_000)
         _ = try sender.receive(Acknowledgement(ackNext: 3, selectiveAcks: 0), now: 400_000_000)
         XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 26_750_000 + 4 * 50_250_000)
-        XCTAssertThrowsError(try sender.receive(Acknowledgement(ackNext: 5, selectiveAcks: 0), now: 0), "ack of frames never sent")
+        XCTAssertThrowsError(
+            try sender.receive(Acknowledgement(ackNext: 5, selectiveAcks: 0), now: 0), "ack of frames never sent")
     }
 
     func testSelectiveAckAndFastRetransmit() throws {
@@ -119,7 +130,9 @@ final class ReliableDeliveryTests: XCTestCase {
         XCTAssertEqual(receiver.receive(sequence: 2, frame: ByteBuffer(bytes: [2])), .duplicate)
         XCTAssertEqual(receiver.receive(sequence: 9, frame: ByteBuffer(bytes: [9])), .beyondWindow)
         XCTAssertEqual(receiver.receive(sequence: 0, frame: ByteBuffer(bytes: [0])), .deliver([ByteBuffer(bytes: [0])]))
-        XCTAssertEqual(receiver.receive(sequence: 1, frame: ByteBuffer(bytes: [1])), .deliver([ByteBuffer(bytes: [1]), ByteBuffer(bytes: [2])]))
+        XCTAssertEqual(
+            receiver.receive(sequence: 1, frame: ByteBuffer(bytes: [1])),
+            .deliver([ByteBuffer(bytes: [1]), ByteBuffer(bytes: [2])]))
         XCTAssertEqual(receiver.acknowledgement, Acknowledgement(ackNext: 3, selectiveAcks: 0))
     }
 

@@ -6,15 +6,19 @@ import NIOCore
 import NIOPosix
 import NIOTestUtils
 import RWACrypto
-@testable import RWANode
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 final class TransportTests: XCTestCase {
     let group = MultiThreadedEventLoopGroup.singleton
 
-    func configuration(_ identity: SigningKeyPair = .generate(), _ adjust: (inout SessionConfiguration) -> Void = { _ in }) -> SessionConfiguration {
-        var configuration = SessionConfiguration(handshake: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet))
+    func configuration(
+        _ identity: SigningKeyPair = .generate(), _ adjust: (inout SessionConfiguration) -> Void = { _ in }
+    ) -> SessionConfiguration {
+        var configuration = SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet))
         configuration.keyLog = nil
         configuration.udpFaults = nil
         adjust(&configuration)
@@ -23,15 +27,23 @@ final class TransportTests: XCTestCase {
 
     func listen(_ transport: TransportKind, _ configuration: SessionConfiguration) async throws -> SessionListener {
         switch transport {
-        case .tcp: return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-        case .udp: return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+        case .tcp:
+            return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+        case .udp:
+            return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
         }
     }
 
-    func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration) async throws -> PeerSession {
+    func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration) async throws
+        -> PeerSession
+    {
         switch transport {
-        case .tcp: return try await TCPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
-        case .udp: return try await UDPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
+        case .tcp:
+            return try await TCPTransport.dial(
+                host: "127.0.0.1", port: port, configuration: configuration, group: group)
+        case .udp:
+            return try await UDPTransport.dial(
+                host: "127.0.0.1", port: port, configuration: configuration, group: group)
         }
     }
 
@@ -73,7 +85,8 @@ final class TransportTests: XCTestCase {
             let server = try XCTUnwrap(acceptedSession)
             // Nobody sends anything for three idle timeouts: pings keep both sides alive.
             try await Task.sleep(for: .milliseconds(1_200))
-            try await session.send(.signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
+            try await session.send(
+                .signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
             var inbox = server.inbox.makeAsyncIterator()
             guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
             await listener.close()
@@ -81,10 +94,12 @@ final class TransportTests: XCTestCase {
             _ = server
         }
         // A peer that never answers: the raw client completes the handshake, then goes silent.
-        let listener = try await listen(.tcp, configuration {
-            $0.keepaliveInterval = .milliseconds(50)
-            $0.idleTimeout = .milliseconds(300)
-        })
+        let listener = try await listen(
+            .tcp,
+            configuration {
+                $0.keepaliveInterval = .milliseconds(50)
+                $0.idleTimeout = .milliseconds(300)
+            })
         let client = try RawTCPClient(port: listener.port)
         let session = try XCTUnwrap(try client.handshake(identity: .generate()))
         var cipher: RecordCipher? = RecordCipher(session)
@@ -109,7 +124,9 @@ final class TransportTests: XCTestCase {
             let total = 2_000
             let flood = Task {
                 for n in 0..<total {
-                    try await session.send(.signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: [])))
+                    try await session.send(
+                        .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: []))
+                    )
                 }
             }
             // The consumer does not read for a while: the inbox fills to its bound and no further.
@@ -141,12 +158,17 @@ final class TransportTests: XCTestCase {
         var accepted = listener.sessions.makeAsyncIterator()
         let acceptedSession = await accepted.next()
         let server = try XCTUnwrap(acceptedSession)
-        let exchange = NoteExchange.exchange(client, identity: clientIdentity, chainID: ChainIDs.devnet, count: 1, window: 1)
+        let exchange = NoteExchange.exchange(
+            client, identity: clientIdentity, chainID: ChainIDs.devnet, count: 1, window: 1)
         var inbox = server.inbox.makeAsyncIterator()
         guard case .signedNote(let note)? = try await inbox.next() else { return XCTFail("no note") }
         // Two answers to one note: the first completes the exchange, the second answers nothing.
         for number: UInt64 in [0, 1] {
-            try await server.send(.signedNote(SignedNote(signedBy: serverIdentity, chainID: ChainIDs.devnet, number: number, inReplyTo: note.hash, body: [])))
+            try await server.send(
+                .signedNote(
+                    SignedNote(
+                        signedBy: serverIdentity, chainID: ChainIDs.devnet, number: number, inReplyTo: note.hash,
+                        body: [])))
         }
         let summary = try await exchange.get()
         XCTAssertEqual(summary.verified, 1)

@@ -34,7 +34,8 @@ struct VectorFile: Codable, Equatable {
     func write(_ name: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        try FileManager.default.createDirectory(at: Self.url(name).deletingLastPathComponent(), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            at: Self.url(name).deletingLastPathComponent(), withIntermediateDirectories: true)
         try (encoder.encode(self) + Data("\n".utf8)).write(to: Self.url(name))
     }
 }

@@ -19,7 +19,9 @@ public enum NoteExchange {
 
     /// Answers every note on `session` until the peer closes. A note that fails a check gets an
     /// error frame with its code, the session is dropped, and the future fails with that error.
-    public static func serve(_ session: PeerSession, identity: SigningKeyPair, chainID: Digest32) -> EventLoopFuture<Summary> {
+    public static func serve(_ session: PeerSession, identity: SigningKeyPair, chainID: Digest32) -> EventLoopFuture<
+        Summary
+    > {
         let eventLoop = session.eventLoop
         let promise = eventLoop.makePromise(of: Summary.self)
         eventLoop.execute {
@@ -27,13 +29,18 @@ public enum NoteExchange {
             session.inbox.consumeOnEventLoop { event in
                 switch event {
                 case .message(.signedNote(let note)):
-                    if let failure = check(note, from: session, chainID: chainID, expectedNumber: UInt64(summary.value.verified), inReplyTo: nil) {
+                    if let failure = check(
+                        note, from: session, chainID: chainID, expectedNumber: UInt64(summary.value.verified),
+                        inReplyTo: nil)
+                    {
                         session.beginClose(reporting: failure)
                         promise.fail(failure)
                         return
                     }
                     summary.value.verified += 1
-                    let reply = SignedNote(signedBy: identity, chainID: chainID, number: note.number, inReplyTo: note.hash, body: Array("ack".utf8))
+                    let reply = SignedNote(
+                        signedBy: identity, chainID: chainID, number: note.number, inReplyTo: note.hash,
+                        body: Array("ack".utf8))
                     session.sendPipelined(.signedNote(reply)).whenFailure { promise.fail($0) }
                     summary.value.sent += 1
                 case .message:
@@ -49,8 +56,10 @@ public enum NoteExchange {
     }
 
     /// Sends `count` notes with up to `window` unanswered at once and checks every answer.
-    public static func exchange(_ session: PeerSession, identity: SigningKeyPair, chainID: Digest32, count: Int,
-                                window: Int = 64, bodyBytes: Int = 64) -> EventLoopFuture<Summary> {
+    public static func exchange(
+        _ session: PeerSession, identity: SigningKeyPair, chainID: Digest32, count: Int,
+        window: Int = 64, bodyBytes: Int = 64
+    ) -> EventLoopFuture<Summary> {
         precondition(window >= 1 && bodyBytes >= 8 && bodyBytes <= WireLimits.noteBodyBytesMax)
         struct State {
             var summary = Summary()
@@ -67,7 +76,9 @@ public enum NoteExchange {
         eventLoop.execute {
             let state = NIOLoopBoundBox(State(body: [UInt8](repeating: 0, count: bodyBytes)), eventLoop: eventLoop)
             @Sendable func sendMore() {
-                while state.value.summary.sent < count && state.value.summary.sent - state.value.summary.verified < window {
+                while state.value.summary.sent < count
+                    && state.value.summary.sent - state.value.summary.verified < window
+                {
                     let number = UInt64(state.value.summary.sent)
                     // The note's number, big-endian, leads the body so every body differs.
                     for i in 0..<8 { state.value.body[i] = UInt8(truncatingIfNeeded: number >> (56 - 8 * UInt64(i))) }
@@ -81,13 +92,17 @@ public enum NoteExchange {
                 switch event {
                 case .message(.signedNote(let reply)):
                     guard state.value.outstandingHead < state.value.outstanding.count else {
-                        let failure = SessionError(.unexpectedMessage, "note \(reply.number) answers nothing that was sent")
+                        let failure = SessionError(
+                            .unexpectedMessage, "note \(reply.number) answers nothing that was sent")
                         session.beginClose(reporting: failure)
                         promise.fail(failure)
                         return
                     }
                     let expected = state.value.outstanding[state.value.outstandingHead]
-                    if let failure = check(reply, from: session, chainID: chainID, expectedNumber: UInt64(state.value.summary.verified), inReplyTo: expected) {
+                    if let failure = check(
+                        reply, from: session, chainID: chainID, expectedNumber: UInt64(state.value.summary.verified),
+                        inReplyTo: expected)
+                    {
                         session.beginClose(reporting: failure)
                         promise.fail(failure)
                         return
@@ -102,7 +117,11 @@ public enum NoteExchange {
                 case .message:
                     return
                 case .finished(let error):
-                    promise.fail(error ?? SessionError(.closed, "peer closed after \(state.value.summary.verified) of \(count) answers", fromPeer: true))
+                    promise.fail(
+                        error
+                            ?? SessionError(
+                                .closed, "peer closed after \(state.value.summary.verified) of \(count) answers",
+                                fromPeer: true))
                 }
             }
             sendMore()
@@ -110,9 +129,12 @@ public enum NoteExchange {
         return promise.futureResult
     }
 
-    static func check(_ note: SignedNote, from session: PeerSession, chainID: Digest32, expectedNumber: UInt64, inReplyTo: Digest32?) -> SessionError? {
+    static func check(
+        _ note: SignedNote, from session: PeerSession, chainID: Digest32, expectedNumber: UInt64, inReplyTo: Digest32?
+    ) -> SessionError? {
         if note.author != session.peerIdentity {
-            return SessionError(.badSignature, "note \(note.number) is signed by \(note.author), not by the session's peer")
+            return SessionError(
+                .badSignature, "note \(note.number) is signed by \(note.author), not by the session's peer")
         } else if !note.hasValidSignature(chainID: chainID) {
             return SessionError(.badSignature, "note \(note.number) signature does not verify")
         } else if note.number != expectedNumber {

@@ -44,7 +44,10 @@ public struct HandshakeConfiguration: Sendable {
     /// When set, the peer must prove this identity (a dialer pinning whom it calls).
     public var expectedPeer: SigningPublicKey?
 
-    public init(identity: SigningKeyPair, chainID: Digest32, features: FeatureBits = FeatureBits(), knownFeatures: Set<Int> = [], expectedPeer: SigningPublicKey? = nil) {
+    public init(
+        identity: SigningKeyPair, chainID: Digest32, features: FeatureBits = FeatureBits(),
+        knownFeatures: Set<Int> = [], expectedPeer: SigningPublicKey? = nil
+    ) {
         self.identity = identity
         self.chainID = chainID
         self.features = features
@@ -93,8 +96,10 @@ public struct HandshakeStateMachine: Sendable {
     public mutating func start() -> Message {
         guard case .initiatorIdle = state else { preconditionFailure("start() is for an idle initiator") }
         let hello = Message.hello(
-            Hello(protocolVersion: ProtocolVersion.current, features: configuration.features, chainID: configuration.chainID,
-                  identity: configuration.identity.publicKey, ephemeralKey: ephemeral.publicKey))
+            Hello(
+                protocolVersion: ProtocolVersion.current, features: configuration.features,
+                chainID: configuration.chainID,
+                identity: configuration.identity.publicKey, ephemeralKey: ephemeral.publicKey))
         state = .initiatorAwaitingReply(helloFrame: hello.frameBytes())
         return hello
     }
@@ -127,12 +132,14 @@ public struct HandshakeStateMachine: Sendable {
             return try receiveReply(reply, helloFrame: helloFrame)
         case (.responderAwaitingFinish(let transcriptHash, let pending), .helloFinish(let finish)):
             let domain = SignatureDomain(tag: SignatureTag.handshakeInitiator, chainID: configuration.chainID)
-            guard pending.peerIdentity.isValidSignature(finish.signature, for: transcriptHash.bytes, domain: domain) else {
+            guard pending.peerIdentity.isValidSignature(finish.signature, for: transcriptHash.bytes, domain: domain)
+            else {
                 throw SessionError(.badSignature, "hello_finish signature does not verify for \(pending.peerIdentity)")
             }
             state = .established
             return .establish(pending)
-        case (.initiatorIdle, _), (.initiatorAwaitingReply, _), (.responderAwaitingHello, _), (.responderAwaitingFinish, _):
+        case (.initiatorIdle, _), (.initiatorAwaitingReply, _), (.responderAwaitingHello, _),
+            (.responderAwaitingFinish, _):
             throw SessionError(.unexpectedMessage, "\(message.type) during the handshake")
         case (.established, _), (.failed, _):
             preconditionFailure("the handshake machine is done; the session handles further frames")
@@ -146,67 +153,91 @@ public struct HandshakeStateMachine: Sendable {
         guard hello.chainID == configuration.chainID else {
             throw SessionError(.wrongChain, "peer is on chain \(hello.chainID), this node on \(configuration.chainID)")
         }
-        var reply = HelloReply(protocolVersion: version, features: configuration.features,
-                               identity: configuration.identity.publicKey, ephemeralKey: ephemeral.publicKey,
-                               signature: try! Signature(bytes: [UInt8](repeating: 0, count: 64)))
+        var reply = HelloReply(
+            protocolVersion: version, features: configuration.features,
+            identity: configuration.identity.publicKey, ephemeralKey: ephemeral.publicKey,
+            signature: try! Signature(bytes: [UInt8](repeating: 0, count: 64)))
         var unsigned = ByteBuffer()
         unsigned.writeInteger(MessageType.helloReply.rawValue, endianness: .big)
         reply.encodeUnsigned(into: &unsigned)
         let responderHash = Blake2b.hash256(parts: [helloFrame, Array(unsigned.readableBytesView)])
-        reply.signature = configuration.identity.sign(responderHash.bytes, domain: SignatureDomain(tag: SignatureTag.handshakeResponder, chainID: configuration.chainID))
+        reply.signature = configuration.identity.sign(
+            responderHash.bytes,
+            domain: SignatureDomain(tag: SignatureTag.handshakeResponder, chainID: configuration.chainID))
         let replyMessage = Message.helloReply(reply)
         let transcriptHash = Blake2b.hash256(parts: [helloFrame, replyMessage.frameBytes()])
-        let session = try deriveSession(peerIdentity: hello.identity, peerFeatures: hello.features, protocolVersion: version, peerEphemeral: hello.ephemeralKey,
-                                        transcriptHash: transcriptHash, initiatorEphemeral: hello.ephemeralKey, isInitiator: false)
+        let session = try deriveSession(
+            peerIdentity: hello.identity, peerFeatures: hello.features, protocolVersion: version,
+            peerEphemeral: hello.ephemeralKey,
+            transcriptHash: transcriptHash, initiatorEphemeral: hello.ephemeralKey, isInitiator: false)
         state = .responderAwaitingFinish(transcriptHash: transcriptHash, pending: session)
         return .send(replyMessage)
     }
 
     private mutating func receiveReply(_ reply: HelloReply, helloFrame: [UInt8]) throws(SessionError) -> Output {
         guard reply.protocolVersion <= ProtocolVersion.current else {
-            throw SessionError(.unsupportedVersion, "responder chose version \(reply.protocolVersion), above the offered \(ProtocolVersion.current)")
+            throw SessionError(
+                .unsupportedVersion,
+                "responder chose version \(reply.protocolVersion), above the offered \(ProtocolVersion.current)")
         }
         try checkCommon(version: reply.protocolVersion, features: reply.features, identity: reply.identity)
         var unsigned = ByteBuffer()
         unsigned.writeInteger(MessageType.helloReply.rawValue, endianness: .big)
         reply.encodeUnsigned(into: &unsigned)
         let responderHash = Blake2b.hash256(parts: [helloFrame, Array(unsigned.readableBytesView)])
-        guard reply.identity.isValidSignature(reply.signature, for: responderHash.bytes,
-                                              domain: SignatureDomain(tag: SignatureTag.handshakeResponder, chainID: configuration.chainID)) else {
+        guard
+            reply.identity.isValidSignature(
+                reply.signature, for: responderHash.bytes,
+                domain: SignatureDomain(tag: SignatureTag.handshakeResponder, chainID: configuration.chainID))
+        else {
             throw SessionError(.badSignature, "hello_reply signature does not verify for \(reply.identity)")
         }
         let transcriptHash = Blake2b.hash256(parts: [helloFrame, Message.helloReply(reply).frameBytes()])
-        let session = try deriveSession(peerIdentity: reply.identity, peerFeatures: reply.features, protocolVersion: reply.protocolVersion, peerEphemeral: reply.ephemeralKey,
-                                        transcriptHash: transcriptHash, initiatorEphemeral: ephemeral.publicKey, isInitiator: true)
-        let finish = HelloFinish(signature: configuration.identity.sign(transcriptHash.bytes, domain: SignatureDomain(tag: SignatureTag.handshakeInitiator, chainID: configuration.chainID)))
+        let session = try deriveSession(
+            peerIdentity: reply.identity, peerFeatures: reply.features, protocolVersion: reply.protocolVersion,
+            peerEphemeral: reply.ephemeralKey,
+            transcriptHash: transcriptHash, initiatorEphemeral: ephemeral.publicKey, isInitiator: true)
+        let finish = HelloFinish(
+            signature: configuration.identity.sign(
+                transcriptHash.bytes,
+                domain: SignatureDomain(tag: SignatureTag.handshakeInitiator, chainID: configuration.chainID)))
         state = .established
         return .sendAndEstablish(.helloFinish(finish), session)
     }
 
     private func checkCommon(version: UInt16, features: FeatureBits, identity: SigningPublicKey) throws(SessionError) {
         guard ProtocolVersion.supported.contains(version) else {
-            throw SessionError(.unsupportedVersion, "protocol version \(version) not supported (this node speaks \(ProtocolVersion.supported.sorted()))")
+            throw SessionError(
+                .unsupportedVersion,
+                "protocol version \(version) not supported (this node speaks \(ProtocolVersion.supported.sorted()))")
         }
         let unknown = features.unknownRequired(known: configuration.knownFeatures)
-        guard unknown.isEmpty else { throw SessionError(.unknownRequiredFeature, "unknown required feature bits \(unknown)") }
+        guard unknown.isEmpty else {
+            throw SessionError(.unknownRequiredFeature, "unknown required feature bits \(unknown)")
+        }
         if let expected = configuration.expectedPeer, expected != identity {
             throw SessionError(.unexpectedPeer, "expected peer \(expected), got \(identity)")
         }
     }
 
-    private func deriveSession(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, protocolVersion: UInt16, peerEphemeral: [UInt8],
-                               transcriptHash: Digest32, initiatorEphemeral: [UInt8], isInitiator: Bool) throws(SessionError) -> EstablishedSession {
+    private func deriveSession(
+        peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, protocolVersion: UInt16, peerEphemeral: [UInt8],
+        transcriptHash: Digest32, initiatorEphemeral: [UInt8], isInitiator: Bool
+    ) throws(SessionError) -> EstablishedSession {
         let initiatorToResponder: SecretBytes
         let responderToInitiator: SecretBytes
         do {
-            (initiatorToResponder, responderToInitiator) = try ephemeral.sharedKeys(peerPublicKey: peerEphemeral, asInitiator: isInitiator)
+            (initiatorToResponder, responderToInitiator) = try ephemeral.sharedKeys(
+                peerPublicKey: peerEphemeral, asInitiator: isInitiator)
         } catch {
             throw SessionError(.malformedFrame, "ephemeral key rejected by the key exchange")
         }
         let i2r = AEADKey(deriving: initiatorToResponder, transcriptHash: transcriptHash)
         let r2i = AEADKey(deriving: responderToInitiator, transcriptHash: transcriptHash)
-        return EstablishedSession(peerIdentity: peerIdentity, peerFeatures: peerFeatures, protocolVersion: protocolVersion, transcriptHash: transcriptHash,
-                                  sendKey: isInitiator ? i2r : r2i, receiveKey: isInitiator ? r2i : i2r,
-                                  initiatorEphemeralKey: initiatorEphemeral, isInitiator: isInitiator)
+        return EstablishedSession(
+            peerIdentity: peerIdentity, peerFeatures: peerFeatures, protocolVersion: protocolVersion,
+            transcriptHash: transcriptHash,
+            sendKey: isInitiator ? i2r : r2i, receiveKey: isInitiator ? r2i : i2r,
+            initiatorEphemeralKey: initiatorEphemeral, isInitiator: isInitiator)
     }
 }

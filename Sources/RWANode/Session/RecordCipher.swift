@@ -26,7 +26,8 @@ public struct RecordCipher: Sendable {
 
     public mutating func sealRecord(frame: ByteBuffer, into output: inout ByteBuffer) throws(SessionError) {
         guard frame.readableBytes <= WireLimits.frameBytesMax else {
-            throw SessionError(.frameTooLarge, "frame of \(frame.readableBytes) bytes is above \(WireLimits.frameBytesMax)")
+            throw SessionError(
+                .frameTooLarge, "frame of \(frame.readableBytes) bytes is above \(WireLimits.frameBytesMax)")
         }
         let length = UInt32(frame.readableBytes + WireLimits.aeadTagBytes)
         output.writeInteger(length, endianness: .big)
@@ -35,7 +36,9 @@ public struct RecordCipher: Sendable {
         sendCounter += 1
         output.writeWithUnsafeMutableBytes(minimumWritableBytes: Int(length)) { out in
             frame.withUnsafeReadableBytes { plaintext in
-                associatedData.withUnsafeBytes { sendKey.seal(plaintext: plaintext, associatedData: $0, counter: counter, into: out) }
+                associatedData.withUnsafeBytes {
+                    sendKey.seal(plaintext: plaintext, associatedData: $0, counter: counter, into: out)
+                }
             }
             return Int(length)
         }
@@ -45,16 +48,19 @@ public struct RecordCipher: Sendable {
     public mutating func openRecord(_ payload: ByteBuffer) throws(SessionError) -> ByteBuffer {
         let length = UInt32(payload.readableBytes)
         guard payload.readableBytes >= WireLimits.aeadTagBytes + 2 else {
-            throw SessionError(.malformedFrame, "sealed record of \(payload.readableBytes) bytes is shorter than a tag and a type")
+            throw SessionError(
+                .malformedFrame, "sealed record of \(payload.readableBytes) bytes is shorter than a tag and a type")
         }
         var frame = ByteBufferAllocator().buffer(capacity: payload.readableBytes - WireLimits.aeadTagBytes)
         let counter = receiveCounter
         var failed = false
-        frame.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.readableBytes - WireLimits.aeadTagBytes) { out in
+        frame.writeWithUnsafeMutableBytes(minimumWritableBytes: payload.readableBytes - WireLimits.aeadTagBytes) {
+            out in
             payload.withUnsafeReadableBytes { ciphertext in
                 withUnsafeBytes(of: length.bigEndian) { adBytes in
                     do {
-                        try receiveKey.open(ciphertext: ciphertext, associatedData: adBytes, counter: counter, into: out)
+                        try receiveKey.open(
+                            ciphertext: ciphertext, associatedData: adBytes, counter: counter, into: out)
                     } catch {
                         failed = true
                     }
@@ -63,7 +69,8 @@ public struct RecordCipher: Sendable {
             return failed ? 0 : payload.readableBytes - WireLimits.aeadTagBytes
         }
         guard !failed else {
-            throw SessionError(.decryptionFailed, "record \(counter) failed authentication (forged, corrupted, replayed or reordered)")
+            throw SessionError(
+                .decryptionFailed, "record \(counter) failed authentication (forged, corrupted, replayed or reordered)")
         }
         receiveCounter += 1
         return frame

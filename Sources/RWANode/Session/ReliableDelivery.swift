@@ -87,7 +87,9 @@ public struct ReliableSender: Sendable {
             guard var entry = inFlight[index], entry.retransmitAt <= now else { continue }
             entry.retries += 1
             guard entry.retries <= configuration.retriesMax else {
-                throw SessionError(.deliveryFailed, "frame \(base + UInt64(index)) unacknowledged after \(configuration.retriesMax) retransmissions")
+                throw SessionError(
+                    .deliveryFailed,
+                    "frame \(base + UInt64(index)) unacknowledged after \(configuration.retriesMax) retransmissions")
             }
             entry.sentAt = now
             entry.retransmitAt = now + backoff(retries: entry.retries)
@@ -97,7 +99,8 @@ public struct ReliableSender: Sendable {
         while pendingHead < pending.count && inFlight.count < configuration.windowFrames {
             let frame = pending[pendingHead]
             pendingHead += 1
-            inFlight.append(InFlight(frame: frame, sentAt: now, retransmitAt: now + retransmitTimeoutNanoseconds, retries: 0))
+            inFlight.append(
+                InFlight(frame: frame, sentAt: now, retransmitAt: now + retransmitTimeoutNanoseconds, retries: 0))
             out.append(Transmission(sequence: nextSequence, frame: frame, isRetransmission: false))
             nextSequence += 1
         }
@@ -136,7 +139,9 @@ public struct ReliableSender: Sendable {
         var bits = ack.selectiveAcks
         var sequence = ack.ackNext + 1  // bit 0; a stale acknowledgement may start below base
         while bits != 0 {
-            if bits & 1 != 0, sequence >= base, sequence - base < UInt64(inFlight.count), let entry = inFlight[Int(sequence - base)] {
+            if bits & 1 != 0, sequence >= base, sequence - base < UInt64(inFlight.count),
+                let entry = inFlight[Int(sequence - base)]
+            {
                 inFlight[Int(sequence - base)] = nil
                 delivered(entry)
             }

@@ -91,16 +91,17 @@ public final class Inbox: AsyncSequence, Sendable {
 
     /// Ends the sequence after the buffered messages, with an error if the session failed.
     func finish(_ error: Error?) {
-        let (waiter, consumer): (CheckedContinuation<Message?, Error>?, (@Sendable (Event) -> Void)?) = state.withLockedValue { state in
-            guard state.finished == nil else { return (nil, nil) }
-            state.finished = .some(error)
-            if let consumer = state.inlineConsumer { return (nil, consumer) }
-            if state.count == 0, let waiter = state.waiter {
-                state.waiter = nil
-                return (waiter, nil)
+        let (waiter, consumer): (CheckedContinuation<Message?, Error>?, (@Sendable (Event) -> Void)?) =
+            state.withLockedValue { state in
+                guard state.finished == nil else { return (nil, nil) }
+                state.finished = .some(error)
+                if let consumer = state.inlineConsumer { return (nil, consumer) }
+                if state.count == 0, let waiter = state.waiter {
+                    state.waiter = nil
+                    return (waiter, nil)
+                }
+                return (nil, nil)
             }
-            return (nil, nil)
-        }
         if let consumer { consumer(.finished(Self.abnormalEnd(error))) }
         if let waiter {
             if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
@@ -108,7 +109,11 @@ public final class Inbox: AsyncSequence, Sendable {
     }
 
     func next() async throws -> Message? {
-        enum Step { case value(Message, drained: Bool), end(Error?), wait }
+        enum Step {
+            case value(Message, drained: Bool)
+            case end(Error?)
+            case wait
+        }
         let step: Step = state.withLockedValue { state in
             if state.count > 0 {
                 let message = state.buffer[state.head]

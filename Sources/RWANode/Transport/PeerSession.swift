@@ -25,9 +25,12 @@ public final class PeerSession: Sendable {
     /// Completes when the session has closed, for whatever reason.
     public let closeFuture: EventLoopFuture<Void>
 
-    init(peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind, remoteAddress: SocketAddress?,
-         inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
-         send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void) {
+    init(
+        peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind,
+        remoteAddress: SocketAddress?,
+        inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
+        send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void
+    ) {
         self.peerIdentity = peerIdentity
         self.peerFeatures = peerFeatures
         self.transport = transport

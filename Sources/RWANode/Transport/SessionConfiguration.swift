@@ -41,8 +41,10 @@ public final class KeyLog: Sendable {
     }
 
     func record(_ session: EstablishedSession) {
-        let (i2r, r2i) = session.isInitiator ? (session.sendKey, session.receiveKey) : (session.receiveKey, session.sendKey)
-        let line = "RWANET_SESSION \(session.initiatorEphemeralKey.hexString) \(i2r.exposedBytes().hexString) \(r2i.exposedBytes().hexString)\n"
+        let (i2r, r2i) =
+            session.isInitiator ? (session.sendKey, session.receiveKey) : (session.receiveKey, session.sendKey)
+        let line =
+            "RWANET_SESSION \(session.initiatorEphemeralKey.hexString) \(i2r.exposedBytes().hexString) \(r2i.exposedBytes().hexString)\n"
         lock.lock()
         defer { lock.unlock() }
         let fd = open(path, O_WRONLY | O_CREAT | O_APPEND, 0o600)

@@ -14,7 +14,9 @@ struct TCPRecordDecoder: ByteToMessageDecoder {
         return .continue
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws
+        -> DecodingState
+    {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
     }
@@ -46,15 +48,18 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     private var pingNonce: UInt64 = 0
 
-    init(configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
-         established: EventLoopPromise<PeerSession>, logger: Logger) {
+    init(
+        configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
+        established: EventLoopPromise<PeerSession>, logger: Logger
+    ) {
         self.configuration = configuration
         self.isInitiator = isInitiator
         self.established = established
         self.logger = logger
-        self.state = .handshaking(isInitiator
-            ? HandshakeStateMachine(initiator: configuration.handshake, ephemeral: ephemeral)
-            : HandshakeStateMachine(responder: configuration.handshake, ephemeral: ephemeral))
+        self.state = .handshaking(
+            isInitiator
+                ? HandshakeStateMachine(initiator: configuration.handshake, ephemeral: ephemeral)
+                : HandshakeStateMachine(responder: configuration.handshake, ephemeral: ephemeral))
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -62,7 +67,9 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         timer = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
             let (handler, context) = loopBound.value
             if case .handshaking = handler.state {
-                handler.fail(context: context, SessionError(.handshakeTimeout, "no handshake within \(handler.configuration.handshakeTimeout)"))
+                handler.fail(
+                    context: context,
+                    SessionError(.handshakeTimeout, "no handshake within \(handler.configuration.handshakeTimeout)"))
             }
         }
         if isInitiator, case .handshaking(var machine) = state {
@@ -148,7 +155,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         let channel = context.channel
         let peer = PeerSession(
             peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .tcp,
-            remoteAddress: channel.remoteAddress, inbox: inbox, eventLoop: channel.eventLoop, closeFuture: channel.closeFuture,
+            remoteAddress: channel.remoteAddress, inbox: inbox, eventLoop: channel.eventLoop,
+            closeFuture: channel.closeFuture,
             send: { message in channel.writeAndFlush(message) },
             close: { error in
                 loopBound.eventLoop.execute {
@@ -162,18 +170,22 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private func scheduleKeepalive(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         // Checked four times per period, so a ping or a timeout is at most a quarter period late.
-        let interval = TimeAmount.nanoseconds(min(configuration.keepaliveInterval, configuration.idleTimeout).nanoseconds / 4)
+        let interval = TimeAmount.nanoseconds(
+            min(configuration.keepaliveInterval, configuration.idleTimeout).nanoseconds / 4)
         timer = context.eventLoop.scheduleTask(in: interval) {
             let (handler, context) = loopBound.value
             guard case .established = handler.state else { return }
             let now = NIODeadline.now()
             if now - handler.lastReceive >= handler.configuration.idleTimeout {
-                handler.fail(context: context, SessionError(.idleTimeout, "nothing received for \(handler.configuration.idleTimeout)"))
+                handler.fail(
+                    context: context,
+                    SessionError(.idleTimeout, "nothing received for \(handler.configuration.idleTimeout)"))
                 return
             }
             if now - handler.lastSend >= handler.configuration.keepaliveInterval {
                 handler.pingNonce += 1
-                handler.write(context: context, data: NIOAny(Message.ping(Ping(nonce: handler.pingNonce))), promise: nil)
+                handler.write(
+                    context: context, data: NIOAny(Message.ping(Ping(nonce: handler.pingNonce))), promise: nil)
                 context.flush()
             }
             handler.scheduleKeepalive(context: context)
@@ -230,11 +242,13 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             }
         case .established:
             if notify && !error.fromPeer {
-                lastWrite = context.writeAndFlush(wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))))
+                lastWrite = context.writeAndFlush(
+                    wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))))
             }
         }
-        logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing TCP session",
-                   metadata: ["error": "\(error)", "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
+        logger.log(
+            level: error.fromPeer || error.code == .closed ? .debug : .info, "closing TCP session",
+            metadata: ["error": "\(error)", "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
         state = .closed
         timer?.cancel()
         inbox?.finish(error)
@@ -261,7 +275,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .closed = state {} else {
+        if case .closed = state {
+        } else {
             state = .closed
             timer?.cancel()
             let error = SessionError(.closed, "connection closed", fromPeer: true)

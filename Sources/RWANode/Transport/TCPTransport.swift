@@ -12,7 +12,10 @@ public final class SessionListener: Sendable {
     public let sessions: AsyncStream<PeerSession>
     private let closeOperation: @Sendable () -> EventLoopFuture<Void>
 
-    init(localAddress: SocketAddress, transport: TransportKind, sessions: AsyncStream<PeerSession>, close: @escaping @Sendable () -> EventLoopFuture<Void>) {
+    init(
+        localAddress: SocketAddress, transport: TransportKind, sessions: AsyncStream<PeerSession>,
+        close: @escaping @Sendable () -> EventLoopFuture<Void>
+    ) {
         self.localAddress = localAddress
         self.transport = transport
         self.sessions = sessions
@@ -28,8 +31,10 @@ public final class SessionListener: Sendable {
 
 /// TCP listener and dialer (proto/README.md, "TCP records").
 public enum TCPTransport {
-    public static func listen(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
-                              logger: Logger = Logger(label: "rwanet.tcp")) async throws -> SessionListener {
+    public static func listen(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.tcp")
+    ) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
         let active = NIOLockedValueBox(0)
         let bootstrap = ServerBootstrap(group: group)
@@ -45,8 +50,10 @@ public enum TCPTransport {
                 }
                 guard admitted else {
                     return channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(RejectionHandler(
-                            report: ErrorReport(code: .overloaded, text: "listener holds \(configuration.sessionsMax) sessions")))
+                        try channel.pipeline.syncOperations.addHandler(
+                            RejectionHandler(
+                                report: ErrorReport(
+                                    code: .overloaded, text: "listener holds \(configuration.sessionsMax) sessions")))
                     }
                 }
                 channel.closeFuture.whenComplete { _ in active.withLockedValue { $0 -= 1 } }
@@ -54,17 +61,23 @@ public enum TCPTransport {
                 promise.futureResult.whenSuccess { continuation.yield($0) }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(TCPSessionHandler(
-                        configuration: configuration, isInitiator: false, ephemeral: .generate(), established: promise, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        TCPSessionHandler(
+                            configuration: configuration, isInitiator: false, ephemeral: .generate(),
+                            established: promise, logger: logger))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         channel.closeFuture.whenComplete { _ in continuation.finish() }
-        return SessionListener(localAddress: channel.localAddress!, transport: .tcp, sessions: stream) { channel.close() }
+        return SessionListener(localAddress: channel.localAddress!, transport: .tcp, sessions: stream) {
+            channel.close()
+        }
     }
 
-    public static func dial(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
-                            logger: Logger = Logger(label: "rwanet.tcp")) async throws -> PeerSession {
+    public static func dial(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.tcp")
+    ) async throws -> PeerSession {
         let eventLoop = group.next()
         let promise = eventLoop.makePromise(of: PeerSession.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
@@ -73,8 +86,10 @@ public enum TCPTransport {
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(TCPSessionHandler(
-                        configuration: configuration, isInitiator: true, ephemeral: .generate(), established: promise, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(
+                        TCPSessionHandler(
+                            configuration: configuration, isInitiator: true, ephemeral: .generate(),
+                            established: promise, logger: logger))
                 }
             }
         let channel: Channel

@@ -18,25 +18,33 @@ public enum UDPTransport {
     /// kernel caps it at net.core.rmem_max).
     static let receiveBufferBytes: SocketOptionValue = 2 << 20
 
-    public static func listen(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
-                              logger: Logger = Logger(label: "rwanet.udp")) async throws -> SessionListener {
+    public static func listen(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.udp")
+    ) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
         let bootstrap = DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
-                        configuration: configuration, acceptsPeers: true, logger: logger, accepted: { continuation.yield($0) }))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UDPEndpointHandler(
+                            configuration: configuration, acceptsPeers: true, logger: logger,
+                            accepted: { continuation.yield($0) }))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         channel.closeFuture.whenComplete { _ in continuation.finish() }
-        return SessionListener(localAddress: channel.localAddress!, transport: .udp, sessions: stream) { channel.close() }
+        return SessionListener(localAddress: channel.localAddress!, transport: .udp, sessions: stream) {
+            channel.close()
+        }
     }
 
-    public static func dial(host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
-                            logger: Logger = Logger(label: "rwanet.udp")) async throws -> PeerSession {
+    public static func dial(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.udp")
+    ) async throws -> PeerSession {
         let remote = try SocketAddress.makeAddressResolvingHost(host, port: port)
         let isLoopback = host == "localhost" || host.hasPrefix("127.") || host == "::1"
         let bindHost = remote.protocol == .inet6 ? (isLoopback ? "::1" : "::") : (isLoopback ? "127.0.0.1" : "0.0.0.0")
@@ -44,15 +52,17 @@ public enum UDPTransport {
             .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UDPEndpointHandler(
-                        configuration: configuration, acceptsPeers: false, logger: logger, accepted: { _ in }))
+                    try channel.pipeline.syncOperations.addHandler(
+                        UDPEndpointHandler(
+                            configuration: configuration, acceptsPeers: false, logger: logger, accepted: { _ in }))
                 }
             }
             .bind(host: bindHost, port: 0).get()
         let promise = channel.eventLoop.makePromise(of: PeerSession.self)
         channel.eventLoop.execute {
             do {
-                try channel.pipeline.syncOperations.handler(type: UDPEndpointHandler.self).dial(remote, established: promise)
+                try channel.pipeline.syncOperations.handler(type: UDPEndpointHandler.self).dial(
+                    remote, established: promise)
             } catch {
                 promise.fail(error)
             }
@@ -102,8 +112,10 @@ final class UDPPeer {
     /// and the session ends when all of it is acknowledged or at the deadline.
     var closing: (error: SessionError, deadline: NIODeadline)?
 
-    init(address: SocketAddress, machine: HandshakeStateMachine, isInitiator: Bool, configuration: SessionConfiguration,
-         established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>) {
+    init(
+        address: SocketAddress, machine: HandshakeStateMachine, isInitiator: Bool, configuration: SessionConfiguration,
+        established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>
+    ) {
         self.address = address
         self.isInitiator = isInitiator
         self.phase = .handshaking(machine)
@@ -142,7 +154,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private var ticker: RepeatedTask?
     private(set) var drops = UDPDropCounters()
 
-    init(configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger, accepted: @escaping (PeerSession) -> Void) {
+    init(
+        configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger,
+        accepted: @escaping (PeerSession) -> Void
+    ) {
         self.configuration = configuration
         self.acceptsPeers = acceptsPeers
         self.logger = logger
@@ -153,7 +168,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        ticker = context.eventLoop.scheduleRepeatedTask(initialDelay: UDPTransport.tickInterval, delay: UDPTransport.tickInterval) { _ in
+        ticker = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: UDPTransport.tickInterval, delay: UDPTransport.tickInterval
+        ) { _ in
             loopBound.value.tick()
         }
     }
@@ -168,8 +185,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         guard let context else { return established.fail(SessionError(.closed, "endpoint closed")) }
         var machine = HandshakeStateMachine(initiator: configuration.handshake, ephemeral: .generate())
         let hello = machine.start()
-        let peer = UDPPeer(address: remote, machine: machine, isInitiator: true, configuration: configuration,
-                           established: established, closed: context.eventLoop.makePromise())
+        let peer = UDPPeer(
+            address: remote, machine: machine, isInitiator: true, configuration: configuration,
+            established: established, closed: context.eventLoop.makePromise())
         peers[remote] = peer
         peer.handshakeFrameToRepeat = hello
         sendHandshake(hello, to: remote)
@@ -183,7 +201,12 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         var datagram = envelope.data
         let address = envelope.remoteAddress
         guard datagram.readableBytes <= WireLimits.udpDatagramBytesMax else {
-            return reject(address, SessionError(.frameTooLarge, "datagram of \(datagram.readableBytes) bytes is above \(WireLimits.udpDatagramBytesMax)"), replyBytesMax: datagram.readableBytes)
+            return reject(
+                address,
+                SessionError(
+                    .frameTooLarge,
+                    "datagram of \(datagram.readableBytes) bytes is above \(WireLimits.udpDatagramBytesMax)"),
+                replyBytesMax: datagram.readableBytes)
         }
         guard let kindByte: UInt8 = datagram.readInteger() else { return }  // empty: nothing to answer
         let received = envelope.data.readableBytes
@@ -197,7 +220,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             }
             receiveSealed(kind: UDPPacketKind(rawValue: kindByte)!, datagram, peer: peer)
         case nil:
-            reject(address, SessionError(.malformedFrame, "unknown UDP packet kind 0x\(String(kindByte, radix: 16))"), replyBytesMax: received)
+            reject(
+                address, SessionError(.malformedFrame, "unknown UDP packet kind 0x\(String(kindByte, radix: 16))"),
+                replyBytesMax: received)
         }
         context.flush()
     }
@@ -236,14 +261,20 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         guard let peer = peers[address] else {
             guard case .hello = message, acceptsPeers else {
                 if case .error = message { return }  // never answer an error with an error
-                return reject(address, SessionError(.unexpectedMessage, "\(message.type) without a session"), replyBytesMax: receivedBytes)
+                return reject(
+                    address, SessionError(.unexpectedMessage, "\(message.type) without a session"),
+                    replyBytesMax: receivedBytes)
             }
             guard peers.count < configuration.sessionsMax else {
-                return sendHandshake(.error(ErrorReport(code: .overloaded, text: "endpoint holds \(configuration.sessionsMax) sessions")), to: address)
+                return sendHandshake(
+                    .error(
+                        ErrorReport(code: .overloaded, text: "endpoint holds \(configuration.sessionsMax) sessions")),
+                    to: address)
             }
             let machine = HandshakeStateMachine(responder: configuration.handshake, ephemeral: .generate())
-            let peer = UDPPeer(address: address, machine: machine, isInitiator: false, configuration: configuration,
-                               established: nil, closed: context!.eventLoop.makePromise())
+            let peer = UDPPeer(
+                address: address, machine: machine, isInitiator: false, configuration: configuration,
+                established: nil, closed: context!.eventLoop.makePromise())
             peer.helloFrame = message.frameBytes()
             peers[address] = peer
             return advanceHandshake(peer, message)
@@ -252,7 +283,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         case .handshaking:
             if case .hello = message, !peer.isInitiator {
                 // A retransmitted hello: our reply was lost.
-                if message.frameBytes() == peer.helloFrame, let reply = peer.handshakeFrameToRepeat { sendHandshake(reply, to: address) }
+                if message.frameBytes() == peer.helloFrame, let reply = peer.handshakeFrameToRepeat {
+                    sendHandshake(reply, to: address)
+                }
                 return
             }
             advanceHandshake(peer, message)
@@ -283,7 +316,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             case .sendAndEstablish(let finish, let session):
                 peer.handshakeFrameToRepeat = finish
                 peer.handshakeRepeats = 0
-                peer.handshakeRepeatAt = .now() + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
+                peer.handshakeRepeatAt =
+                    .now() + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
                 sendHandshake(finish, to: peer.address)
                 establish(peer, session)
             case .establish(let session):
@@ -303,7 +337,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         let inbox = Inbox(capacity: configuration.inboxCapacity) {}  // a full UDP inbox just stops acknowledging
         peer.inbox = inbox
         let session = PeerSession(
-            peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .udp, remoteAddress: peer.address,
+            peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .udp,
+            remoteAddress: peer.address,
             inbox: inbox, eventLoop: loopBound.eventLoop, closeFuture: peer.closed.futureResult,
             send: { message in
                 let promise = loopBound.eventLoop.makePromise(of: Void.self)
@@ -335,7 +370,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             return
         }
         var datagram = datagram
-        guard let packetNumber: UInt64 = datagram.readInteger(), datagram.readableBytes >= WireLimits.aeadTagBytes else {
+        guard let packetNumber: UInt64 = datagram.readInteger(), datagram.readableBytes >= WireLimits.aeadTagBytes
+        else {
             drops.unauthenticated += 1
             return
         }
@@ -352,7 +388,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         plaintext.writeWithUnsafeMutableBytes(minimumWritableBytes: max(plaintextBytes, 1)) { out in
             opened = datagram.withUnsafeReadableBytes { ciphertext in
                 header.withUnsafeBytes { ad in
-                    (try? session.receiveKey.open(ciphertext: ciphertext, associatedData: ad, counter: packetNumber, into: out)) != nil
+                    (try? session.receiveKey.open(
+                        ciphertext: ciphertext, associatedData: ad, counter: packetNumber, into: out)) != nil
                 }
             }
             return opened ? plaintextBytes : 0
@@ -366,7 +403,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         peer.handshakeFrameToRepeat = nil  // an authenticated packet proves the handshake completed
         do {
             let content: UDPSealedContent
-            do { content = try UDPSealedContent.decode(kind: kind, plaintext: plaintext) } catch { throw SessionError(error) }
+            do { content = try UDPSealedContent.decode(kind: kind, plaintext: plaintext) } catch {
+                throw SessionError(error)
+            }
             try peer.sender.receive(content.acknowledgement, now: NIODeadline.now().uptimeNanoseconds)
             if let (sequence, frame) = content.sequencedFrame {
                 guard let inbox = peer.inbox, inbox.hasRoom else {
@@ -424,11 +463,16 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         var frame = ByteBuffer()
         message.encodeFrame(into: &frame)
         guard frame.readableBytes <= WireLimits.udpFrameBytesMax else {
-            promise?.fail(SessionError(.frameTooLarge, "frame of \(frame.readableBytes) bytes is above the UDP limit \(WireLimits.udpFrameBytesMax)"))
+            promise?.fail(
+                SessionError(
+                    .frameTooLarge,
+                    "frame of \(frame.readableBytes) bytes is above the UDP limit \(WireLimits.udpFrameBytesMax)"))
             return
         }
         guard peer.sender.pendingCount < configuration.reliability.pendingFramesMax else {
-            promise?.fail(SessionError(.overloaded, "\(configuration.reliability.pendingFramesMax) frames already wait for the window"))
+            promise?.fail(
+                SessionError(
+                    .overloaded, "\(configuration.reliability.pendingFramesMax) frames already wait for the window"))
             return
         }
         peer.sender.enqueue(frame)
@@ -445,8 +489,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private func flush(_ peer: UDPPeer) throws(SessionError) {
         let transmissions = try peer.sender.poll(now: NIODeadline.now().uptimeNanoseconds)
         for transmission in transmissions {
-            sendSealed(UDPSealedContent(acknowledgement: peer.receiver.acknowledgement,
-                                        sequencedFrame: (transmission.sequence, transmission.frame)), peer: peer)
+            sendSealed(
+                UDPSealedContent(
+                    acknowledgement: peer.receiver.acknowledgement,
+                    sequencedFrame: (transmission.sequence, transmission.frame)), peer: peer)
             if !transmission.isRetransmission, !peer.sendPromises.isEmpty {
                 peer.sendPromises.removeFirst()?.succeed()
             }
@@ -467,12 +513,15 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         var plaintext = ByteBuffer()
         content.encode(into: &plaintext)
         let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
-        var datagram = context.channel.allocator.buffer(capacity: header.count + plaintext.readableBytes + WireLimits.aeadTagBytes)
+        var datagram = context.channel.allocator.buffer(
+            capacity: header.count + plaintext.readableBytes + WireLimits.aeadTagBytes)
         datagram.writeBytes(header)
         let sealedBytes = plaintext.readableBytes + WireLimits.aeadTagBytes
         datagram.writeWithUnsafeMutableBytes(minimumWritableBytes: sealedBytes) { out in
             plaintext.withUnsafeReadableBytes { p in
-                header.withUnsafeBytes { ad in session.sendKey.seal(plaintext: p, associatedData: ad, counter: packetNumber, into: out) }
+                header.withUnsafeBytes { ad in
+                    session.sendKey.seal(plaintext: p, associatedData: ad, counter: packetNumber, into: out)
+                }
             }
             return sealedBytes
         }
@@ -551,7 +600,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         case .closed:
             return
         case .handshaking:
-            if notify && !error.fromPeer { sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: peer.address) }
+            if notify && !error.fromPeer {
+                sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: peer.address)
+            }
         case .established:
             if notify && !error.fromPeer && peer.closing == nil {
                 var frame = ByteBuffer()
@@ -579,8 +630,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     }
 
     private func finish(_ peer: UDPPeer, _ error: SessionError) {
-        logger.log(level: error.fromPeer || error.code == .closed ? .debug : .info, "closing UDP session",
-                   metadata: ["error": "\(error)", "remote": "\(peer.address)", "drops": "\(drops)"])
+        logger.log(
+            level: error.fromPeer || error.code == .closed ? .debug : .info, "closing UDP session",
+            metadata: ["error": "\(error)", "remote": "\(peer.address)", "drops": "\(drops)"])
         peer.phase = .closed
         peers[peer.address] = nil
         peer.inbox?.finish(error)

@@ -73,33 +73,48 @@ func protocolBound(iterations: Int) throws -> Double {
         body[0] = UInt8(truncatingIfNeeded: n)
         let note = SignedNote(signedBy: a, chainID: chain, number: UInt64(n), body: body)
         let sentHash = note.hash
-        guard case .signedNote(let received) = try Message.decode(frame: ByteBuffer(bytes: Message.signedNote(note).frameBytes())),
+        guard
+            case .signedNote(let received) = try Message.decode(
+                frame: ByteBuffer(bytes: Message.signedNote(note).frameBytes())),
             received.hasValidSignature(chainID: chain)
         else { preconditionFailure() }
-        let reply = SignedNote(signedBy: b, chainID: chain, number: received.number, inReplyTo: received.hash, body: Array("ack".utf8))
-        guard case .signedNote(let answer) = try Message.decode(frame: ByteBuffer(bytes: Message.signedNote(reply).frameBytes())),
+        let reply = SignedNote(
+            signedBy: b, chainID: chain, number: received.number, inReplyTo: received.hash, body: Array("ack".utf8))
+        guard
+            case .signedNote(let answer) = try Message.decode(
+                frame: ByteBuffer(bytes: Message.signedNote(reply).frameBytes())),
             answer.hasValidSignature(chainID: chain), answer.inReplyTo == sentHash
         else { preconditionFailure() }
     }
     return Double(iterations) / ((ContinuousClock.now - start) / .seconds(1))
 }
 
-func listen(_ transport: TransportKind, _ configuration: SessionConfiguration, group: EventLoopGroup) async throws -> SessionListener {
+func listen(_ transport: TransportKind, _ configuration: SessionConfiguration, group: EventLoopGroup) async throws
+    -> SessionListener
+{
     switch transport {
-    case .tcp: return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-    case .udp: return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+    case .tcp:
+        return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
+    case .udp:
+        return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
     }
 }
 
-func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration, group: EventLoopGroup) async throws -> PeerSession {
+func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration, group: EventLoopGroup)
+    async throws -> PeerSession
+{
     switch transport {
-    case .tcp: return try await TCPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
-    case .udp: return try await UDPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
+    case .tcp:
+        return try await TCPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
+    case .udp:
+        return try await UDPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
     }
 }
 
 /// A listener that answers notes on every session, as `rwa-peer listen` does.
-func startResponder(_ transport: TransportKind, on placement: Placement) async throws -> (SessionListener, Task<Void, Never>) {
+func startResponder(_ transport: TransportKind, on placement: Placement) async throws -> (
+    SessionListener, Task<Void, Never>
+) {
     let identity = SigningKeyPair.generate()
     let listener = try await listen(transport, configuration(identity), group: placement.server)
     let serving = Task {
@@ -128,7 +143,9 @@ func handshakesPerSecond(_ transport: TransportKind, on placement: Placement) as
 
 /// Strict request/response: one note in flight at a time, each answer checked before the next.
 /// A fresh session per measurement, since note numbers restart.
-func roundTripsPerSecond(_ transport: TransportKind, listener: SessionListener, on placement: Placement, count: Int) async throws -> Double {
+func roundTripsPerSecond(_ transport: TransportKind, listener: SessionListener, on placement: Placement, count: Int)
+    async throws -> Double
+{
     let identity = SigningKeyPair.generate()
     let session = try await dial(transport, listener.port, configuration(identity), group: placement.client)
     _ = try await NoteExchange.exchange(session, identity: identity, chainID: chain, count: 100, window: 1).get()
@@ -136,7 +153,8 @@ func roundTripsPerSecond(_ transport: TransportKind, listener: SessionListener, 
     await session.close()
     var summary = NoteExchange.Summary()
     let elapsed = try await seconds {
-        summary = try await NoteExchange.exchange(second, identity: identity, chainID: chain, count: count, window: 1).get()
+        summary = try await NoteExchange.exchange(second, identity: identity, chainID: chain, count: count, window: 1)
+            .get()
     }
     precondition(summary.verified == count)
     await second.close()
@@ -165,8 +183,10 @@ func measureRoundTrips(on placement: Placement, slices: Int, perSlice: Int) asyn
         codecSeconds += Double(perSlice) / (try protocolBound(iterations: perSlice))
         let t = try await roundTripsPerSecond(.tcp, listener: tcpListener, on: placement, count: perSlice)
         let u = try await roundTripsPerSecond(.udp, listener: udpListener, on: placement, count: perSlice)
-        print(String(format: "%@, slice %2d: crypto bound %6.0f/s, TCP %6.0f/s (%3.0f%%), UDP %6.0f/s (%3.0f%%)",
-                     placement.name, slice, b, t, 100 * t / b, u, 100 * u / b))
+        print(
+            String(
+                format: "%@, slice %2d: crypto bound %6.0f/s, TCP %6.0f/s (%3.0f%%), UDP %6.0f/s (%3.0f%%)",
+                placement.name, slice, b, t, 100 * t / b, u, 100 * u / b))
         boundSeconds += Double(perSlice) / b
         tcpSeconds += Double(perSlice) / t
         udpSeconds += Double(perSlice) / u
@@ -176,7 +196,8 @@ func measureRoundTrips(on placement: Placement, slices: Int, perSlice: Int) asyn
     tcpServing.cancel()
     udpServing.cancel()
     let total = Double(perSlice * slices)
-    return Figures(codec: total / codecSeconds, bound: total / boundSeconds, tcp: total / tcpSeconds, udp: total / udpSeconds)
+    return Figures(
+        codec: total / codecSeconds, bound: total / boundSeconds, tcp: total / tcpSeconds, udp: total / udpSeconds)
 }
 
 let slices = 12
@@ -185,15 +206,35 @@ let tcpHandshakes = try await handshakesPerSecond(.tcp, on: sameLoop)
 let udpHandshakes = try await handshakesPerSecond(.udp, on: sameLoop)
 let one = try await measureRoundTrips(on: sameLoop, slices: slices, perSlice: perSlice)
 let two = try await measureRoundTrips(on: twoLoops, slices: slices / 2, perSlice: perSlice)
-print(String(format: "crypto bound (2 signs + 2 verifies):    %8.0f per s (%d slices of %d)", one.bound, slices, perSlice))
-print(String(format: "protocol work without I/O:              %8.0f per s (%.0f%% of the crypto bound)", one.codec, 100 * one.codec / one.bound))
+print(
+    String(format: "crypto bound (2 signs + 2 verifies):    %8.0f per s (%d slices of %d)", one.bound, slices, perSlice)
+)
+print(
+    String(
+        format: "protocol work without I/O:              %8.0f per s (%.0f%% of the crypto bound)", one.codec,
+        100 * one.codec / one.bound))
 print(String(format: "TCP handshakes:                         %8.0f per s (%d sequential)", tcpHandshakes, handshakes))
 print(String(format: "UDP handshakes:                         %8.0f per s (%d sequential)", udpHandshakes, handshakes))
-print(String(format: "TCP signed round trips, one loop:       %8.0f per s (%.0f%% of the crypto bound)", one.tcp, 100 * one.tcp / one.bound))
-print(String(format: "UDP signed round trips, one loop:       %8.0f per s (%.0f%% of the crypto bound)", one.udp, 100 * one.udp / one.bound))
-print(String(format: "TCP signed round trips, two loops:      %8.0f per s (%.0f%% of the crypto bound)", two.tcp, 100 * two.tcp / two.bound))
-print(String(format: "UDP signed round trips, two loops:      %8.0f per s (%.0f%% of the crypto bound)", two.udp, 100 * two.udp / two.bound))
-print(String(format: #"{"bench":"session","tcp_rtt_per_s":%.0f,"udp_rtt_per_s":%.0f,"crypto_bound_per_s":%.0f,"tcp_ratio":%.3f,"udp_ratio":%.3f,"tcp_handshakes_per_s":%.0f,"udp_handshakes_per_s":%.0f,"two_loops":{"tcp_rtt_per_s":%.0f,"udp_rtt_per_s":%.0f,"crypto_bound_per_s":%.0f,"tcp_ratio":%.3f,"udp_ratio":%.3f}}"#,
-             one.tcp, one.udp, one.bound, one.tcp / one.bound, one.udp / one.bound, tcpHandshakes, udpHandshakes,
-             two.tcp, two.udp, two.bound, two.tcp / two.bound, two.udp / two.bound))
+print(
+    String(
+        format: "TCP signed round trips, one loop:       %8.0f per s (%.0f%% of the crypto bound)", one.tcp,
+        100 * one.tcp / one.bound))
+print(
+    String(
+        format: "UDP signed round trips, one loop:       %8.0f per s (%.0f%% of the crypto bound)", one.udp,
+        100 * one.udp / one.bound))
+print(
+    String(
+        format: "TCP signed round trips, two loops:      %8.0f per s (%.0f%% of the crypto bound)", two.tcp,
+        100 * two.tcp / two.bound))
+print(
+    String(
+        format: "UDP signed round trips, two loops:      %8.0f per s (%.0f%% of the crypto bound)", two.udp,
+        100 * two.udp / two.bound))
+print(
+    String(
+        format:
+            #"{"bench":"session","tcp_rtt_per_s":%.0f,"udp_rtt_per_s":%.0f,"crypto_bound_per_s":%.0f,"tcp_ratio":%.3f,"udp_ratio":%.3f,"tcp_handshakes_per_s":%.0f,"udp_handshakes_per_s":%.0f,"two_loops":{"tcp_rtt_per_s":%.0f,"udp_rtt_per_s":%.0f,"crypto_bound_per_s":%.0f,"tcp_ratio":%.3f,"udp_ratio":%.3f}}"#,
+        one.tcp, one.udp, one.bound, one.tcp / one.bound, one.udp / one.bound, tcpHandshakes, udpHandshakes,
+        two.tcp, two.udp, two.bound, two.tcp / two.bound, two.udp / two.bound))
 try await group.shutdownGracefully()

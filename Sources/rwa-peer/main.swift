@@ -86,15 +86,8 @@ struct Listen: AsyncParsableCommand {
         let configuration = try options.makeConfiguration()
         let logger = options.makeLogger()
         let group = MultiThreadedEventLoopGroup.singleton
-        let listener: SessionListener
-        switch options.transport {
-        case .tcp:
-            listener = try await TCPTransport.listen(
-                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        case .udp:
-            listener = try await UDPTransport.listen(
-                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        }
+        let listener = try await options.transport.listen(
+            host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
         emit(
             "listening \(options.transport.rawValue) \(options.host) \(listener.port) \(configuration.handshake.identity.publicKey)"
         )
@@ -157,15 +150,8 @@ struct Send: AsyncParsableCommand {
         let logger = options.makeLogger()
         let group = MultiThreadedEventLoopGroup.singleton
         let started = ContinuousClock.now
-        let session: PeerSession
-        switch options.transport {
-        case .tcp:
-            session = try await TCPTransport.dial(
-                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        case .udp:
-            session = try await UDPTransport.dial(
-                host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
-        }
+        let session = try await options.transport.dial(
+            host: options.host, port: options.port, configuration: configuration, group: group, logger: logger)
         let summary = try await NoteExchange.exchange(
             session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count,
             window: window

@@ -26,25 +26,13 @@ final class TransportTests: XCTestCase {
     }
 
     func listen(_ transport: TransportKind, _ configuration: SessionConfiguration) async throws -> SessionListener {
-        switch transport {
-        case .tcp:
-            return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-        case .udp:
-            return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-        }
+        try await transport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
     }
 
     func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration) async throws
         -> PeerSession
     {
-        switch transport {
-        case .tcp:
-            return try await TCPTransport.dial(
-                host: "127.0.0.1", port: port, configuration: configuration, group: group)
-        case .udp:
-            return try await UDPTransport.dial(
-                host: "127.0.0.1", port: port, configuration: configuration, group: group)
-        }
+        try await transport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
     }
 
     func testSessionBoundRefusesTheNextPeerWithOverloaded() async throws {

@@ -1,3 +1,4 @@
+import Logging
 import NIOCore
 import RWACrypto
 import RWAWire
@@ -60,4 +61,36 @@ public final class PeerSession: Sendable {
 
     /// Starts closing without waiting, for code running on the event loop; see `closeFuture`.
     public func beginClose(reporting error: SessionError? = nil) { closeOperation(error) }
+}
+
+extension TransportKind {
+    /// Listens on this transport: `TCPTransport.listen` or `UDPTransport.listen`.
+    public func listen(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.session")
+    ) async throws -> SessionListener {
+        switch self {
+        case .tcp:
+            try await TCPTransport.listen(
+                host: host, port: port, configuration: configuration, group: group, logger: logger)
+        case .udp:
+            try await UDPTransport.listen(
+                host: host, port: port, configuration: configuration, group: group, logger: logger)
+        }
+    }
+
+    /// Dials a peer on this transport: `TCPTransport.dial` or `UDPTransport.dial`.
+    public func dial(
+        host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
+        logger: Logger = Logger(label: "rwanet.session")
+    ) async throws -> PeerSession {
+        switch self {
+        case .tcp:
+            try await TCPTransport.dial(
+                host: host, port: port, configuration: configuration, group: group, logger: logger)
+        case .udp:
+            try await UDPTransport.dial(
+                host: host, port: port, configuration: configuration, group: group, logger: logger)
+        }
+    }
 }

@@ -92,23 +92,13 @@ func protocolBound(iterations: Int) throws -> Double {
 func listen(_ transport: TransportKind, _ configuration: SessionConfiguration, group: EventLoopGroup) async throws
     -> SessionListener
 {
-    switch transport {
-    case .tcp:
-        return try await TCPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-    case .udp:
-        return try await UDPTransport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
-    }
+    try await transport.listen(host: "127.0.0.1", port: 0, configuration: configuration, group: group)
 }
 
 func dial(_ transport: TransportKind, _ port: Int, _ configuration: SessionConfiguration, group: EventLoopGroup)
     async throws -> PeerSession
 {
-    switch transport {
-    case .tcp:
-        return try await TCPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
-    case .udp:
-        return try await UDPTransport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
-    }
+    try await transport.dial(host: "127.0.0.1", port: port, configuration: configuration, group: group)
 }
 
 /// A listener that answers notes on every session, as `rwa-peer listen` does.

@@ -26,6 +26,7 @@ let package = Package(
             name: "RWAWire",
             dependencies: ["RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
         ),
+        .target(name: "RWAMarket"),
         .target(
             name: "RWANode",
             dependencies: [
@@ -50,6 +51,7 @@ let package = Package(
             path: "Tools/bench/session"
         ),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
+        .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
         .testTarget(
             name: "RWAWireTests",
             dependencies: ["RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]

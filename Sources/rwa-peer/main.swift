@@ -93,24 +93,20 @@ struct Listen: AsyncParsableCommand {
         )
         let identity = configuration.handshake.identity
         let chainID = configuration.handshake.chainID
-        await withTaskGroup(of: String.self) { tasks in
-            var finished = 0
-            var running = 0
-            var iterator = listener.sessions.makeAsyncIterator()
-            while sessions == 0 || finished + running < sessions, let session = await iterator.next() {
-                running += 1
+        // Each session reports its own line when it ends; nothing is kept once it has.
+        await withDiscardingTaskGroup { tasks in
+            var accepted = 0
+            for await session in listener.sessions {
+                accepted += 1
                 tasks.addTask {
                     do {
                         let summary = try await NoteExchange.serve(session, identity: identity, chainID: chainID).get()
-                        return "session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)"
+                        emit("session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)")
                     } catch {
-                        return "session \(session.peerIdentity) failed: \(error)"
+                        emit("session \(session.peerIdentity) failed: \(error)")
                     }
                 }
-            }
-            for await line in tasks {
-                emit(line)
-                finished += 1
+                if sessions > 0 && accepted >= sessions { break }
             }
         }
         await listener.close()

@@ -118,12 +118,17 @@ final class ReliableDeliveryTests: XCTestCase {
     func testSelectiveAckAndFastRetransmit() throws {
         var sender = ReliableSender(configuration: ReliabilityConfiguration())
         for n in 0..<4 { sender.enqueue(ByteBuffer(bytes: [UInt8(n)])) }
-        for (index, _) in try sender.poll(now: 0).enumerated() { _ = index }
-        // Frames 0..3 all sent at time 0; 2 and 3 arrive (selective bits 1 and 2 relative to ackNext 0+1).
-        _ = try sender.receive(Acknowledgement(ackNext: 0, selectiveAcks: 0b110), now: 1_000)
-        XCTAssertEqual(sender.inFlightCount, 4)
-        // Nothing was sent after 0 and 1, so nothing is declared lost yet.
+        XCTAssertEqual(try sender.poll(now: 0).map(\.sequence), [0, 1, 2, 3])
+        // Frames 2 and 3 arrive: selective bits 1 and 2 (bit i is ackNext + 1 + i).
+        XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 0, selectiveAcks: 0b110), now: 1_000), 2)
+        XCTAssertEqual(
+            try sender.receive(Acknowledgement(ackNext: 0, selectiveAcks: 0b110), now: 1_500), 0, "already counted")
+        // Nothing was sent after 0 and 1 (all four left at time 0), so nothing is declared lost early...
         XCTAssertEqual(try sender.poll(now: 2_000).count, 0)
+        // ...and at the timeout only the two unacknowledged frames go again.
+        XCTAssertEqual(try sender.poll(now: 50_000_000).map(\.sequence), [0, 1])
+        XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 4, selectiveAcks: 0), now: 51_000_000), 2)
+        XCTAssertTrue(sender.isIdle)
         var receiver = ReliableReceiver(windowFrames: 8)
         XCTAssertEqual(receiver.receive(sequence: 2, frame: ByteBuffer(bytes: [2])), .deliver([]))
         XCTAssertEqual(receiver.acknowledgement, Acknowledgement(ackNext: 0, selectiveAcks: 0b10))

@@ -147,6 +147,9 @@ final class MessageVectorTests: XCTestCase {
             XCTAssertEqual(decoded, message, name)
         }
         XCTAssertEqual(file.invalid.map(\.name), expected.invalid.map(\.name))
+        XCTAssertEqual(
+            file.invalid.map(\.hex), expected.invalid.map(\.hex),
+            "the invalid vectors are the inputs the fixtures build")
         for vector in file.invalid {
             XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: [UInt8](hex: vector.hex)!)), vector.name) {
                 error in

@@ -54,7 +54,10 @@ public final class Inbox: AsyncSequence, Sendable {
             return (buffered, state.finished)
         }
         for message in buffered { consumer(.message(message)) }
-        if let finished { consumer(.finished(Self.abnormalEnd(finished))) }
+        if let finished {
+            consumer(.finished(Self.abnormalEnd(finished)))
+            state.withLockedValue { $0.inlineConsumer = nil }
+        }
         if !buffered.isEmpty { onDrain() }
     }
 
@@ -102,7 +105,11 @@ public final class Inbox: AsyncSequence, Sendable {
                 }
                 return (nil, nil)
             }
-        if let consumer { consumer(.finished(Self.abnormalEnd(error))) }
+        if let consumer {
+            consumer(.finished(Self.abnormalEnd(error)))
+            // Release it: consumers capture their session, and the session holds this inbox.
+            state.withLockedValue { $0.inlineConsumer = nil }
+        }
         if let waiter {
             if let error { waiter.resume(throwing: error) } else { waiter.resume(returning: nil) }
         }
@@ -130,6 +137,7 @@ public final class Inbox: AsyncSequence, Sendable {
                 return .value(message, drained: drained)
             }
             if let finished = state.finished { return .end(finished) }
+            precondition(state.inlineConsumer == nil, "an inbox consumed on the event loop cannot also be iterated")
             return .wait
         }
         switch step {

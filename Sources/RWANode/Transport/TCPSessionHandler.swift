@@ -22,6 +22,12 @@ struct TCPRecordDecoder: ByteToMessageDecoder {
     }
 }
 
+/// What `PeerSession` and `Inbox` ask of the handler, sent through the pipeline.
+enum TCPSessionCommand: Sendable {
+    case close(SessionError?)
+    case resumeReading
+}
+
 /// Runs the handshake and then the encrypted session over one TCP connection: the NIO shell
 /// around `HandshakeStateMachine` and `RecordCipher`, which make every decision.
 final class TCPSessionHandler: ChannelDuplexHandler {
@@ -38,12 +44,19 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var state: State
     private let configuration: SessionConfiguration
     private let isInitiator: Bool
-    private let established: EventLoopPromise<PeerSession>
+    /// Completed once, then dropped: the session it carries must not be kept alive by the handler.
+    private var established: EventLoopPromise<PeerSession>?
     private let logger: Logger
     private var inbox: Inbox?
-    private var readingPaused = false
+    /// Reading stops while the consumer's inbox is full, and while the socket cannot take our
+    /// writes (a peer that does not read must not make us queue answers without end).
+    private var inboxFull = false
+    private var outboundBlocked = false
+    private var readingPaused: Bool { inboxFull || outboundBlocked }
     private var readPending = false
     private var lastReceive = NIODeadline.now()
+    /// How long a closing session waits for its error frame to be written before closing anyway.
+    static let closeGrace = TimeAmount.seconds(1)
     private var lastSend = NIODeadline.now()
     private var timer: Scheduled<Void>?
     private var pingNonce: UInt64 = 0
@@ -135,7 +148,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             fail(context: context, SessionError(.unexpectedMessage, "\(message.type) after the handshake"))
         case .signedNote:
             guard let inbox else { return }
-            if !inbox.push(message) { readingPaused = true }
+            if !inbox.push(message) { inboxFull = true }
         }
     }
 
@@ -143,28 +156,22 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         state = .established(RecordCipher(session))
         configuration.keyLog?.record(session)
         timer?.cancel()
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // The closures below reach the handler only through the pipeline, never by reference,
+        // so a finished session leaves no cycle behind.
+        let channel = context.channel
         let inbox = Inbox(capacity: configuration.inboxCapacity) {
-            loopBound.eventLoop.execute {
-                let (handler, context) = loopBound.value
-                handler.resumeReading(context: context)
-            }
+            channel.triggerUserOutboundEvent(TCPSessionCommand.resumeReading, promise: nil)
         }
         self.inbox = inbox
         scheduleKeepalive(context: context)
-        let channel = context.channel
         let peer = PeerSession(
             peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .tcp,
             remoteAddress: channel.remoteAddress, inbox: inbox, eventLoop: channel.eventLoop,
             closeFuture: channel.closeFuture,
             send: { message in channel.writeAndFlush(message) },
-            close: { error in
-                loopBound.eventLoop.execute {
-                    let (handler, context) = loopBound.value
-                    handler.fail(context: context, error ?? SessionError(.closed, "session closed by the peer"))
-                }
-            })
-        established.succeed(peer)
+            close: { error in channel.triggerUserOutboundEvent(TCPSessionCommand.close(error), promise: nil) })
+        established?.succeed(peer)
+        established = nil
     }
 
     private func scheduleKeepalive(context: ChannelHandlerContext) {
@@ -176,7 +183,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             let (handler, context) = loopBound.value
             guard case .established = handler.state else { return }
             let now = NIODeadline.now()
-            if now - handler.lastReceive >= handler.configuration.idleTimeout {
+            // A consumer slow enough to fill its inbox pauses reading; that is not the peer's silence.
+            if !handler.inboxFull && now - handler.lastReceive >= handler.configuration.idleTimeout {
                 handler.fail(
                     context: context,
                     SessionError(.idleTimeout, "nothing received for \(handler.configuration.idleTimeout)"))
@@ -252,11 +260,15 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         state = .closed
         timer?.cancel()
         inbox?.finish(error)
-        established.fail(error)
-        // Close once the error frame (and every record queued before it) has been written.
+        inbox = nil
+        established?.fail(error)
+        established = nil
+        // Close once the error frame (and every record queued before it) has been written, or
+        // after a grace period if a peer that does not read keeps it from being written.
         let channel = context.channel
         if let lastWrite {
             lastWrite.whenComplete { _ in channel.close(promise: nil) }
+            context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }
@@ -281,7 +293,9 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             timer?.cancel()
             let error = SessionError(.closed, "connection closed", fromPeer: true)
             inbox?.finish(error)
-            established.fail(error)
+            inbox = nil
+            established?.fail(error)
+            established = nil
         }
         context.fireChannelInactive()
     }
@@ -294,8 +308,28 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         }
     }
 
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        outboundBlocked = !context.channel.isWritable
+        if !outboundBlocked { resumeReading(context: context) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        switch event as? TCPSessionCommand {
+        case .close(let error):
+            fail(context: context, error ?? SessionError(.closed, "session closed by the peer"))
+            promise?.succeed()
+        case .resumeReading:
+            inboxFull = false
+            resumeReading(context: context)
+            promise?.succeed()
+        case nil:
+            context.triggerUserOutboundEvent(event, promise: promise)
+        }
+    }
+
     private func resumeReading(context: ChannelHandlerContext) {
-        readingPaused = false
+        guard !readingPaused else { return }
         if readPending {
             readPending = false
             context.read()

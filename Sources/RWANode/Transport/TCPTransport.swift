@@ -31,6 +31,10 @@ public final class SessionListener: Sendable {
 
 /// TCP listener and dialer (proto/README.md, "TCP records").
 public enum TCPTransport {
+    /// One socket read (at most 64 KiB) per readiness event: once a session's inbox is full, at
+    /// most the records of that one read still reach it, which is what bounds its memory.
+    static let readsPerEvent: UInt = 1
+
     public static func listen(
         host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
         logger: Logger = Logger(label: "rwanet.tcp")
@@ -42,6 +46,7 @@ public enum TCPTransport {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
+            .childChannelOption(.maxMessagesPerRead, value: TCPTransport.readsPerEvent)
             .childChannelInitializer { channel in
                 let admitted = active.withLockedValue { count -> Bool in
                     guard count < configuration.sessionsMax else { return false }
@@ -82,6 +87,7 @@ public enum TCPTransport {
         let promise = eventLoop.makePromise(of: PeerSession.self)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.maxMessagesPerRead, value: TCPTransport.readsPerEvent)
             .connectTimeout(configuration.handshakeTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

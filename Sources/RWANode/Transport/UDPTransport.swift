@@ -105,7 +105,8 @@ final class UDPPeer {
     var handshakeRepeats = 0
     /// The `hello` a responder answered, to recognise its retransmissions.
     var helloFrame: [UInt8] = []
-    let established: EventLoopPromise<PeerSession>?
+    /// The dialer's promise, dropped once completed so the peer does not keep its session alive.
+    var established: EventLoopPromise<PeerSession>?
     let closed: EventLoopPromise<Void>
     var pingNonce: UInt64 = 0
     /// Set once the session is closing: its error frame is queued behind everything sent before,
@@ -354,14 +355,22 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 return promise.futureResult
             },
             close: { error in
-                loopBound.eventLoop.execute {
+                // On the event loop (a consumer refusing a message), close at once, so nothing that
+                // arrived after the refused message is handed over.
+                let closeNow: @Sendable () -> Void = {
                     let (handler, peer) = loopBound.value
                     // A second request to close keeps the first one's wait for acknowledgements.
                     guard peer.closing == nil else { return }
                     handler.fail(peer, error ?? SessionError(.closed, "session closed by the peer"))
                 }
+                if loopBound.eventLoop.inEventLoop { closeNow() } else { loopBound.eventLoop.execute(closeNow) }
             })
-        if let established = peer.established { established.succeed(session) } else { accepted(session) }
+        if let established = peer.established {
+            established.succeed(session)
+            peer.established = nil
+        } else {
+            accepted(session)
+        }
     }
 
     private func receiveSealed(kind: UDPPacketKind, _ datagram: ByteBuffer, peer: UDPPeer) {
@@ -636,9 +645,14 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         peer.phase = .closed
         peers[peer.address] = nil
         peer.inbox?.finish(error)
+        peer.inbox = nil
         peer.established?.fail(error)
+        peer.established = nil
         for promise in peer.sendPromises { promise?.fail(error) }
         peer.sendPromises.removeAll()
+        // Drop the frames still held for this peer: the session value may outlive it.
+        peer.sender = ReliableSender(configuration: configuration.reliability)
+        peer.receiver = ReliableReceiver(windowFrames: configuration.reliability.windowFrames)
         context?.flush()  // before `closed`: a dialer closes its socket when that completes
         peer.closed.succeed()
     }

@@ -1,0 +1,126 @@
+// Goal: an established UDP session cannot be disturbed by packets that do not authenticate: a
+// forged sealed packet, a plaintext error (anyone can spoof one), an oversized datagram, a replayed
+// packet. Method: a hand-driven peer on a raw UDP socket performs the handshake with the pure
+// state machine, seals its own packets, and checks the real listener still answers afterwards.
+import Foundation
+import NIOCore
+import NIOPosix
+import RWACrypto
+import RWAWire
+import XCTest
+
+@testable import RWANode
+
+final class RawUDPPeer {
+    let fd: Int32
+    var address = sockaddr_in()
+
+    init(port: Int) {
+        fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 300_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    }
+
+    deinit { close(fd) }
+
+    func send(_ bytes: [UInt8]) {
+        _ = withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { target in
+                bytes.withUnsafeBytes {
+                    sendto(fd, $0.baseAddress, $0.count, 0, target, socklen_t(MemoryLayout<sockaddr_in>.size))
+                }
+            }
+        }
+    }
+
+    /// The next datagram, or nil after 300 ms of silence.
+    func receive() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        let count = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        return count > 0 ? Array(buffer.prefix(count)) : nil
+    }
+}
+
+final class UDPSessionTests: XCTestCase {
+    func testEstablishedSessionIgnoresEverythingThatDoesNotAuthenticate() async throws {
+        var configuration = SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
+        configuration.udpFaults = nil
+        configuration.keyLog = nil
+        let listener = try await UDPTransport.listen(
+            host: "127.0.0.1", port: 0, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+        let peer = RawUDPPeer(port: listener.port)
+
+        // Handshake by hand.
+        var machine = HandshakeStateMachine(
+            initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet), ephemeral: .generate())
+        peer.send([UDPPacketKind.handshake.rawValue] + machine.start().frameBytes())
+        let replyDatagram = try XCTUnwrap(peer.receive())
+        let reply = try Message.decode(frame: ByteBuffer(bytes: replyDatagram.dropFirst()))
+        guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else { return XCTFail() }
+        peer.send([UDPPacketKind.handshake.rawValue] + finish.frameBytes())
+
+        var packetNumber: UInt64 = 0
+        var sequence: UInt64 = 0
+        var listenerAckNext: UInt64 = 0  // the listener's frames we have received
+        func sealed(_ frame: Message?) -> [UInt8] {
+            let content = UDPSealedContent(
+                acknowledgement: Acknowledgement(ackNext: listenerAckNext, selectiveAcks: 0),
+                sequencedFrame: frame.map { (sequence, ByteBuffer(bytes: $0.frameBytes())) })
+            var plaintext = ByteBuffer()
+            content.encode(into: &plaintext)
+            let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
+            defer {
+                packetNumber += 1
+                if frame != nil { sequence += 1 }
+            }
+            return header
+                + session.sendKey.seal(
+                    Array(plaintext.readableBytesView), associatedData: header, counter: packetNumber)
+        }
+        func sealedPing(_ nonce: UInt64) -> [UInt8] { sealed(.ping(Ping(nonce: nonce))) }
+        /// Reads until a new (not retransmitted) pong with `nonce` arrives, acknowledging it (true),
+        /// or until the listener falls silent (false).
+        func awaitPong(_ nonce: UInt64) -> Bool {
+            while let datagram = peer.receive() {
+                guard datagram.count > 9, let kind = UDPPacketKind(rawValue: datagram[0]), kind != .handshake else {
+                    continue
+                }
+                let number = datagram[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                guard
+                    let opened = try? session.receiveKey.open(
+                        Array(datagram.dropFirst(9)), associatedData: Array(datagram.prefix(9)), counter: number),
+                    let content = try? UDPSealedContent.decode(kind: kind, plaintext: ByteBuffer(bytes: opened)),
+                    let (frameSequence, frame) = content.sequencedFrame, frameSequence == listenerAckNext
+                else { continue }
+                listenerAckNext += 1
+                peer.send(sealed(nil))  // acknowledge, so it is not retransmitted
+                if case .pong(let pong)? = try? Message.decode(frame: frame), pong.nonce == nonce { return true }
+            }
+            return false
+        }
+
+        let firstPing = sealedPing(1)
+        peer.send(firstPing)
+        XCTAssertTrue(awaitPong(1), "the session works")
+
+        // Noise that must change nothing.
+        var forged = sealedPing(99)
+        forged[forged.count - 1] ^= 1  // tag no longer authenticates
+        sequence -= 1  // the forged frame never counted
+        peer.send(forged)
+        peer.send(
+            [UDPPacketKind.handshake.rawValue] + Message.error(ErrorReport(code: .closed, text: "spoofed")).frameBytes()
+        )
+        peer.send([UDPPacketKind.data.rawValue] + [UInt8](repeating: 7, count: 1_300))
+        peer.send(firstPing)  // replayed: its packet number was seen
+        XCTAssertFalse(awaitPong(1), "a replayed ping is not answered again")
+
+        peer.send(sealedPing(2))
+        XCTAssertTrue(awaitPong(2), "the session survived the noise")
+        await listener.close()
+    }
+}

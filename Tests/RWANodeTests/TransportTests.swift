@@ -175,6 +175,34 @@ final class TransportTests: XCTestCase {
         await listener.close()
     }
 
+    func testKeyLogRecordsEachSessionOnceOnEachSideAndIsPrivate() async throws {
+        let scratch = try Scratch()
+        let path = scratch.directory.appendingPathComponent("keys.log").path
+        for transport in TransportKind.allCases {
+            let listener = try await listen(transport, configuration { $0.keyLog = KeyLog(path: path) })
+            let session = try await dial(transport, listener.port, configuration { $0.keyLog = KeyLog(path: path) })
+            var accepted = listener.sessions.makeAsyncIterator()
+            _ = await accepted.next()
+            await session.close()
+            await listener.close()
+        }
+        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+        XCTAssertEqual(lines.count, 4, "two sessions, logged by both sides")
+        XCTAssertEqual(lines[0], lines[1], "both sides log the same line for a session")
+        XCTAssertEqual(lines[2], lines[3])
+        XCTAssertNotEqual(lines[0], lines[2])
+        for line in lines {
+            let fields = line.split(separator: " ")
+            XCTAssertEqual(fields.count, 4)
+            XCTAssertEqual(fields[0], "RWANET_SESSION")
+            XCTAssertTrue(fields.dropFirst().allSatisfy { $0.count == 64 && [UInt8](hex: String($0)) != nil }, line)
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int
+        XCTAssertEqual(mode & 0o777, 0o600)
+        // Off unless the environment asks for it.
+        if ProcessInfo.processInfo.environment["RWANET_KEYLOG"] == nil { XCTAssertNil(KeyLog.fromEnvironment()) }
+    }
+
     func testRecordDecoderWholeDripFedAndBatched() throws {
         let records: [[UInt8]] = [[0x00, 0x23, 1], [0x00, 0x21], Array(repeating: 7, count: 300)]
         let pairs = records.map { payload -> (ByteBuffer, [ByteBuffer]) in

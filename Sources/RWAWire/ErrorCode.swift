@@ -41,7 +41,9 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .overloaded: return "overloaded"
         case .deliveryFailed: return "delivery_failed"
         case .closed: return "closed"
-        default: return "code_0x\(String(rawValue, radix: 16))"
+        default:
+            let digits = String(rawValue, radix: 16)
+            return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits
         }
     }
 

@@ -203,6 +203,26 @@ final class TransportTests: XCTestCase {
         if ProcessInfo.processInfo.environment["RWANET_KEYLOG"] == nil { XCTAssertNil(KeyLog.fromEnvironment()) }
     }
 
+    func testClosingAListenerEndsTheSessionsItAccepted() async throws {
+        for transport in TransportKind.allCases {
+            let listener = try await listen(transport, configuration())
+            let client = try await dial(transport, listener.port, configuration())
+            var accepted = listener.sessions.makeAsyncIterator()
+            let acceptedSession = await accepted.next()
+            let server = try XCTUnwrap(acceptedSession)
+            await listener.close()
+            try await server.closeFuture.get()
+            var inbox = server.inbox.makeAsyncIterator()
+            do {
+                _ = try await inbox.next()
+                XCTFail("\(transport): the inbox should end with the session")
+            } catch let error as SessionError {
+                XCTAssertEqual(error.code, .closed, "\(transport)")
+            }
+            await client.close()
+        }
+    }
+
     func testRecordDecoderWholeDripFedAndBatched() throws {
         let records: [[UInt8]] = [[0x00, 0x23, 1], [0x00, 0x21], Array(repeating: 7, count: 300)]
         let pairs = records.map { payload -> (ByteBuffer, [ByteBuffer]) in

@@ -237,3 +237,37 @@ final class RecordTests: XCTestCase {
         XCTAssertEqual(WireLimits.tcpRecordBytesMax, WireLimits.frameBytesMax + WireLimits.aeadTagBytes)
     }
 }
+
+/// Random bytes, seeded: every decoder either decodes canonically or throws, and never traps.
+final class RandomInputTests: XCTestCase {
+    func testRandomFramesAndPacketsNeverCrashTheDecoders() {
+        var state: UInt64 = 0x5eed
+        func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+        let types: [UInt16] = [0x0010, 0x0012, 0x0014, 0x0020, 0x0021, 0x0022, 0x0023, 0x0030, 0x0102, 0x0103]
+        var decoded = 0
+        for _ in 0..<50_000 {
+            let length = Int(next() % 200)
+            var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
+            if bytes.count >= 2 && next() % 2 == 0 {  // a known type, so the field decoders run
+                let type = types[Int(next() % UInt64(types.count))]
+                bytes[0] = UInt8(type >> 8)
+                bytes[1] = UInt8(type & 0xff)
+            }
+            if let message = try? Message.decode(frame: ByteBuffer(bytes: bytes)) {
+                decoded += 1
+                if case .ignored = message { continue }
+                XCTAssertEqual(message.frameBytes(), bytes, "decoded, so canonical")
+            }
+            var record = ByteBuffer(bytes: bytes)
+            _ = try? TCPRecord.readPayload(&record)
+            _ = try? UDPSealedContent.decode(kind: next() % 2 == 0 ? .data : .ack, plaintext: ByteBuffer(bytes: bytes))
+        }
+        XCTAssertGreaterThan(decoded, 0, "some random frames are valid (odd unknown types at least)")
+    }
+}

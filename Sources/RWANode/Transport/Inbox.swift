@@ -148,22 +148,32 @@ public final class Inbox: AsyncSequence, Sendable {
             if let error { throw error }
             return nil
         case .wait:
-            return try await withCheckedThrowingContinuation { continuation in
-                let immediate: Result<Message?, Error>? = state.withLockedValue { state in
-                    if state.count > 0 {
-                        let message = state.buffer[state.head]
-                        state.head += 1
-                        return .success(message)
+            // A cancelled consumer stops waiting (with CancellationError); the session goes on.
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    let immediate: Result<Message?, Error>? = state.withLockedValue { state in
+                        if Task.isCancelled { return .failure(CancellationError()) }
+                        if state.count > 0 {
+                            let message = state.buffer[state.head]
+                            state.head += 1
+                            return .success(message)
+                        }
+                        if let finished = state.finished {
+                            if let error = finished { return .failure(error) }
+                            return .success(nil)
+                        }
+                        precondition(state.waiter == nil, "one consumer at a time")
+                        state.waiter = continuation
+                        return nil
                     }
-                    if let finished = state.finished {
-                        if let error = finished { return .failure(error) }
-                        return .success(nil)
-                    }
-                    precondition(state.waiter == nil, "one consumer at a time")
-                    state.waiter = continuation
-                    return nil
+                    if let immediate { continuation.resume(with: immediate) }
                 }
-                if let immediate { continuation.resume(with: immediate) }
+            } onCancel: {
+                let waiter = state.withLockedValue { state -> CheckedContinuation<Message?, Error>? in
+                    defer { state.waiter = nil }
+                    return state.waiter
+                }
+                waiter?.resume(throwing: CancellationError())
             }
         }
     }

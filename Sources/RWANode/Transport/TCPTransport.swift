@@ -24,6 +24,7 @@ public final class SessionListener: Sendable {
 
     public var port: Int { localAddress.port ?? 0 }
 
+    /// Stops listening and ends every session this listener accepted.
     public func close() async {
         try? await closeOperation().get()
     }
@@ -40,7 +41,8 @@ public enum TCPTransport {
         logger: Logger = Logger(label: "rwanet.tcp")
     ) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
-        let active = NIOLockedValueBox(0)
+        // Every admitted connection, so the bound can be counted and closing the listener ends them.
+        let connections = NIOLockedValueBox([ObjectIdentifier: Channel]())
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -48,9 +50,9 @@ public enum TCPTransport {
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.maxMessagesPerRead, value: TCPTransport.readsPerEvent)
             .childChannelInitializer { channel in
-                let admitted = active.withLockedValue { count -> Bool in
-                    guard count < configuration.sessionsMax else { return false }
-                    count += 1
+                let admitted = connections.withLockedValue { open -> Bool in
+                    guard open.count < configuration.sessionsMax else { return false }
+                    open[ObjectIdentifier(channel)] = channel
                     return true
                 }
                 guard admitted else {
@@ -61,9 +63,14 @@ public enum TCPTransport {
                                     code: .overloaded, text: "listener holds \(configuration.sessionsMax) sessions")))
                     }
                 }
-                channel.closeFuture.whenComplete { _ in active.withLockedValue { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in
+                    connections.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(channel)) }
+                }
                 let promise = channel.eventLoop.makePromise(of: PeerSession.self)
-                promise.futureResult.whenSuccess { continuation.yield($0) }
+                promise.futureResult.whenSuccess { session in
+                    // Nobody will ever take a session handed over after the listener closed.
+                    if case .terminated = continuation.yield(session) { session.beginClose() }
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
                     try channel.pipeline.syncOperations.addHandler(
@@ -73,7 +80,10 @@ public enum TCPTransport {
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
-        channel.closeFuture.whenComplete { _ in continuation.finish() }
+        channel.closeFuture.whenComplete { _ in
+            continuation.finish()
+            for connection in connections.withLockedValue({ Array($0.values) }) { connection.close(promise: nil) }
+        }
         return SessionListener(localAddress: channel.localAddress!, transport: .tcp, sessions: stream) {
             channel.close()
         }

@@ -8,7 +8,8 @@ let package = Package(
     name: "rwanet",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "rwa-peer", targets: ["rwa-peer"])
+        .executable(name: "rwa-peer", targets: ["rwa-peer"]),
+        .executable(name: "rwa-sim", targets: ["rwa-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -27,6 +28,7 @@ let package = Package(
             dependencies: ["RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "RWAMarket"),
+        .target(name: "RWASim", dependencies: ["RWAMarket"]),
         .target(
             name: "RWANode",
             dependencies: [
@@ -46,12 +48,18 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "rwa-sim",
+            dependencies: ["RWASim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(name: "bench-sim", dependencies: ["RWASim"], path: "Tools/bench/sim"),
+        .executableTarget(
             name: "bench-session",
             dependencies: ["RWACrypto", "RWAWire", "RWANode"],
             path: "Tools/bench/session"
         ),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
+        .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
         .testTarget(
             name: "RWAWireTests",
             dependencies: ["RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]

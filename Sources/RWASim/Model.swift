@@ -81,6 +81,10 @@ public struct Parameters: Sendable, Equatable, Codable {
     public var rwaOpeningPriceFactor = 1.0
     /// CPA: auction rounds; unmatched buyers (with their escrowed funds) and unsold licences carry over.
     public var cpaRounds = 3
+    /// Over a day, each buyer needs its slices for a window of this many whole hours (uniform),
+    /// starting at a uniform hour and ending by midnight.
+    public var usageHoursMin = 2
+    public var usageHoursMax = 8
 
     public init() {}
 
@@ -117,6 +121,9 @@ public struct Market: Sendable {
         public var defaults: Bool
         /// When it places its order, in simulated seconds.
         public var arrivalSeconds: Double
+        /// The hours of the day it uses its slices: `firstHour..<endHour`.
+        public var firstHour: Int
+        public var endHour: Int
     }
 
     public var sellers: [Seller]
@@ -126,6 +133,7 @@ public struct Market: Sendable {
         var agents = SeededGenerator.stream(seed: seed, purpose: 1)
         var attack = SeededGenerator.stream(seed: seed, purpose: 2)
         var arrivals = SeededGenerator.stream(seed: seed, purpose: 3)
+        var usage = SeededGenerator.stream(seed: seed, purpose: 4)
         let malicious = parameters.maliciousCount
         var sellers: [Seller] = (0..<parameters.sellers).map { _ in
             let cost = Double.random(in: parameters.sellerCostMin...parameters.sellerCostMax, using: &agents)
@@ -135,8 +143,11 @@ public struct Market: Sendable {
         var buyers: [Buyer] = (0..<parameters.buyers).map { _ in
             let value = Double.random(in: parameters.buyerValueMin...parameters.buyerValueMax, using: &agents)
             clock += -log(1 - Double.random(in: 0..<1, using: &arrivals)) / parameters.buyerArrivalsPerSecond
+            let first = Int.random(in: 0..<24, using: &usage)
+            let hours = Int.random(in: parameters.usageHoursMin...parameters.usageHoursMax, using: &usage)
             return Buyer(
-                valuePerSlice: value, isMalicious: false, bidPerSlice: value, defaults: false, arrivalSeconds: clock)
+                valuePerSlice: value, isMalicious: false, bidPerSlice: value, defaults: false, arrivalSeconds: clock,
+                firstHour: first, endHour: min(24, first + hours))
         }
         // Which agents are malicious: a random subset of the attacked side.
         switch parameters.attack {

@@ -35,6 +35,11 @@ enum RWAScheme {
     static let unit: Double = 1_000_000
 
     static func run(_ market: Market, _ parameters: Parameters) -> Outcome {
+        run(market, parameters, filled: { _ in })
+    }
+
+    /// As `run`, telling `filled` the index of each buyer whose order filled.
+    static func run(_ market: Market, _ parameters: Parameters, filled: (Int) -> Void) -> Outcome {
         let offered = market.sellers.filter { !$0.withholds }
         var outcome = Outcome(slicesSold: 0, totalSlices: parameters.totalSlices, leftoverOrders: 0, defaultedTrades: 0)
         guard !offered.isEmpty else {
@@ -53,7 +58,7 @@ enum RWAScheme {
         let virtualFloor = UInt128(virtualSlices) * UInt128(unit)
         let want = UInt128(parameters.slicesPerBuyer) * UInt128(unit)
         var chain = SimulatedChain(parameters)
-        for buyer in market.buyers {
+        for (index, buyer) in market.buyers.enumerated() {
             let timestamp = chain.include(arrivalSeconds: buyer.arrivalSeconds)
             guard pool.reserve0 >= virtualFloor + want else {
                 outcome.leftoverOrders += 1  // not enough real slices left to fill it whole
@@ -62,6 +67,7 @@ enum RWAScheme {
             let budget = UInt128((buyer.bidPerSlice * Double(parameters.slicesPerBuyer) * unit).rounded(.down))
             if (try? pool.swap(exactOut: want, .oneForZero, maximumIn: budget, timestamp: timestamp)) != nil {
                 outcome.slicesSold += parameters.slicesPerBuyer
+                filled(index)
             } else {
                 outcome.leftoverOrders += 1  // the price is above its bid: it waits, unfilled
             }

@@ -8,7 +8,7 @@ struct RWASimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rwa-sim",
         abstract: "Reproduce and extend the case study: utilization of RWA, MPRA, TRA and CPA (Fig. 4 and Fig. 5).",
-        subcommands: [Figure4.self, Figure5.self, Run.self])
+        subcommands: [Figure4.self, Figure5.self, Run.self, Day.self])
 }
 
 struct ModelOptions: ParsableArguments {
@@ -31,6 +31,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "RWA: virtual slice reserve as a multiple of the real supply.") var rwaVirtualDepth = 4.0
     @Option(help: "RWA: opening price as a multiple of the sellers' mean ask.") var rwaOpeningPriceFactor = 1.0
     @Option(help: "CPA: auction rounds.") var cpaRounds = 3
+    @Option(help: "Day: fewest hours a buyer uses its slices.") var usageHoursMin = 2
+    @Option(help: "Day: most hours a buyer uses its slices.") var usageHoursMax = 8
     @Option(help: "Chain: transactions per block.") var blockTransactions = 10
     @Option(help: "Chain: seconds before a block closes.") var blockSeconds = 5.0
 
@@ -61,6 +63,8 @@ struct ModelOptions: ParsableArguments {
         p.rwaVirtualDepth = rwaVirtualDepth
         p.rwaOpeningPriceFactor = rwaOpeningPriceFactor
         p.cpaRounds = cpaRounds
+        p.usageHoursMin = usageHoursMin
+        p.usageHoursMax = usageHoursMax
         p.blockTransactions = blockTransactions
         p.blockSeconds = blockSeconds
         return p
@@ -147,5 +151,57 @@ struct Run: ParsableCommand {
             sweep(
                 [parameters], schemes: scheme.map { [$0] } ?? Scheme.allCases, seeds: options.seeds,
                 progress: options.progress))
+    }
+}
+
+struct Day: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Beyond the paper: RWA purchase against hourly leasing, slices in use hour by hour over a day.",
+        discussion:
+            "Buyers need their slices only for a window of hours; leasing rents them by the hour, purchase sells them for the whole day."
+    )
+    @OptionGroup var options: ModelOptions
+    @Option(help: "Buyers (400: demand for slices is twice the supply).") var buyers = 400
+    @Option(help: "Sellers.") var sellers = 100
+
+    func run() throws {
+        var parameters = options.parameters
+        parameters.buyers = buyers
+        parameters.sellers = sellers
+        let rows = sweepDay(parameters, seeds: options.seeds)
+        options.progress(1, 1)
+        if let csv = options.csv {
+            let lines = rows.map { row in
+                [
+                    row.mode.rawValue, String(row.hour), String(format: "%.6f", row.utilization.mean),
+                    String(format: "%.6f", row.utilization.halfWidth), String(row.utilization.samples),
+                    String(format: "%.3f", row.servedBuyers),
+                ].joined(separator: ",")
+            }
+            do {
+                try (([DayRow.csvHeader] + lines).joined(separator: "\n") + "\n").write(
+                    toFile: csv, atomically: true, encoding: .utf8)
+            } catch {
+                throw ValidationError("cannot write \(csv): \(error.localizedDescription)")
+            }
+        }
+        for mode in DayProfile.Mode.allCases {
+            let hours = rows.filter { $0.mode == mode }
+            let daily = hours.map(\.utilization.mean).reduce(0, +) / 24
+            if options.json {
+                print(
+                    #"{"mode":"\#(mode.rawValue)","daily_utilization":\#(daily),"served_buyers":\#(hours[0].servedBuyers),"by_hour":[\#(hours.map { String($0.utilization.mean) }.joined(separator: ","))]}"#
+                )
+            } else {
+                print(
+                    mode.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)
+                        + String(
+                            format: " served %6.1f of %d buyers, slices in use over the day %6.2f%%",
+                            hours[0].servedBuyers, buyers, daily * 100))
+                print(
+                    "  by hour: "
+                        + hours.map { String(format: "%.0f", $0.utilization.mean * 100) }.joined(separator: " "))
+            }
+        }
     }
 }

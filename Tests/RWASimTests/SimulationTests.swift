@@ -74,3 +74,32 @@ final class SimulationTests: XCTestCase {
         XCTAssertEqual(estimate.halfWidth, 3.182 * (5.0 / 3).squareRoot() / 2, accuracy: 1e-9)
     }
 }
+
+final class DayTests: XCTestCase {
+    func testLeasingServesBuyersPurchaseCannotAndNeverOverbooksAnHour() {
+        var parameters = Parameters()
+        parameters.buyers = 400
+        for seed: UInt64 in 1...5 {
+            let purchase = simulateDay(.purchase, parameters, seed: seed)
+            let lease = simulateDay(.lease, parameters, seed: seed)
+            XCTAssertEqual(
+                purchase.servedBuyers, parameters.totalSlices / parameters.slicesPerBuyer,
+                "purchase sells out at 200 buyers")
+            XCTAssertGreaterThan(lease.servedBuyers, purchase.servedBuyers)
+            XCTAssertGreaterThan(lease.dailyUtilization, purchase.dailyUtilization)
+            XCTAssertTrue(lease.utilizationByHour.allSatisfy { $0 <= 1 }, "no hour leases more slices than exist")
+        }
+    }
+
+    func testWhenEveryoneNeedsTheWholeDayLeasingIsPurchase() {
+        var parameters = Parameters()
+        parameters.buyers = 150
+        parameters.usageHoursMin = 24
+        parameters.usageHoursMax = 24
+        // Windows still start at random hours and end by midnight; with a start at 0 they cover the day.
+        let lease = simulateDay(.lease, parameters, seed: 3)
+        let purchase = simulateDay(.purchase, parameters, seed: 3)
+        XCTAssertEqual(lease.servedBuyers, purchase.servedBuyers, "below supply, both serve every buyer")
+        XCTAssertEqual(lease.utilizationByHour, purchase.utilizationByHour)
+    }
+}

@@ -3,9 +3,10 @@
 /// slices all day and uses them only in its hours, and buyers beyond the supply get nothing. In
 /// leasing mode lessors rent slices by the hour through channels (one channel per lease, paid
 /// hour by hour, so a defaulting lessee gains at most one hour): a buyer leases its slices for its
-/// hours only, at the lessor's ask per slice spread over 24 hours, from the cheapest lessors with
-/// room in every one of its hours, first come first served; an order that cannot be filled whole
-/// for all its hours is left over. Utilization per hour = slices in use / total slices.
+/// hours only, at the lessor's ask per slice spread over 24 hours (so it can afford a lessor when
+/// that ask is at most its bid per slice, as in purchase). In every one of its hours there must be
+/// room for all its slices among the lessors it can afford, first come first served, or the order
+/// is left over; each hour is filled from the cheapest of them. Utilization per hour = slices in use / total slices.
 public struct DayProfile: Sendable, Equatable {
     public enum Mode: String, Sendable, CaseIterable { case purchase, lease }
     /// Per hour 0...23: slices in use over total slices.
@@ -24,7 +25,7 @@ public func simulateDay(_ mode: DayProfile.Mode, _ parameters: Parameters, seed:
         _ = RWAScheme.run(market, parameters) { index in
             served += 1
             let buyer = market.buyers[index]
-            for hour in buyer.firstHour..<buyer.endHour { inUse[hour] += parameters.slicesPerBuyer }
+            for hour in buyer.usageHours { inUse[hour] += parameters.slicesPerBuyer }
         }
     case .lease:
         // Free slices per lessor and hour; lessors sorted by ask, cheapest first.
@@ -36,7 +37,7 @@ public func simulateDay(_ mode: DayProfile.Mode, _ parameters: Parameters, seed:
         }
         for index in buyers {
             let buyer = market.buyers[index]
-            let hours = buyer.firstHour..<buyer.endHour
+            let hours = buyer.usageHours
             let affordable = lessors.indices.filter { market.sellers[lessors[$0]].askPerSlice <= buyer.bidPerSlice }
             // All or nothing: every hour must have room among the lessors it can afford.
             guard
@@ -68,10 +69,20 @@ public struct DayRow: Sendable, Equatable {
     public var servedBuyers: Double
 
     public static let csvHeader = "mode,hour,utilization_mean,utilization_ci95,seeds,served_buyers_mean"
+
+    /// Fixed formatting, so the same seeds give byte-identical files.
+    public var csvLine: String {
+        [
+            mode.rawValue, String(hour), String(format: "%.6f", utilization.mean),
+            String(format: "%.6f", utilization.halfWidth),
+            String(utilization.samples), String(format: "%.3f", servedBuyers),
+        ].joined(separator: ",")
+    }
 }
 
 public func sweepDay(_ parameters: Parameters, seeds: Int) -> [DayRow] {
-    DayProfile.Mode.allCases.flatMap { mode -> [DayRow] in
+    precondition(seeds >= 1, "a sweep needs at least one seed")
+    return DayProfile.Mode.allCases.flatMap { mode -> [DayRow] in
         let profiles = (1...UInt64(seeds)).map { simulateDay(mode, parameters, seed: $0) }
         let served = Double(profiles.map(\.servedBuyers).reduce(0, +)) / Double(seeds)
         return (0..<24).map { hour in

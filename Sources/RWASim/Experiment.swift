@@ -27,10 +27,11 @@ public struct Estimate: Sendable, Equatable {
             2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042,
         ]
         if degreesOfFreedom <= table.count { return table[degreesOfFreedom - 1] }
-        if degreesOfFreedom <= 40 { return 2.021 }
-        if degreesOfFreedom <= 60 { return 2.000 }
-        if degreesOfFreedom <= 120 { return 1.980 }
-        return 1.960
+        // Between table rows, the value at the lower row: slightly wide, never too narrow.
+        if degreesOfFreedom <= 40 { return 2.042 }
+        if degreesOfFreedom <= 60 { return 2.021 }
+        if degreesOfFreedom <= 120 { return 2.000 }
+        return 1.980
     }
 }
 
@@ -46,12 +47,21 @@ public struct Row: Sendable, Equatable {
     public var defaultedTrades: Double
 }
 
+/// The CSV file of a sweep, exactly as `rwa-sim --csv` writes it.
+public func csv(_ rows: [Row]) -> String { ([Row.csvHeader] + rows.map(\.csvLine)).joined(separator: "\n") + "\n" }
+
+/// The CSV file of a day sweep, exactly as `rwa-sim day --csv` writes it.
+public func csv(_ rows: [DayRow]) -> String {
+    ([DayRow.csvHeader] + rows.map(\.csvLine)).joined(separator: "\n") + "\n"
+}
+
 /// Runs every scheme on `configurations` over seeds 1...seeds; `progress` is told after each
 /// configuration (it does no I/O here: the caller decides).
 public func sweep(
     _ configurations: [Parameters], schemes: [Scheme] = Scheme.allCases, seeds: Int,
     progress: (Int, Int) -> Void = { _, _ in }
 ) -> [Row] {
+    precondition(seeds >= 1, "a sweep needs at least one seed")
     var rows: [Row] = []
     for (done, parameters) in configurations.enumerated() {
         for scheme in schemes {
@@ -100,7 +110,7 @@ extension Row {
     /// Fixed formatting, so the same seeds give byte-identical files.
     public var csvLine: String {
         [
-            attack.rawValue, String(format: "%.2f", byzantineRatio), String(buyers), String(sellers), scheme.rawValue,
+            attack.rawValue, String(format: "%.4f", byzantineRatio), String(buyers), String(sellers), scheme.rawValue,
             String(format: "%.6f", utilization.mean), String(format: "%.6f", utilization.halfWidth),
             String(utilization.samples),
             String(format: "%.3f", leftoverOrders), String(format: "%.3f", defaultedTrades),

@@ -82,7 +82,7 @@ public struct Parameters: Sendable, Equatable, Codable {
     /// CPA: auction rounds; unmatched buyers (with their escrowed funds) and unsold licences carry over.
     public var cpaRounds = 3
     /// Over a day, each buyer needs its slices for a window of this many whole hours (uniform),
-    /// starting at a uniform hour and ending by midnight.
+    /// starting at a uniform hour and wrapping past midnight (the day repeats).
     public var usageHoursMin = 2
     public var usageHoursMax = 8
 
@@ -121,33 +121,38 @@ public struct Market: Sendable {
         public var defaults: Bool
         /// When it places its order, in simulated seconds.
         public var arrivalSeconds: Double
-        /// The hours of the day it uses its slices: `firstHour..<endHour`.
+        /// The hours of the day it uses its slices: `hours` hours from `firstHour`, wrapping past midnight.
         public var firstHour: Int
-        public var endHour: Int
+        public var hours: Int
+
+        /// Its hours of use, each in 0..<24.
+        public var usageHours: [Int] { (0..<hours).map { (firstHour + $0) % 24 } }
     }
 
     public var sellers: [Seller]
     public var buyers: [Buyer]
 
     public init(_ parameters: Parameters, seed: UInt64) {
-        var agents = SeededGenerator.stream(seed: seed, purpose: 1)
+        // Sellers and buyers draw from separate streams, so changing one side's count leaves the other's draws alone.
+        var sellerDraws = SeededGenerator.stream(seed: seed, purpose: 1)
+        var buyerDraws = SeededGenerator.stream(seed: seed, purpose: 5)
         var attack = SeededGenerator.stream(seed: seed, purpose: 2)
         var arrivals = SeededGenerator.stream(seed: seed, purpose: 3)
         var usage = SeededGenerator.stream(seed: seed, purpose: 4)
         let malicious = parameters.maliciousCount
         var sellers: [Seller] = (0..<parameters.sellers).map { _ in
-            let cost = Double.random(in: parameters.sellerCostMin...parameters.sellerCostMax, using: &agents)
+            let cost = Double.random(in: parameters.sellerCostMin...parameters.sellerCostMax, using: &sellerDraws)
             return Seller(costPerSlice: cost, isMalicious: false, withholds: false, askPerSlice: cost)
         }
         var clock = 0.0
         var buyers: [Buyer] = (0..<parameters.buyers).map { _ in
-            let value = Double.random(in: parameters.buyerValueMin...parameters.buyerValueMax, using: &agents)
+            let value = Double.random(in: parameters.buyerValueMin...parameters.buyerValueMax, using: &buyerDraws)
             clock += -log(1 - Double.random(in: 0..<1, using: &arrivals)) / parameters.buyerArrivalsPerSecond
             let first = Int.random(in: 0..<24, using: &usage)
             let hours = Int.random(in: parameters.usageHoursMin...parameters.usageHoursMax, using: &usage)
             return Buyer(
                 valuePerSlice: value, isMalicious: false, bidPerSlice: value, defaults: false, arrivalSeconds: clock,
-                firstHour: first, endHour: min(24, first + hours))
+                firstHour: first, hours: hours)
         }
         // Which agents are malicious: a random subset of the attacked side.
         switch parameters.attack {

@@ -54,7 +54,13 @@ enum RWAScheme {
         let poolSlices = UInt128(realSlices + virtualSlices) * UInt128(unit)
         let poolCash = UInt128((Double(realSlices + virtualSlices) * openingPrice * unit).rounded())
         var pool = Pool()
-        _ = try? pool.deposit(amount0: poolSlices, amount1: poolCash, timestamp: 0)
+        do {
+            _ = try pool.deposit(amount0: poolSlices, amount1: poolCash, timestamp: 0)
+        } catch {
+            preconditionFailure(
+                "the pool cannot open with \(poolSlices) slices and \(poolCash) cash: \(error) (parameters are validated)"
+            )
+        }
         let virtualFloor = UInt128(virtualSlices) * UInt128(unit)
         let want = UInt128(parameters.slicesPerBuyer) * UInt128(unit)
         var chain = SimulatedChain(parameters)

@@ -72,8 +72,7 @@ struct ModelOptions: ParsableArguments {
 
     func report(_ rows: [Row]) throws {
         if let csv {
-            let text = ([Row.csvHeader] + rows.map(\.csvLine)).joined(separator: "\n") + "\n"
-            do { try text.write(toFile: csv, atomically: true, encoding: .utf8) } catch {
+            do { try RWASim.csv(rows).write(toFile: csv, atomically: true, encoding: .utf8) } catch {
                 throw ValidationError("cannot write \(csv): \(error.localizedDescription)")
             }
         }
@@ -171,17 +170,7 @@ struct Day: ParsableCommand {
         let rows = sweepDay(parameters, seeds: options.seeds)
         options.progress(1, 1)
         if let csv = options.csv {
-            let lines = rows.map { row in
-                [
-                    row.mode.rawValue, String(row.hour), String(format: "%.6f", row.utilization.mean),
-                    String(format: "%.6f", row.utilization.halfWidth), String(row.utilization.samples),
-                    String(format: "%.3f", row.servedBuyers),
-                ].joined(separator: ",")
-            }
-            do {
-                try (([DayRow.csvHeader] + lines).joined(separator: "\n") + "\n").write(
-                    toFile: csv, atomically: true, encoding: .utf8)
-            } catch {
+            do { try RWASim.csv(rows).write(toFile: csv, atomically: true, encoding: .utf8) } catch {
                 throw ValidationError("cannot write \(csv): \(error.localizedDescription)")
             }
         }

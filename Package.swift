@@ -10,6 +10,7 @@ let package = Package(
     products: [
         .executable(name: "rwa-peer", targets: ["rwa-peer"]),
         .executable(name: "rwa-sim", targets: ["rwa-sim"]),
+        .executable(name: "rwa-amm", targets: ["rwa-amm"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -50,6 +51,10 @@ let package = Package(
         .executableTarget(
             name: "rwa-sim",
             dependencies: ["RWASim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "rwa-amm",
+            dependencies: ["RWAMarket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "bench-sim", dependencies: ["RWASim"], path: "Tools/bench/sim"),
         .executableTarget(

@@ -1,0 +1,48 @@
+// Goal: `rwa-amm quote`, run as a process, prints v2's exact amounts as decimal strings and
+// refuses bad input with a clear message and a non-zero exit.
+import Foundation
+import XCTest
+
+final class QuoteCommandTests: XCTestCase {
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
+        let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = directory.appendingPathComponent("rwa-amm")
+        process.arguments = ["quote"] + arguments
+        let output = Pipe()
+        let error = Pipe()
+        process.standardOutput = output
+        process.standardError = error
+        try process.run()
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = error.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    }
+
+    func testOfflineQuotesAreExactDecimalStrings() throws {
+        let exactIn = try run([
+            "--reserve-in", "5000000000000000000", "--reserve-out", "10000000000000000000",
+            "--amount-in", "1000000000000000000", "--json",
+        ])
+        XCTAssertEqual(exactIn.status, 0, exactIn.error)
+        let object = try JSONSerialization.jsonObject(with: Data(exactIn.output.utf8)) as? [String: String]
+        XCTAssertEqual(object?["amount_out"], "1662497915624478906")
+        let exactOut = try run(["--reserve-in", "100", "--reserve-out", "100", "--amount-out", "1", "--json"])
+        XCTAssertEqual(
+            try JSONSerialization.jsonObject(with: Data(exactOut.output.utf8)) as? [String: String],
+            ["amount_in": "2", "amount_out": "1"])
+    }
+
+    func testBadInputIsRefusedClearly() throws {
+        let drained = try run(["--reserve-in", "100", "--reserve-out", "100", "--amount-out", "100"])
+        XCTAssertNotEqual(drained.status, 0)
+        XCTAssertTrue(drained.error.contains("not enough liquidity"), drained.error)
+        let garbage = try run(["--reserve-in", "12x", "--reserve-out", "100", "--amount-in", "1"])
+        XCTAssertNotEqual(garbage.status, 0)
+        XCTAssertTrue(garbage.error.contains("--reserve-in must be a decimal integer"), garbage.error)
+        let both = try run(["--reserve-in", "1", "--reserve-out", "1", "--amount-in", "1", "--amount-out", "1"])
+        XCTAssertNotEqual(both.status, 0)
+        XCTAssertEqual(both.output, "")
+    }
+}

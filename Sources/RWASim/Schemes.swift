@@ -90,7 +90,6 @@ struct SimulatedChain {
     let seconds: Double
     var blockOpenedAt = 0.0
     var inBlock = 0
-    private(set) var height = 0
 
     init(_ parameters: Parameters) {
         transactionsMax = parameters.blockTransactions
@@ -100,8 +99,7 @@ struct SimulatedChain {
     /// Includes a transaction submitted at `arrivalSeconds`; returns its block's latest close time.
     mutating func include(arrivalSeconds: Double) -> UInt32 {
         if inBlock > 0 && (inBlock == transactionsMax || arrivalSeconds >= blockOpenedAt + seconds) {
-            height += 1  // the open block closes; this transaction opens the next
-            inBlock = 0
+            inBlock = 0  // the open block closes; this transaction opens the next
         }
         if inBlock == 0 { blockOpenedAt = arrivalSeconds }
         inBlock += 1

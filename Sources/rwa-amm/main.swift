@@ -51,23 +51,19 @@ struct Quote: ParsableCommand {
         let reserveIn = try Self.baseUnits(self.reserveIn, "--reserve-in")
         let reserveOut = try Self.baseUnits(self.reserveOut, "--reserve-out")
         do {
+            let (input, output, sentence): (UInt128, UInt128, String)
             if let amountIn {
-                let input = try Self.baseUnits(amountIn, "--amount-in")
-                let output = try ConstantProduct.amountOut(
-                    amountIn: input, reserveIn: reserveIn, reserveOut: reserveOut)
-                print(
-                    json
-                        ? #"{"amount_in":"\#(input)","amount_out":"\#(output)"}"#
-                        : "pay \(input), receive at most \(output)")
-            } else if let amountOut {
-                let output = try Self.baseUnits(amountOut, "--amount-out")
-                let input = try ConstantProduct.amountIn(
-                    amountOut: output, reserveIn: reserveIn, reserveOut: reserveOut)
-                print(
-                    json
-                        ? #"{"amount_in":"\#(input)","amount_out":"\#(output)"}"#
-                        : "receive \(output), pay at least \(input)")
+                let given = try Self.baseUnits(amountIn, "--amount-in")
+                let quoted = try ConstantProduct.amountOut(
+                    amountIn: given, reserveIn: reserveIn, reserveOut: reserveOut)
+                (input, output, sentence) = (given, quoted, "pay \(given), receive at most \(quoted)")
+            } else {
+                let given = try Self.baseUnits(amountOut!, "--amount-out")  // validate() demands one of the two
+                let quoted = try ConstantProduct.amountIn(
+                    amountOut: given, reserveIn: reserveIn, reserveOut: reserveOut)
+                (input, output, sentence) = (quoted, given, "receive \(given), pay at least \(quoted)")
             }
+            print(json ? #"{"amount_in":"\#(input)","amount_out":"\#(output)"}"# : sentence)
         } catch let error as MarketError {
             throw ValidationError("no quote: \(error)")
         }

@@ -79,7 +79,6 @@ final class TransportTests: XCTestCase {
             guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
             await listener.close()
             await session.close()
-            _ = server
         }
         // A peer that never answers: the raw client completes the handshake, then goes silent.
         let listener = try await listen(

@@ -11,11 +11,13 @@ let package = Package(
         .executable(name: "rwa-peer", targets: ["rwa-peer"]),
         .executable(name: "rwa-sim", targets: ["rwa-sim"]),
         .executable(name: "rwa-amm", targets: ["rwa-amm"]),
+        .executable(name: "rwa-arbiter", targets: ["rwa-arbiter"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
     ],
     targets: [
         .systemLibrary(
@@ -29,16 +31,43 @@ let package = Package(
             dependencies: ["RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "RWAMarket"),
+        .target(
+            name: "RWALedger",
+            dependencies: ["RWACrypto", "RWAWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "RWAStore",
+            dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
+        ),
         .target(name: "RWASim", dependencies: ["RWAMarket"]),
         .target(
             name: "RWANode",
             dependencies: [
-                "RWACrypto", "RWAWire",
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .executableTarget(
+            name: "rwa-arbiter",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "bench-arbiter",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tools/bench/arbiter"
         ),
         .executableTarget(
             name: "rwa-peer",
@@ -65,6 +94,19 @@ let package = Package(
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
+        .testTarget(
+            name: "RWALedgerTests",
+            dependencies: ["RWALedger", "RWACrypto", "RWAWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "RWAArbiterTests",
+            dependencies: [
+                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
         .testTarget(
             name: "RWAWireTests",
             dependencies: ["RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]

@@ -5,14 +5,14 @@ import RWACrypto
 /// `WireError` naming the field; a length is checked against its maximum before anything is copied.
 extension ByteBuffer {
     @inline(__always)
-    mutating func readInteger<T: FixedWidthInteger>(field: String, as: T.Type = T.self) throws(WireError) -> T {
+    public mutating func readInteger<T: FixedWidthInteger>(field: String, as: T.Type = T.self) throws(WireError) -> T {
         guard let value = readInteger(endianness: .big, as: T.self) else {
             throw .truncated(field: field, needed: MemoryLayout<T>.size, available: readableBytes)
         }
         return value
     }
 
-    mutating func readFixedBytes(field: String, count: Int) throws(WireError) -> [UInt8] {
+    public mutating func readFixedBytes(field: String, count: Int) throws(WireError) -> [UInt8] {
         guard let bytes = readBytes(length: count) else {
             throw .truncated(field: field, needed: count, available: readableBytes)
         }
@@ -20,20 +20,20 @@ extension ByteBuffer {
     }
 
     /// `u16 length | bytes`, length at most `maximum`.
-    mutating func readVariableBytes(field: String, maximum: Int) throws(WireError) -> [UInt8] {
+    public mutating func readVariableBytes(field: String, maximum: Int) throws(WireError) -> [UInt8] {
         let length = Int(try readInteger(field: "\(field) length", as: UInt16.self))
         guard length <= maximum else { throw .lengthAboveMaximum(field: field, length: length, maximum: maximum) }
         return try readFixedBytes(field: field, count: length)
     }
 
-    mutating func writeVariableBytes(_ bytes: [UInt8], maximum: Int) {
+    public mutating func writeVariableBytes(_ bytes: [UInt8], maximum: Int) {
         precondition(bytes.count <= maximum, "encoding a field above its declared maximum is a caller bug")
         writeInteger(UInt16(bytes.count), endianness: .big)
         writeBytes(bytes)
     }
 
     /// UTF-8 text as variable bytes; invalid UTF-8 is refused, so text round-trips byte for byte.
-    mutating func readText(field: String, maximum: Int) throws(WireError) -> String {
+    public mutating func readText(field: String, maximum: Int) throws(WireError) -> String {
         let bytes = try readVariableBytes(field: field, maximum: maximum)
         guard let text = String(validating: bytes, as: UTF8.self) else {
             throw .invalidValue(field: field, reason: "not valid UTF-8")
@@ -41,11 +41,11 @@ extension ByteBuffer {
         return text
     }
 
-    mutating func writeText(_ text: String, maximum: Int) {
+    public mutating func writeText(_ text: String, maximum: Int) {
         writeVariableBytes(Array(text.utf8), maximum: maximum)
     }
 
-    mutating func readBool(field: String) throws(WireError) -> Bool {
+    public mutating func readBool(field: String) throws(WireError) -> Bool {
         switch try readInteger(field: field, as: UInt8.self) {
         case 0: return false
         case 1: return true
@@ -53,45 +53,45 @@ extension ByteBuffer {
         }
     }
 
-    mutating func writeBool(_ value: Bool) { writeInteger(value ? 1 : 0, as: UInt8.self) }
+    public mutating func writeBool(_ value: Bool) { writeInteger(value ? 1 : 0, as: UInt8.self) }
 
-    mutating func readUInt128(field: String) throws(WireError) -> UInt128 {
+    public mutating func readUInt128(field: String) throws(WireError) -> UInt128 {
         let high: UInt64 = try readInteger(field: field)
         let low: UInt64 = try readInteger(field: field)
         return UInt128(high) << 64 | UInt128(low)
     }
 
-    mutating func writeUInt128(_ value: UInt128) {
+    public mutating func writeUInt128(_ value: UInt128) {
         writeInteger(UInt64(truncatingIfNeeded: value >> 64), endianness: .big)
         writeInteger(UInt64(truncatingIfNeeded: value), endianness: .big)
     }
 
-    mutating func readDigest(field: String) throws(WireError) -> Digest32 {
+    public mutating func readDigest(field: String) throws(WireError) -> Digest32 {
         let bytes = try readFixedBytes(field: field, count: Digest32.byteCount)
         return try! Digest32(bytes: bytes)  // the length was just checked
     }
 
-    mutating func writeDigest(_ digest: Digest32) { writeBytes(digest.bytes) }
+    public mutating func writeDigest(_ digest: Digest32) { writeBytes(digest.bytes) }
 
     /// Any 32 bytes: a key that is not a usable point fails every signature check it meets, which
     /// is where a key read off the wire is used (see `SigningPublicKey.init(bytes:)`).
-    mutating func readPublicKey(field: String) throws(WireError) -> SigningPublicKey {
+    public mutating func readPublicKey(field: String) throws(WireError) -> SigningPublicKey {
         let bytes = try readFixedBytes(field: field, count: SigningPublicKey.byteCount)
         return try! SigningPublicKey(bytes: bytes)  // the length was just checked
     }
 
-    mutating func writePublicKey(_ key: SigningPublicKey) { writeBytes(key.bytes) }
+    public mutating func writePublicKey(_ key: SigningPublicKey) { writeBytes(key.bytes) }
 
-    mutating func readSignature(field: String) throws(WireError) -> Signature {
+    public mutating func readSignature(field: String) throws(WireError) -> Signature {
         let bytes = try readFixedBytes(field: field, count: Signature.byteCount)
         return try! Signature(bytes: bytes)  // the length was just checked
     }
 
-    mutating func writeSignature(_ signature: Signature) { writeBytes(signature.bytes) }
+    public mutating func writeSignature(_ signature: Signature) { writeBytes(signature.bytes) }
 
     /// Feature bits, BOLT 9 style: bit 0 is the least significant bit of the last byte. Canonical
     /// form has no leading zero byte, so one set of bits has one encoding.
-    mutating func readFeatures(field: String) throws(WireError) -> FeatureBits {
+    public mutating func readFeatures(field: String) throws(WireError) -> FeatureBits {
         let bytes = try readVariableBytes(field: field, maximum: WireLimits.featureBytesMax)
         if let first = bytes.first, first == 0 {
             throw .nonCanonical(field: field, reason: "leading zero byte in feature bits")
@@ -99,7 +99,7 @@ extension ByteBuffer {
         return FeatureBits(bigEndianBytes: bytes)
     }
 
-    mutating func writeFeatures(_ features: FeatureBits) {
+    public mutating func writeFeatures(_ features: FeatureBits) {
         writeVariableBytes(features.bigEndianBytes, maximum: WireLimits.featureBytesMax)
     }
 }

@@ -21,8 +21,35 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let deliveryFailed = ErrorCode(rawValue: 0x000E)
     /// Not a failure: the sender ends the session normally.
     public static let closed = ErrorCode(rawValue: 0x000F)
-    // 0x0100–0x01FF: ledger rejections (arbiter issue). 0x0200–0x02FF: lease channel.
-    // 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
+    // 0x0100–0x01FF: ledger rejections (proto/README.md, "Rejection codes"), carried by
+    // `transaction_rejected` and `request_failed`, never by a session-closing `error` frame.
+    public static let malformedTransaction = ErrorCode(rawValue: 0x0101)
+    public static let wrongChainID = ErrorCode(rawValue: 0x0102)
+    public static let invalidSignature = ErrorCode(rawValue: 0x0103)
+    public static let unknownAccount = ErrorCode(rawValue: 0x0104)
+    public static let sequenceReused = ErrorCode(rawValue: 0x0105)
+    public static let sequenceAhead = ErrorCode(rawValue: 0x0106)
+    public static let insufficientBalance = ErrorCode(rawValue: 0x0107)
+    public static let notAuthorized = ErrorCode(rawValue: 0x0108)
+    public static let tokenPaused = ErrorCode(rawValue: 0x0109)
+    public static let accountFrozen = ErrorCode(rawValue: 0x010A)
+    public static let receiverNotVerified = ErrorCode(rawValue: 0x010B)
+    public static let countryNotAllowed = ErrorCode(rawValue: 0x010C)
+    public static let balanceLimitExceeded = ErrorCode(rawValue: 0x010D)
+    public static let holderLimitExceeded = ErrorCode(rawValue: 0x010E)
+    public static let unknownToken = ErrorCode(rawValue: 0x010F)
+    public static let unknownIdentity = ErrorCode(rawValue: 0x0110)
+    public static let zeroAmount = ErrorCode(rawValue: 0x0111)
+    public static let supplyExceeded = ErrorCode(rawValue: 0x0112)
+    public static let invalidResource = ErrorCode(rawValue: 0x0113)
+    public static let alreadyRegistered = ErrorCode(rawValue: 0x0114)
+    public static let invalidOperation = ErrorCode(rawValue: 0x0115)
+    public static let identityMismatch = ErrorCode(rawValue: 0x0116)
+    /// Not a ledger rule: the arbiter's queue is full; the same transaction may be sent again.
+    public static let arbiterBusy = ErrorCode(rawValue: 0x0117)
+    /// A query the arbiter cannot answer as asked (an unknown key kind, for example).
+    public static let badQuery = ErrorCode(rawValue: 0x0118)
+    // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
 
     public var name: String {
         switch self {
@@ -41,6 +68,30 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .overloaded: return "overloaded"
         case .deliveryFailed: return "delivery_failed"
         case .closed: return "closed"
+        case .malformedTransaction: return "malformed_transaction"
+        case .wrongChainID: return "wrong_chain_id"
+        case .invalidSignature: return "invalid_signature"
+        case .unknownAccount: return "unknown_account"
+        case .sequenceReused: return "sequence_reused"
+        case .sequenceAhead: return "sequence_ahead"
+        case .insufficientBalance: return "insufficient_balance"
+        case .notAuthorized: return "not_authorized"
+        case .tokenPaused: return "token_paused"
+        case .accountFrozen: return "account_frozen"
+        case .receiverNotVerified: return "receiver_not_verified"
+        case .countryNotAllowed: return "country_not_allowed"
+        case .balanceLimitExceeded: return "balance_limit_exceeded"
+        case .holderLimitExceeded: return "holder_limit_exceeded"
+        case .unknownToken: return "unknown_token"
+        case .unknownIdentity: return "unknown_identity"
+        case .zeroAmount: return "zero_amount"
+        case .supplyExceeded: return "supply_exceeded"
+        case .invalidResource: return "invalid_resource"
+        case .alreadyRegistered: return "already_registered"
+        case .invalidOperation: return "invalid_operation"
+        case .identityMismatch: return "identity_mismatch"
+        case .arbiterBusy: return "arbiter_busy"
+        case .badQuery: return "bad_query"
         default:
             let digits = String(rawValue, radix: 16)
             return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits

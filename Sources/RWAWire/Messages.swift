@@ -271,6 +271,8 @@ public enum Message: Equatable, Sendable {
     case ping(Ping)
     case pong(Pong)
     case signedNote(SignedNote)
+    /// Requests to the arbiter, its answers and its events (types 0x0100–0x03FF).
+    case arbiter(ArbiterMessage)
     /// An odd type this implementation does not know: decoded only so it can be ignored.
     case ignored(MessageType)
 
@@ -284,6 +286,7 @@ public enum Message: Equatable, Sendable {
         case .ping: return .ping
         case .pong: return .pong
         case .signedNote: return .signedNote
+        case .arbiter(let message): return message.type
         case .ignored(let type): return type
         }
     }
@@ -304,6 +307,10 @@ public enum Message: Equatable, Sendable {
         case .pong: message = .pong(try Pong(decoding: &reader))
         case .signedNote: message = .signedNote(try SignedNote(decoding: &reader))
         default:
+            if let arbiter = try ArbiterMessage.decode(type: type, body: &reader) {
+                message = .arbiter(arbiter)
+                break
+            }
             guard !type.isRequired else { throw .unknownRequiredType(type.rawValue) }
             return .ignored(type)
         }
@@ -333,6 +340,7 @@ public enum Message: Equatable, Sendable {
         case .ping(let m): m.encode(into: &buffer)
         case .pong(let m): m.encode(into: &buffer)
         case .signedNote(let m): m.encode(into: &buffer)
+        case .arbiter(let m): m.encode(into: &buffer)
         case .ignored: preconditionFailure("an ignored message has no body to send")
         }
     }

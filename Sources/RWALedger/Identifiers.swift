@@ -1,0 +1,107 @@
+import NIOCore
+import RWACrypto
+import RWAWire
+
+/// An account is its Ed25519 public key: whoever holds the secret key acts for it.
+public typealias AccountID = SigningPublicKey
+
+/// Tokens are numbered by the ledger. Token 0 is the stablecoin named in the genesis; a licence's
+/// ownership token takes the number of the licence's resource.
+public typealias TokenID = UInt64
+
+/// Identities (ERC-3643's ONCHAINID) and resources are numbered from 1 in the order registered.
+public typealias IdentityID = UInt64
+public typealias ResourceID = UInt64
+
+/// An ISO 3166-1 numeric country code (1–999): 840 is the United States, 826 the United Kingdom.
+public typealias CountryCode = UInt16
+
+/// A claim topic, ERC-735 style. The ledger gives no meaning to a topic beyond "a token may
+/// require it"; these are the ones the tools know by name.
+public enum ClaimTopic {
+    public static let kyc: UInt16 = 1
+    public static let licensedOperator: UInt16 = 2
+    public static let accreditedInvestor: UInt16 = 3
+
+    public static func name(_ topic: UInt16) -> String {
+        switch topic {
+        case kyc: return "kyc"
+        case licensedOperator: return "licensed-operator"
+        case accreditedInvestor: return "accredited-investor"
+        default: return "topic-\(topic)"
+        }
+    }
+
+    public static func parse(_ text: String) -> UInt16? {
+        switch text {
+        case "kyc": return kyc
+        case "licensed-operator": return licensedOperator
+        case "accredited-investor": return accreditedInvestor
+        default: return UInt16(text)
+        }
+    }
+}
+
+/// Every bound on the ledger's encodings, in one place (proto/README.md, "Ledger limits").
+public enum LedgerLimits {
+    /// A whole signed transaction. Small enough that a transaction fits in one UDP frame with its
+    /// request envelope, so a transaction never needs fragmenting.
+    public static let transactionBytesMax = 1024
+    public static let claimIssuersMax = 16
+    public static let agentsMax = 8
+    public static let countriesMax = 32
+    public static let requiredClaimsMax = 8
+    public static let claimsPerIdentityMax = 16
+    public static let resourceNameBytesMax = 64
+    public static let resourceMetadataBytesMax = 256
+    public static let reasonBytesMax = 96
+    public static let regionBytesMax = 64
+    public static let symbolBytesMax = 12
+    public static let networkNameBytesMax = 64
+}
+
+extension ByteBuffer {
+    /// Reads a `u8 count` followed by that many items, refusing more than `maximum`.
+    public mutating func readList<T>(
+        field: String, maximum: Int, _ readItem: (inout ByteBuffer) throws(WireError) -> T
+    ) throws(WireError) -> [T] {
+        let count = Int(try readInteger(field: "\(field) count", as: UInt8.self))
+        guard count <= maximum else { throw .lengthAboveMaximum(field: field, length: count, maximum: maximum) }
+        var items: [T] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count { items.append(try readItem(&self)) }
+        return items
+    }
+
+    public mutating func writeList<T>(_ items: [T], maximum: Int, _ writeItem: (inout ByteBuffer, T) -> Void) {
+        precondition(items.count <= maximum, "encoding a list above its declared maximum is a caller bug")
+        writeInteger(UInt8(items.count))
+        for item in items { writeItem(&self, item) }
+    }
+
+    /// A list of `u16` values that must be strictly increasing: one set, one encoding.
+    public mutating func readSortedUInt16Set(field: String, maximum: Int) throws(WireError) -> [UInt16] {
+        let values = try readList(field: field, maximum: maximum) { (buffer) throws(WireError) -> UInt16 in
+            try buffer.readInteger(field: field)
+        }
+        for index in values.indices.dropFirst() where values[index - 1] >= values[index] {
+            throw .nonCanonical(field: field, reason: "values must be strictly increasing")
+        }
+        return values
+    }
+
+    public mutating func writeSortedUInt16Set(_ values: [UInt16], maximum: Int) {
+        writeList(values.sorted(), maximum: maximum) { $0.writeInteger($1, endianness: .big) }
+    }
+
+    public mutating func readOptional<T>(
+        field: String, _ readItem: (inout ByteBuffer) throws(WireError) -> T
+    ) throws(WireError) -> T? {
+        try readBool(field: "\(field) present") ? try readItem(&self) : nil
+    }
+
+    public mutating func writeOptional<T>(_ value: T?, _ writeItem: (inout ByteBuffer, T) -> Void) {
+        writeBool(value != nil)
+        if let value { writeItem(&self, value) }
+    }
+}

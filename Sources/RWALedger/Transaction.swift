@@ -1,0 +1,263 @@
+import NIOCore
+import RWACrypto
+import RWAWire
+
+/// Why the ledger refused a transaction: a code from proto/README.md's "Rejection codes" and a
+/// sentence for the person who sent it. A rejected transaction changes nothing.
+public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var reason: String
+
+    public init(_ code: ErrorCode, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { "\(code.name): \(reason)" }
+}
+
+/// What a transaction does. The tag byte of each case is its wire number (proto/README.md,
+/// "Operations"); who may sign each is checked by the ledger, not here.
+public enum LedgerOperation: Equatable, Sendable {
+    /// Holder: move `amount` of `token` from the signer.
+    case transfer(token: TokenID, to: AccountID, amount: UInt128)
+    /// Token agent (the stablecoin's issuer, a licence token's registrar).
+    case mint(token: TokenID, to: AccountID, amount: UInt128)
+    case burn(token: TokenID, from: AccountID, amount: UInt128)
+    case setFrozen(token: TokenID, account: AccountID, frozen: Bool)
+    case freezePartial(token: TokenID, account: AccountID, amount: UInt128)
+    case unfreezePartial(token: TokenID, account: AccountID, amount: UInt128)
+    case forcedTransfer(token: TokenID, from: AccountID, to: AccountID, amount: UInt128)
+    /// Moves a lost wallet's whole position to a replacement wallet of the same identity.
+    case recoverWallet(token: TokenID, lost: AccountID, replacement: AccountID)
+    case setPaused(token: TokenID, paused: Bool)
+    case setCompliance(token: TokenID, rules: ComplianceRules)
+    /// Trusted claim issuer: create an identity for a wallet.
+    case registerIdentity(account: AccountID, country: CountryCode)
+    /// Trusted claim issuer: add another wallet to an existing identity.
+    case linkWallet(account: AccountID, identity: IdentityID)
+    case addClaim(identity: IdentityID, topic: UInt16)
+    case revokeClaim(identity: IdentityID, topic: UInt16)
+    /// Trusted claim issuer (the regulator): record a resource and, for a licence, issue its token.
+    case registerResource(ResourceRegistration)
+
+    public var name: String {
+        switch self {
+        case .transfer: return "transfer"
+        case .mint: return "mint"
+        case .burn: return "burn"
+        case .setFrozen: return "set_frozen"
+        case .freezePartial: return "freeze_partial"
+        case .unfreezePartial: return "unfreeze_partial"
+        case .forcedTransfer: return "forced_transfer"
+        case .recoverWallet: return "recover_wallet"
+        case .setPaused: return "set_paused"
+        case .setCompliance: return "set_compliance"
+        case .registerIdentity: return "register_identity"
+        case .linkWallet: return "link_wallet"
+        case .addClaim: return "add_claim"
+        case .revokeClaim: return "revoke_claim"
+        case .registerResource: return "register_resource"
+        }
+    }
+
+    var tag: UInt8 {
+        switch self {
+        case .transfer: return 0x01
+        case .mint: return 0x02
+        case .burn: return 0x03
+        case .setFrozen: return 0x04
+        case .freezePartial: return 0x05
+        case .unfreezePartial: return 0x06
+        case .forcedTransfer: return 0x07
+        case .recoverWallet: return 0x08
+        case .setPaused: return 0x09
+        case .setCompliance: return 0x0A
+        case .registerIdentity: return 0x10
+        case .linkWallet: return 0x11
+        case .addClaim: return 0x12
+        case .revokeClaim: return 0x13
+        case .registerResource: return 0x20
+        }
+    }
+
+    init(decoding buffer: inout ByteBuffer) throws(WireError) {
+        let tag: UInt8 = try buffer.readInteger(field: "operation.tag")
+        func token() throws(WireError) -> TokenID { try buffer.readInteger(field: "operation.token") }
+        func account(_ name: String) throws(WireError) -> AccountID {
+            try buffer.readPublicKey(field: "operation.\(name)")
+        }
+        func amount() throws(WireError) -> UInt128 { try buffer.readUInt128(field: "operation.amount") }
+        switch tag {
+        case 0x01: self = .transfer(token: try token(), to: try account("to"), amount: try amount())
+        case 0x02: self = .mint(token: try token(), to: try account("to"), amount: try amount())
+        case 0x03: self = .burn(token: try token(), from: try account("from"), amount: try amount())
+        case 0x04:
+            self = .setFrozen(
+                token: try token(), account: try account("account"), frozen: try buffer.readBool(field: "operation.frozen"))
+        case 0x05: self = .freezePartial(token: try token(), account: try account("account"), amount: try amount())
+        case 0x06: self = .unfreezePartial(token: try token(), account: try account("account"), amount: try amount())
+        case 0x07:
+            self = .forcedTransfer(
+                token: try token(), from: try account("from"), to: try account("to"), amount: try amount())
+        case 0x08:
+            self = .recoverWallet(token: try token(), lost: try account("lost"), replacement: try account("replacement"))
+        case 0x09: self = .setPaused(token: try token(), paused: try buffer.readBool(field: "operation.paused"))
+        case 0x0A: self = .setCompliance(token: try token(), rules: try ComplianceRules(decoding: &buffer))
+        case 0x10:
+            self = .registerIdentity(
+                account: try account("account"), country: try buffer.readInteger(field: "operation.country"))
+        case 0x11:
+            self = .linkWallet(account: try account("account"), identity: try buffer.readInteger(field: "operation.identity"))
+        case 0x12:
+            self = .addClaim(
+                identity: try buffer.readInteger(field: "operation.identity"),
+                topic: try buffer.readInteger(field: "operation.topic"))
+        case 0x13:
+            self = .revokeClaim(
+                identity: try buffer.readInteger(field: "operation.identity"),
+                topic: try buffer.readInteger(field: "operation.topic"))
+        case 0x20: self = .registerResource(try ResourceRegistration(decoding: &buffer))
+        default: throw .invalidValue(field: "operation.tag", reason: "unknown operation 0x\(String(tag, radix: 16))")
+        }
+    }
+
+    func encode(into buffer: inout ByteBuffer) {
+        buffer.writeInteger(tag)
+        switch self {
+        case .transfer(let token, let to, let amount), .mint(let token, let to, let amount):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(to)
+            buffer.writeUInt128(amount)
+        case .burn(let token, let account, let amount), .freezePartial(let token, let account, let amount),
+            .unfreezePartial(let token, let account, let amount):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(account)
+            buffer.writeUInt128(amount)
+        case .setFrozen(let token, let account, let frozen):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(account)
+            buffer.writeBool(frozen)
+        case .forcedTransfer(let token, let from, let to, let amount):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(from)
+            buffer.writePublicKey(to)
+            buffer.writeUInt128(amount)
+        case .recoverWallet(let token, let lost, let replacement):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(lost)
+            buffer.writePublicKey(replacement)
+        case .setPaused(let token, let paused):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writeBool(paused)
+        case .setCompliance(let token, let rules):
+            buffer.writeInteger(token, endianness: .big)
+            rules.encode(into: &buffer)
+        case .registerIdentity(let account, let country):
+            buffer.writePublicKey(account)
+            buffer.writeInteger(country, endianness: .big)
+        case .linkWallet(let account, let identity):
+            buffer.writePublicKey(account)
+            buffer.writeInteger(identity, endianness: .big)
+        case .addClaim(let identity, let topic), .revokeClaim(let identity, let topic):
+            buffer.writeInteger(identity, endianness: .big)
+            buffer.writeInteger(topic, endianness: .big)
+        case .registerResource(let registration):
+            registration.encode(into: &buffer)
+        }
+    }
+}
+
+/// A transaction: `chain_id | signer | sequence | operation | signature` (proto/README.md,
+/// "Transactions"). The chain id is carried, not only signed over, so that a transaction meant
+/// for another chain is refused as such rather than as a bad signature.
+public struct Transaction: Equatable, Sendable {
+    public static let signatureTag = "rwanet/transaction"
+    public var chainID: Digest32
+    public var signer: AccountID
+    public var sequence: UInt64
+    public var operation: LedgerOperation
+    public var signature: Signature
+
+    /// Builds and signs. Fails only if the encoding would exceed `LedgerLimits.transactionBytesMax`.
+    public init(signedBy keyPair: SigningKeyPair, chainID: Digest32, sequence: UInt64, operation: LedgerOperation)
+        throws(Rejection)
+    {
+        self.chainID = chainID
+        self.signer = keyPair.publicKey
+        self.sequence = sequence
+        self.operation = operation
+        let unsigned = Self.unsignedBytes(chainID: chainID, signer: signer, sequence: sequence, operation: operation)
+        guard unsigned.count + Signature.byteCount <= LedgerLimits.transactionBytesMax else {
+            throw Rejection(
+                .malformedTransaction,
+                "transaction is \(unsigned.count + Signature.byteCount) bytes, above \(LedgerLimits.transactionBytesMax)")
+        }
+        self.signature = keyPair.sign(unsigned, domain: SignatureDomain(tag: Self.signatureTag, chainID: chainID))
+    }
+
+    public init(chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation, signature: Signature) {
+        self.chainID = chainID
+        self.signer = signer
+        self.sequence = sequence
+        self.operation = operation
+        self.signature = signature
+    }
+
+    /// Decodes one whole transaction; anything but its one canonical encoding is refused.
+    public init(decoding bytes: [UInt8]) throws(WireError) {
+        guard bytes.count <= LedgerLimits.transactionBytesMax else {
+            throw .lengthAboveMaximum(
+                field: "transaction", length: bytes.count, maximum: LedgerLimits.transactionBytesMax)
+        }
+        var buffer = ByteBuffer(bytes: bytes)
+        chainID = try buffer.readDigest(field: "transaction.chain_id")
+        signer = try buffer.readPublicKey(field: "transaction.signer")
+        sequence = try buffer.readInteger(field: "transaction.sequence")
+        operation = try LedgerOperation(decoding: &buffer)
+        signature = try buffer.readSignature(field: "transaction.signature")
+        guard buffer.readableBytes == 0 else {
+            throw .trailingBytes(message: "transaction", count: buffer.readableBytes)
+        }
+        guard encoded == bytes else { throw .nonCanonical(field: "transaction", reason: "re-encodes differently") }
+    }
+
+    static func unsignedBytes(chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation) -> [UInt8] {
+        var buffer = ByteBuffer()
+        buffer.writeDigest(chainID)
+        buffer.writePublicKey(signer)
+        buffer.writeInteger(sequence, endianness: .big)
+        operation.encode(into: &buffer)
+        return Array(buffer.readableBytesView)
+    }
+
+    public var encoded: [UInt8] {
+        Self.unsignedBytes(chainID: chainID, signer: signer, sequence: sequence, operation: operation)
+            + signature.bytes
+    }
+
+    /// BLAKE2b-256 of the whole encoding: the transaction's id in receipts, blocks and queries.
+    public var hash: Digest32 { Blake2b.hash256(encoded) }
+
+    /// Checks what can be checked without the ledger's state: the chain and the signature. This is
+    /// the expensive step, which the arbiter runs in parallel before ordering.
+    public func verified(chainID expected: Digest32) throws(Rejection) -> VerifiedTransaction {
+        let bytes = encoded
+        guard chainID == expected else {
+            throw Rejection(.wrongChainID, "transaction is for chain \(chainID), this is \(expected)")
+        }
+        let valid = signer.isValidSignature(
+            signature, for: Array(bytes.dropLast(Signature.byteCount)),
+            domain: SignatureDomain(tag: Self.signatureTag, chainID: chainID))
+        guard valid else { throw Rejection(.invalidSignature, "signature does not verify for signer \(signer)") }
+        return VerifiedTransaction(transaction: self, bytes: bytes, hash: Blake2b.hash256(bytes))
+    }
+}
+
+/// A transaction whose chain id and signature have been checked; only `Transaction.verified`
+/// makes one, so the ledger can apply it without checking again.
+public struct VerifiedTransaction: Sendable {
+    public let transaction: Transaction
+    public let bytes: [UInt8]
+    public let hash: Digest32
+}

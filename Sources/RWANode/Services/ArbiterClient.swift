@@ -1,0 +1,250 @@
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import RWACrypto
+import RWALedger
+import RWAWire
+
+/// A committed transaction's place in the chain.
+public struct Receipt: Sendable, Equatable {
+    public var hash: Digest32
+    public var height: UInt64
+    public var index: UInt32
+    /// The identity or resource the transaction created, or 0.
+    public var createdID: UInt64
+}
+
+/// The arbiter's view of its chain.
+public struct ChainStatus: Sendable, Equatable {
+    public var chainID: Digest32
+    public var height: UInt64
+    public var tipHash: Digest32
+    /// Unix milliseconds of the last block (0 before the first).
+    public var tipTime: UInt64
+}
+
+/// A failed request: the arbiter's code and reason, or the session's end.
+public struct ArbiterRequestError: Error, CustomStringConvertible, Equatable {
+    public var code: ErrorCode
+    public var reason: String
+    public var description: String { "\(code.name): \(reason)" }
+}
+
+/// A peer's side of the arbiter protocol over one session: requests are pipelined, each answered
+/// by request id. `submit` returns only when the transaction's block is durable (or throws the
+/// ledger's `Rejection`).
+public final class ArbiterClient: Sendable {
+    public let session: PeerSession
+    public let chainID: Digest32
+    private let state: NIOLoopBoundBox<State>
+
+    private struct State {
+        var nextRequestID: UInt64 = 1
+        var waiting: [UInt64: EventLoopPromise<ArbiterMessage>] = [:]
+        var subscription: AsyncThrowingStream<Block, Error>.Continuation?
+        var partial: (header: BlockHeader, transactions: [CommittedTransaction])?
+        var ended: SessionError?
+    }
+
+    /// Wraps an established session with the arbiter. Takes over the session's inbox.
+    public init(session: PeerSession, chainID: Digest32) async {
+        self.session = session
+        self.chainID = chainID
+        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: session.eventLoop)
+        let state = self.state
+        try? await session.eventLoop.submit {
+            session.inbox.consumeOnEventLoop { event in
+                switch event {
+                case .message(.arbiter(let message)):
+                    Self.handle(message, state: state, session: session)
+                case .message:
+                    return
+                case .finished(let error):
+                    let failure = error ?? SessionError(.closed, "the arbiter closed the session", fromPeer: true)
+                    state.value.ended = failure
+                    for promise in state.value.waiting.values { promise.fail(failure) }
+                    state.value.waiting.removeAll()
+                    state.value.subscription?.finish(throwing: failure)
+                    state.value.subscription = nil
+                }
+            }
+        }.get()
+    }
+
+    /// Dials the arbiter and wraps the session.
+    public static func connect(
+        host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
+        arbiter: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.client")
+    ) async throws -> ArbiterClient {
+        var configuration = SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: arbiter))
+        configuration.inboxCapacity = 4096
+        let session = try await transport.dial(
+            host: host, port: port, configuration: configuration, group: group, logger: logger)
+        return await ArbiterClient(session: session, chainID: chainID)
+    }
+
+    public func close() async { await session.close() }
+
+    private static func handle(_ message: ArbiterMessage, state: NIOLoopBoundBox<State>, session: PeerSession) {
+        switch message {
+        case .blockCommitted(let headerBytes):
+            guard let header = try? BlockHeader(decoding: headerBytes) else {
+                session.beginClose(reporting: SessionError(.malformedFrame, "block header does not decode"))
+                return
+            }
+            state.value.partial = (header, [])
+            deliverIfComplete(state)
+        case .transactionCommitted(let info):
+            guard var partial = state.value.partial, info.height == partial.header.height,
+                Int(info.index) == partial.transactions.count
+            else {
+                session.beginClose(reporting: SessionError(.unexpectedMessage, "transaction outside its block"))
+                return
+            }
+            partial.transactions.append(CommittedTransaction(bytes: info.transaction, createdID: info.createdID))
+            state.value.partial = partial
+            deliverIfComplete(state)
+        default:
+            if let promise = state.value.waiting.removeValue(forKey: message.requestID) {
+                promise.succeed(message)
+            }
+        }
+    }
+
+    private static func deliverIfComplete(_ state: NIOLoopBoundBox<State>) {
+        guard let partial = state.value.partial,
+            partial.transactions.count == Int(partial.header.transactionCount)
+        else { return }
+        state.value.partial = nil
+        state.value.subscription?.yield(Block(header: partial.header, transactions: partial.transactions))
+    }
+
+    /// Sends a request built around a fresh request id and waits for its answer.
+    private func request(_ build: @escaping @Sendable (UInt64) -> ArbiterMessage) -> EventLoopFuture<ArbiterMessage> {
+        let state = state
+        let session = session
+        return session.eventLoop.flatSubmit {
+            if let ended = state.value.ended { return session.eventLoop.makeFailedFuture(ended) }
+            let id = state.value.nextRequestID
+            state.value.nextRequestID += 1
+            let promise = session.eventLoop.makePromise(of: ArbiterMessage.self)
+            state.value.waiting[id] = promise
+            session.sendPipelined(.arbiter(build(id))).whenFailure { error in
+                state.value.waiting.removeValue(forKey: id)?.fail(error)
+            }
+            return promise.futureResult
+        }
+    }
+
+    /// Submits a signed transaction; the future succeeds with its receipt once its block is
+    /// durable, and fails with the ledger's `Rejection` or the session's error.
+    public func submitPipelined(_ transaction: Transaction) -> EventLoopFuture<Receipt> {
+        let bytes = transaction.encoded
+        return request { .submitTransaction(requestID: $0, transaction: bytes) }.flatMapThrowing { answer in
+            switch answer {
+            case .transactionReceipt(_, let hash, let height, let index, let createdID):
+                return Receipt(hash: hash, height: height, index: index, createdID: createdID)
+            case .transactionRejected(_, _, let code, let reason):
+                throw Rejection(code, reason)
+            default:
+                throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers a submission")
+            }
+        }
+    }
+
+    public func submit(_ transaction: Transaction) async throws -> Receipt {
+        try await submitPipelined(transaction).get()
+    }
+
+    /// Signs `operation` with `signer` at the signer's next sequence number (read from the
+    /// arbiter) and submits it.
+    public func sign(_ operation: LedgerOperation, with signer: SigningKeyPair) async throws -> Receipt {
+        let sequence = try await account(signer.publicKey)?.nextSequence ?? 0
+        return try await submit(
+            try Transaction(signedBy: signer, chainID: chainID, sequence: sequence, operation: operation))
+    }
+
+    public func stateRow(_ key: StateKey) async throws -> [UInt8]? {
+        let keyBytes = key.bytes
+        let answer = try await request { .getState(requestID: $0, key: keyBytes) }.get()
+        switch answer {
+        case .stateAnswer(_, _, let value): return value
+        case .requestFailed(_, let code, let reason): throw ArbiterRequestError(code: code, reason: reason)
+        default: throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_state")
+        }
+    }
+
+    public func record(_ key: StateKey) async throws -> StateRecord? {
+        guard let row = try await stateRow(key) else { return nil }
+        return try StateRecord(key: key, value: row)
+    }
+
+    public func account(_ id: AccountID) async throws -> Account? {
+        guard case .account(let account)? = try await record(.account(id)) else { return nil }
+        return account
+    }
+
+    public func holding(token: TokenID, account: AccountID) async throws -> Holding {
+        guard case .holding(let holding)? = try await record(.holding(token, account)) else { return Holding() }
+        return holding
+    }
+
+    public func identity(_ id: IdentityID) async throws -> Identity? {
+        guard case .identity(let identity)? = try await record(.identity(id)) else { return nil }
+        return identity
+    }
+
+    public func token(_ id: TokenID) async throws -> Token? {
+        guard case .token(let token)? = try await record(.token(id)) else { return nil }
+        return token
+    }
+
+    public func resource(_ id: ResourceID) async throws -> Resource? {
+        guard case .resource(let resource)? = try await record(.resource(id)) else { return nil }
+        return resource
+    }
+
+    public func status() async throws -> ChainStatus {
+        let answer = try await request { .getStatus(requestID: $0) }.get()
+        guard case .statusAnswer(_, let chainID, let height, let tipHash, let tipTime) = answer else {
+            throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_status")
+        }
+        return ChainStatus(chainID: chainID, height: height, tipHash: tipHash, tipTime: tipTime)
+    }
+
+    public func blockHeader(height: UInt64) async throws -> BlockHeader? {
+        let answer = try await request { .getBlock(requestID: $0, height: height) }.get()
+        guard case .blockAnswer(_, let header) = answer else {
+            throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_block")
+        }
+        return try header.map { try BlockHeader(decoding: $0) }
+    }
+
+    public func transaction(hash: Digest32) async throws -> CommittedTransactionInfo? {
+        let answer = try await request { .getTransaction(requestID: $0, hash: hash) }.get()
+        guard case .transactionAnswer(_, let found) = answer else {
+            throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_transaction")
+        }
+        return found
+    }
+
+    /// Every committed block from `height` on, the stored ones first, then each as it commits.
+    /// A peer that reconnects passes the height after the last block it saw and misses nothing.
+    public func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error> {
+        let (stream, continuation) = AsyncThrowingStream<Block, Error>.makeStream(bufferingPolicy: .unbounded)
+        let state = state
+        let session = session
+        session.eventLoop.execute {
+            if let ended = state.value.ended {
+                continuation.finish(throwing: ended)
+                return
+            }
+            state.value.subscription = continuation
+            session.sendPipelined(.arbiter(.subscribeBlocks(requestID: 0, fromHeight: height))).whenFailure {
+                continuation.finish(throwing: $0)
+            }
+        }
+        return stream
+    }
+}

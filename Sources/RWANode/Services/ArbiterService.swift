@@ -1,0 +1,413 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWAStore
+import RWAWire
+
+/// When a block closes: at `maxTransactions` or `maxDelay` after its first transaction,
+/// whichever comes first.
+public struct BlockRules: Sendable, Equatable {
+    public var maxTransactions: Int
+    public var maxDelay: TimeAmount
+
+    public init(maxTransactions: Int, maxDelay: TimeAmount) {
+        precondition(maxTransactions >= 1 && maxDelay >= .zero)
+        self.maxTransactions = maxTransactions
+        self.maxDelay = maxDelay
+    }
+
+    /// The paper's simulated chain: 10 transactions or 5 s.
+    public static let paper = BlockRules(maxTransactions: 10, maxDelay: .seconds(5))
+    /// Ours: a block every 10 ms under load, which keeps a receipt within a few milliseconds of
+    /// the fsync while still batching hundreds of transactions into one durable commit.
+    public static let standard = BlockRules(maxTransactions: 1000, maxDelay: .milliseconds(10))
+}
+
+/// The arbiter on the network: it takes transactions and queries from sessions, orders
+/// transactions into blocks on one sequencer thread, commits each block durably and only then
+/// answers, and pushes committed blocks to subscribers.
+///
+/// Threads: a session's messages are decoded and their signatures checked on the session's
+/// event loop (so verification runs on every core); the ledger and the store are touched only by
+/// the sequencer thread; queries read the store (a WAL snapshot of committed blocks) on a thread
+/// pool, never on an event loop.
+public final class ArbiterService: Sendable {
+    public let chainID: Digest32
+    public let rules: BlockRules
+    private let store: LedgerStore
+    private let arbiterKey: SigningKeyPair
+    private let logger: Logger
+    private let threadPool: NIOThreadPool
+    private let queue: NIOLockedValueBox<Queue>
+    private let condition = ConditionLock(value: 0)
+    private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
+    private let committedHeight: NIOLockedValueBox<UInt64>
+    private let ledgerBox: NIOLockedValueBox<Ledger?>
+    private let stopped = ManagedAtomicFlag()
+    /// Submissions waiting for the sequencer beyond this are refused with `arbiter_busy`.
+    public let queueCapacity: Int
+
+    struct Submission {
+        var verified: VerifiedTransaction
+        var reply: Reply
+    }
+
+    struct Reply {
+        var session: PeerSession
+        var requestID: UInt64
+    }
+
+    struct Queue {
+        var items: [Submission] = []
+        var stopping = false
+    }
+
+    public init(
+        store: LedgerStore, arbiterKey: SigningKeyPair, rules: BlockRules = .standard, queueCapacity: Int = 100_000,
+        logger: Logger = Logger(label: "rwanet.arbiter")
+    ) throws {
+        let ledger = try store.loadLedger()
+        guard ledger.genesis.arbiter == arbiterKey.publicKey else {
+            throw StoreError("this key is not the arbiter named in the genesis (\(ledger.genesis.arbiter))")
+        }
+        self.chainID = ledger.chainID
+        self.store = store
+        self.arbiterKey = arbiterKey
+        self.rules = rules
+        self.logger = logger
+        self.queueCapacity = queueCapacity
+        self.queue = NIOLockedValueBox(Queue())
+        self.committedHeight = NIOLockedValueBox(ledger.height)
+        self.ledgerBox = NIOLockedValueBox(ledger)
+        self.threadPool = NIOThreadPool(numberOfThreads: 2)
+        threadPool.start()
+    }
+
+    public var height: UInt64 { committedHeight.withLockedValue { $0 } }
+
+    /// Starts the sequencer thread. Blocks are sealed until `shutdown`.
+    public func start() {
+        let thread = Thread { [self] in self.sequence() }
+        thread.name = "rwanet-sequencer"
+        thread.start()
+    }
+
+    /// Stops sealing after the block in progress is committed and answered.
+    public func shutdown() async {
+        queue.withLockedValue { $0.stopping = true }
+        condition.lock()
+        condition.unlock(withValue: 1)
+        while !stopped.isSet { try? await Task.sleep(for: .milliseconds(5)) }
+        try? await threadPool.shutdownGracefully()
+    }
+
+    /// Answers `session` until it closes. Must be called once per session.
+    public func serve(_ session: PeerSession) {
+        session.eventLoop.execute { [self] in
+            session.inbox.consumeOnEventLoop { event in
+                switch event {
+                case .message(.arbiter(let message)):
+                    self.handle(message, from: session)
+                case .message(let other):
+                    session.beginClose(
+                        reporting: SessionError(.unexpectedMessage, "\(other.type) is not a message for the arbiter"))
+                case .finished:
+                    self.subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
+                }
+            }
+        }
+    }
+
+    // MARK: Requests (on the session's event loop)
+
+    private func handle(_ message: ArbiterMessage, from session: PeerSession) {
+        switch message {
+        case .submitTransaction(let requestID, let bytes):
+            let transaction: Transaction
+            do {
+                transaction = try Transaction(decoding: bytes)
+            } catch {
+                reply(
+                    session, .transactionRejected(
+                        requestID: requestID, hash: Blake2b.hash256(bytes), code: .malformedTransaction,
+                        reason: "\(error)"))
+                return
+            }
+            let verified: VerifiedTransaction
+            do {
+                verified = try transaction.verified(chainID: chainID)
+            } catch {
+                reply(
+                    session, .transactionRejected(
+                        requestID: requestID, hash: transaction.hash, code: error.code, reason: error.reason))
+                return
+            }
+            enqueue(Submission(verified: verified, reply: Reply(session: session, requestID: requestID)))
+
+        case .getState(let requestID, let key):
+            guard (try? StateKey(bytes: key)) != nil else {
+                reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "not a state key"))
+                return
+            }
+            query(session, requestID) { store in .stateAnswer(requestID: requestID, key: key, value: try store.stateRow(key: key)) }
+
+        case .getBlock(let requestID, let height):
+            query(session, requestID) { store in
+                .blockAnswer(requestID: requestID, header: try store.header(height: height)?.encoded)
+            }
+
+        case .getTransaction(let requestID, let hash):
+            query(session, requestID) { store in
+                let found = try store.transaction(hash: hash).map {
+                    CommittedTransactionInfo(
+                        height: $0.height, index: $0.index, createdID: $0.transaction.createdID,
+                        transaction: $0.transaction.bytes)
+                }
+                return .transactionAnswer(requestID: requestID, found: found)
+            }
+
+        case .getStatus(let requestID):
+            let chainID = chainID
+            query(session, requestID) { store in
+                let tip = try store.tip()
+                return .statusAnswer(
+                    requestID: requestID, chainID: chainID, height: tip?.height ?? 0, tipHash: tip?.hash ?? chainID,
+                    tipTime: tip?.time ?? 0)
+            }
+
+        case .subscribeBlocks(_, let fromHeight):
+            let subscription = Subscription(session: session, nextHeight: max(1, fromHeight))
+            subscribers.withLockedValue { $0[ObjectIdentifier(session)] = subscription }
+            pump(subscription)
+
+        default:
+            session.beginClose(
+                reporting: SessionError(.unexpectedMessage, "\(message.type) is not a request to the arbiter"))
+        }
+    }
+
+    private func reply(_ session: PeerSession, _ message: ArbiterMessage) {
+        session.sendPipelined(.arbiter(message)).whenFailure { _ in }  // a closed session needs no answer
+    }
+
+    /// Runs a read of committed state on the thread pool and answers on the session's loop.
+    private func query(
+        _ session: PeerSession, _ requestID: UInt64, _ read: @escaping @Sendable (LedgerStore) throws -> ArbiterMessage
+    ) {
+        let store = store
+        threadPool.runIfActive(eventLoop: session.eventLoop) { try read(store) }.whenComplete { [self] result in
+            switch result {
+            case .success(let answer): reply(session, answer)
+            case .failure(let error):
+                reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "\(error)"))
+            }
+        }
+    }
+
+    private func enqueue(_ submission: Submission) {
+        let accepted = queue.withLockedValue { queue -> Bool in
+            guard !queue.stopping, queue.items.count < queueCapacity else { return false }
+            queue.items.append(submission)
+            return true
+        }
+        guard accepted else {
+            reply(
+                submission.reply.session, .transactionRejected(
+                    requestID: submission.reply.requestID, hash: submission.verified.hash, code: .arbiterBusy,
+                    reason: "the arbiter's queue is full or stopping; send again later"))
+            return
+        }
+        condition.lock()
+        condition.unlock(withValue: 1)
+    }
+
+    // MARK: The sequencer thread
+
+    private func takeQueued() -> [Submission] {
+        queue.withLockedValue { queue in
+            defer { queue.items.removeAll(keepingCapacity: true) }
+            return queue.items
+        }
+    }
+
+    /// Sleeps until a submission arrives, `shutdown` is called, or `deadline` passes.
+    private func waitForWork(until deadline: NIODeadline?) {
+        if let deadline {
+            let remaining = deadline - .now()
+            guard remaining > .zero else { return }
+            if condition.lock(whenValue: 1, timeoutSeconds: Double(remaining.nanoseconds) / 1e9) {
+                condition.unlock(withValue: 0)
+            }
+        } else {
+            condition.lock(whenValue: 1)
+            condition.unlock(withValue: 0)
+        }
+    }
+
+    private typealias Outcome = (reply: Reply, rejection: ArbiterMessage?, verified: VerifiedTransaction, index: Int?)
+
+    private func sequence() {
+        var ledger = ledgerBox.withLockedValue { box in
+            defer { box = nil }
+            return box!
+        }
+        var outcomes: [Outcome] = []
+        var backlog: [Submission] = []
+        var blockDeadline: NIODeadline?
+        while true {
+            if backlog.isEmpty { backlog = takeQueued() }
+            if backlog.isEmpty {
+                if queue.withLockedValue({ $0.stopping }) {
+                    if !outcomes.isEmpty { seal(&ledger, outcomes: outcomes) }
+                    break
+                }
+                waitForWork(until: blockDeadline)
+                backlog = takeQueued()
+            }
+            var consumed = 0
+            for submission in backlog {
+                if ledger.pending.count >= rules.maxTransactions { break }
+                consumed += 1
+                if blockDeadline == nil { blockDeadline = .now() + rules.maxDelay }
+                switch ledger.apply(submission.verified) {
+                case .success:
+                    outcomes.append((submission.reply, nil, submission.verified, ledger.pending.count - 1))
+                case .failure(let rejection):
+                    let message = ArbiterMessage.transactionRejected(
+                        requestID: submission.reply.requestID, hash: submission.verified.hash, code: rejection.code,
+                        reason: rejection.reason)
+                    outcomes.append((submission.reply, message, submission.verified, nil))
+                }
+            }
+            backlog.removeFirst(consumed)
+            let full = ledger.pending.count >= rules.maxTransactions
+            let due = blockDeadline.map { $0 <= .now() } ?? false
+            if full || due {
+                seal(&ledger, outcomes: outcomes)
+                outcomes.removeAll(keepingCapacity: true)
+                blockDeadline = nil
+            }
+        }
+        ledgerBox.withLockedValue { $0 = ledger }
+        stopped.set()
+    }
+
+    /// Commits the pending block (if any transaction was accepted), then sends every answer.
+    private func seal(_ ledger: inout Ledger, outcomes: [Outcome]) {
+        var block: Block?
+        if !ledger.pending.isEmpty {
+            let sealed = ledger.sealBlock(time: UInt64(Date().timeIntervalSince1970 * 1000), arbiter: arbiterKey)
+            let changes = ledger.takeStateChanges()
+            do {
+                try store.commit(sealed, changes: changes)
+            } catch {
+                // The ledger in memory is now ahead of the disk: nothing may be answered and
+                // nothing more applied. A restart recovers the last committed block.
+                logger.critical("cannot commit block \(sealed.header.height): \(error)")
+                fatalError("rwa-arbiter: cannot commit block \(sealed.header.height) to \(store.path): \(error)")
+            }
+            committedHeight.withLockedValue { $0 = sealed.header.height }
+            block = sealed
+        }
+        var bySession: [ObjectIdentifier: (PeerSession, [ArbiterMessage])] = [:]
+        for (reply, rejection, verified, index) in outcomes {
+            var message: ArbiterMessage
+            if let index, let block {
+                message = .transactionReceipt(
+                    requestID: reply.requestID, hash: verified.hash, height: block.header.height, index: UInt32(index),
+                    createdID: block.transactions[index].createdID)
+            } else {
+                message = rejection!
+                if case .transactionRejected(_, _, .sequenceReused, _) = message,
+                    let receipt = earlierReceipt(verified.hash, requestID: reply.requestID, block: block)
+                {
+                    message = receipt  // the same transaction sent again: it is already in the chain
+                }
+            }
+            bySession[ObjectIdentifier(reply.session), default: (reply.session, [])].1.append(message)
+        }
+        for (session, messages) in bySession.values {
+            session.eventLoop.execute {
+                for message in messages { session.sendPipelined(.arbiter(message)).whenFailure { _ in } }
+            }
+        }
+        if block != nil {
+            for subscription in subscribers.withLockedValue({ Array($0.values) }) { pump(subscription) }
+        }
+    }
+
+    private func earlierReceipt(_ hash: Digest32, requestID: UInt64, block: Block?) -> ArbiterMessage? {
+        if let block, let index = block.transactions.firstIndex(where: { $0.hash == hash }) {
+            return .transactionReceipt(
+                requestID: requestID, hash: hash, height: block.header.height, index: UInt32(index),
+                createdID: block.transactions[index].createdID)
+        }
+        guard let located = try? store.transaction(hash: hash) else { return nil }
+        return .transactionReceipt(
+            requestID: requestID, hash: hash, height: located.height, index: located.index,
+            createdID: located.transaction.createdID)
+    }
+
+    // MARK: Subscriptions
+
+    /// Sends a subscriber every committed block it has not had, a batch at a time, reading them
+    /// from the store; one pump per subscriber runs at once, driven from its event loop.
+    private func pump(_ subscription: Subscription) {
+        let session = subscription.session
+        session.eventLoop.execute { [self] in
+            guard !subscription.pumping.value else { return }
+            guard subscription.nextHeight.value <= height else { return }
+            subscription.pumping.value = true
+            let from = subscription.nextHeight.value
+            let store = store
+            threadPool.runIfActive(eventLoop: session.eventLoop) { try store.blocks(from: from, limit: 16) }
+                .whenComplete { [self] result in
+                    guard case .success(let blocks) = result, !blocks.isEmpty else {
+                        subscription.pumping.value = false
+                        return
+                    }
+                    var last: EventLoopFuture<Void>?
+                    for block in blocks {
+                        last = session.sendPipelined(.arbiter(.blockCommitted(header: block.header.encoded)))
+                        for (index, transaction) in block.transactions.enumerated() {
+                            last = session.sendPipelined(
+                                .arbiter(
+                                    .transactionCommitted(
+                                        CommittedTransactionInfo(
+                                            height: block.header.height, index: UInt32(index),
+                                            createdID: transaction.createdID, transaction: transaction.bytes))))
+                        }
+                    }
+                    subscription.nextHeight.value = blocks.last!.header.height + 1
+                    last!.whenComplete { [self] outcome in
+                        subscription.pumping.value = false
+                        if case .success = outcome { pump(subscription) }
+                    }
+                }
+        }
+    }
+
+    final class Subscription: Sendable {
+        let session: PeerSession
+        let nextHeight: NIOLoopBoundBox<UInt64>
+        let pumping: NIOLoopBoundBox<Bool>
+
+        init(session: PeerSession, nextHeight: UInt64) {
+            self.session = session
+            self.nextHeight = NIOLoopBoundBox(nextHeight, eventLoop: session.eventLoop)
+            self.pumping = NIOLoopBoundBox(false, eventLoop: session.eventLoop)
+        }
+    }
+}
+
+/// A flag set once, read from any thread.
+final class ManagedAtomicFlag: Sendable {
+    private let box = NIOLockedValueBox(false)
+    var isSet: Bool { box.withLockedValue { $0 } }
+    func set() { box.withLockedValue { $0 = true } }
+}

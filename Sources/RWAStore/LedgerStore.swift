@@ -1,0 +1,224 @@
+import Foundation
+import GRDB
+import RWACrypto
+import RWALedger
+import RWAWire
+
+/// A failure of the store: the database is missing, unreadable, or says something the chain's
+/// rules forbid. Messages name the file and what was wrong with it.
+public struct StoreError: Error, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The arbiter's durable state in one SQLite file (WAL, `synchronous = FULL`). A block, its
+/// transactions and every state row it changed are written in one SQLite transaction, so after a
+/// crash the file holds exactly the blocks whose commit returned (proto/README.md, "Store layout").
+///
+/// Tables: `chain` (the genesis), `blocks` (header per height), `transactions` (bytes and result
+/// per hash, with height and index), `state` (key → record, the state after the last block).
+public final class LedgerStore: Sendable {
+    public let path: String
+    private let pool: DatabasePool
+
+    private init(path: String, pool: DatabasePool) {
+        self.path = path
+        self.pool = pool
+    }
+
+    private static func configuration(readonly: Bool) -> Configuration {
+        var configuration = Configuration()
+        configuration.readonly = readonly
+        configuration.prepareDatabase { db in
+            // FULL: a committed transaction survives power loss, not only a process crash.
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+        }
+        return configuration
+    }
+
+    /// Creates the database for a new chain; refuses to touch an existing file.
+    public static func create(path: String, genesis: Genesis, genesisRows: [StateRow]) throws -> LedgerStore {
+        guard !FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("\(path) exists; a chain's database is never overwritten")
+        }
+        let pool = try DatabasePool(path: path, configuration: configuration(readonly: false))
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), genesis BLOB NOT NULL);
+                    CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
+                    CREATE TABLE transactions (
+                        hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+                        bytes BLOB NOT NULL, created_id INTEGER NOT NULL, UNIQUE (height, idx)) WITHOUT ROWID;
+                    CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+                    """)
+            try db.execute(sql: "INSERT INTO chain (id, genesis) VALUES (1, ?)", arguments: [Data(genesis.encoded)])
+            for row in genesisRows {
+                try db.execute(
+                    sql: "INSERT INTO state (key, value) VALUES (?, ?)", arguments: [Data(row.key), Data(row.value)])
+            }
+        }
+        return LedgerStore(path: path, pool: pool)
+    }
+
+    /// Opens an existing chain database.
+    public static func open(path: String, readonly: Bool = false) throws -> LedgerStore {
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw StoreError("no chain database at \(path) (create one with `rwa-arbiter init`)")
+        }
+        let pool = try DatabasePool(path: path, configuration: configuration(readonly: readonly))
+        let hasChain = try pool.read { db in try db.tableExists("chain") }
+        guard hasChain else { throw StoreError("\(path) is not an rwanet chain database") }
+        return LedgerStore(path: path, pool: pool)
+    }
+
+    public func genesis() throws -> Genesis {
+        let bytes = try pool.read { db in try Data.fetchOne(db, sql: "SELECT genesis FROM chain WHERE id = 1") }
+        guard let bytes else { throw StoreError("\(path) has no genesis") }
+        return try Genesis(decoding: [UInt8](bytes))
+    }
+
+    /// The ledger as of the last committed block.
+    public func loadLedger() throws -> Ledger {
+        let genesis = try genesis()
+        return try Ledger(genesis: genesis, tip: try tip(), rows: try allStateRows())
+    }
+
+    /// Writes a block and the state rows it changed in one durable transaction. When this
+    /// returns, the block survives a crash; only then may its receipts be sent.
+    public func commit(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) throws {
+        try pool.write { db in
+            try db.cachedStatement(sql: "INSERT INTO blocks (height, hash, header) VALUES (?, ?, ?)").execute(
+                arguments: [
+                    Int64(block.header.height), Data(block.header.hash.bytes), Data(block.header.encoded),
+                ])
+            let insertTransaction = try db.cachedStatement(
+                sql: "INSERT INTO transactions (hash, height, idx, bytes, created_id) VALUES (?, ?, ?, ?, ?)")
+            for (index, transaction) in block.transactions.enumerated() {
+                try insertTransaction.execute(arguments: [
+                    Data(transaction.hash.bytes), Int64(block.header.height), index, Data(transaction.bytes),
+                    Int64(bitPattern: transaction.createdID),
+                ])
+            }
+            let upsert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)")
+            let delete = try db.cachedStatement(sql: "DELETE FROM state WHERE key = ?")
+            for change in changes {
+                if let row = change.row {
+                    try upsert.execute(arguments: [Data(change.key.bytes), Data(row)])
+                } else {
+                    try delete.execute(arguments: [Data(change.key.bytes)])
+                }
+            }
+        }
+    }
+
+    public func tip() throws -> BlockHeader? {
+        let bytes = try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT header FROM blocks ORDER BY height DESC LIMIT 1")
+        }
+        return try bytes.map { try BlockHeader(decoding: [UInt8]($0)) }
+    }
+
+    public func header(height: UInt64) throws -> BlockHeader? {
+        let bytes = try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT header FROM blocks WHERE height = ?", arguments: [Int64(height)])
+        }
+        return try bytes.map { try BlockHeader(decoding: [UInt8]($0)) }
+    }
+
+    /// Blocks `from`, `from + 1`, … up to `limit` of them, with their transactions, in order.
+    public func blocks(from height: UInt64, limit: Int) throws -> [Block] {
+        try pool.read { db in
+            let headers = try Data.fetchAll(
+                db, sql: "SELECT header FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
+                arguments: [Int64(height), limit])
+            var blocks: [Block] = []
+            for bytes in headers {
+                let header = try BlockHeader(decoding: [UInt8](bytes))
+                let rows = try Row.fetchAll(
+                    db, sql: "SELECT bytes, created_id FROM transactions WHERE height = ? ORDER BY idx",
+                    arguments: [Int64(header.height)])
+                let transactions = rows.map { row in
+                    CommittedTransaction(
+                        bytes: [UInt8](row["bytes"] as Data), createdID: UInt64(bitPattern: row["created_id"] as Int64))
+                }
+                blocks.append(Block(header: header, transactions: transactions))
+            }
+            return blocks
+        }
+    }
+
+    public struct Located: Sendable {
+        public var transaction: CommittedTransaction
+        public var height: UInt64
+        public var index: UInt32
+    }
+
+    public func transaction(hash: Digest32) throws -> Located? {
+        try pool.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT bytes, created_id, height, idx FROM transactions WHERE hash = ?",
+                    arguments: [Data(hash.bytes)])
+            else { return nil }
+            return Located(
+                transaction: CommittedTransaction(
+                    bytes: [UInt8](row["bytes"] as Data), createdID: UInt64(bitPattern: row["created_id"] as Int64)),
+                height: UInt64(row["height"] as Int64), index: UInt32(row["idx"] as Int64))
+        }
+    }
+
+    public func stateRow(key: [UInt8]) throws -> [UInt8]? {
+        try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT value FROM state WHERE key = ?", arguments: [Data(key)]).map {
+                [UInt8]($0)
+            }
+        }
+    }
+
+    /// Rows whose key starts with `prefix` (all accounts, all resources, …), in key order.
+    public func stateRows(prefix: [UInt8], limit: Int = .max) throws -> [StateRow] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT key, value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key LIMIT ?",
+                arguments: [prefix.count, Data(prefix), limit]
+            ).map { StateRow(key: [UInt8]($0["key"] as Data), value: [UInt8]($0["value"] as Data)) }
+        }
+    }
+
+    public func allStateRows() throws -> [StateRow] { try stateRows(prefix: []) }
+
+    /// Facts about the file that only the store can see, for `verify`: SQLite's own page
+    /// checks, and transactions stored outside any block.
+    public func structuralProblems(tipHeight: UInt64) throws -> [String] {
+        try pool.read { db in
+            var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+            let strays = try Int.fetchOne(
+                db, sql: "SELECT count(*) FROM transactions WHERE height < 1 OR height > ?",
+                arguments: [Int64(tipHeight)]) ?? 0
+            if strays > 0 { problems.append("\(strays) transactions lie outside blocks 1 ... \(tipHeight)") }
+            let blockCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM blocks") ?? 0
+            if UInt64(blockCount) != tipHeight { problems.append("\(blockCount) blocks stored for a tip at \(tipHeight)") }
+            return problems
+        }
+    }
+
+    /// The stored hash column of each block, to compare with the hash of its header.
+    public func storedBlockHash(height: UInt64) throws -> Digest32? {
+        try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT hash FROM blocks WHERE height = ?", arguments: [Int64(height)]).map {
+                try Digest32(bytes: [UInt8]($0))
+            }
+        }
+    }
+
+    /// The stored hash column of each transaction of a block, in index order.
+    public func storedTransactionHashes(height: UInt64) throws -> [(index: Int, hash: [UInt8])] {
+        try pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT idx, hash FROM transactions WHERE height = ? ORDER BY idx", arguments: [Int64(height)]
+            ).map { (Int($0["idx"] as Int64), [UInt8]($0["hash"] as Data)) }
+        }
+    }
+}

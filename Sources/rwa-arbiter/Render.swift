@@ -1,0 +1,197 @@
+import Foundation
+import RWACrypto
+import RWALedger
+import RWAWire
+
+/// A small JSON writer with sorted keys, so the output of `--json` is stable byte for byte.
+/// Amounts (`UInt128`) are written as decimal strings: JSON numbers lose precision above 2^53.
+enum JSON {
+    static func render(_ value: Any) -> String {
+        switch value {
+        case let dictionary as [String: Any]:
+            let members = dictionary.keys.sorted().map { "\(quote($0)):\(render(dictionary[$0]!))" }
+            return "{" + members.joined(separator: ",") + "}"
+        case let array as [Any]:
+            return "[" + array.map(render).joined(separator: ",") + "]"
+        case let text as String: return quote(text)
+        case let flag as Bool: return flag ? "true" : "false"
+        case let amount as UInt128: return quote(String(amount))
+        case let number as UInt64: return String(number)
+        case let number as UInt32: return String(number)
+        case let number as UInt16: return String(number)
+        case let number as UInt8: return String(number)
+        case let number as Int: return String(number)
+        case let number as Double: return String(format: "%.6f", number)
+        case Optional<Any>.none: return "null"
+        default: return quote("\(value)")
+        }
+    }
+
+    static func quote(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// Each ledger record as a JSON-ready dictionary; the readable text form is derived from it.
+enum Describe {
+    static func header(_ header: BlockHeader) -> [String: Any] {
+        [
+            "height": header.height, "hash": "\(header.hash)", "previous_hash": "\(header.previousHash)",
+            "transactions_root": "\(header.transactionsRoot)", "time_ms": header.time,
+            "transaction_count": header.transactionCount, "signature": "\(header.signature)",
+        ]
+    }
+
+    static func transaction(_ committed: CommittedTransaction, height: UInt64?, index: Int?) -> [String: Any] {
+        var result: [String: Any] = ["hash": "\(committed.hash)", "created_id": committed.createdID]
+        if let height { result["height"] = height }
+        if let index { result["index"] = index }
+        if let transaction = try? Transaction(decoding: committed.bytes) {
+            result["signer"] = "\(transaction.signer)"
+            result["sequence"] = transaction.sequence
+            result["operation"] = operation(transaction.operation)
+        } else {
+            result["undecodable"] = committed.bytes.hexString
+        }
+        return result
+    }
+
+    static func operation(_ operation: LedgerOperation) -> [String: Any] {
+        var result: [String: Any] = ["type": operation.name]
+        switch operation {
+        case .transfer(let token, let to, let amount), .mint(let token, let to, let amount):
+            result.merge(["token": token, "to": "\(to)", "amount": amount]) { $1 }
+        case .burn(let token, let account, let amount), .freezePartial(let token, let account, let amount),
+            .unfreezePartial(let token, let account, let amount):
+            result.merge(["token": token, "account": "\(account)", "amount": amount]) { $1 }
+        case .setFrozen(let token, let account, let frozen):
+            result.merge(["token": token, "account": "\(account)", "frozen": frozen]) { $1 }
+        case .forcedTransfer(let token, let from, let to, let amount):
+            result.merge(["token": token, "from": "\(from)", "to": "\(to)", "amount": amount]) { $1 }
+        case .recoverWallet(let token, let lost, let replacement):
+            result.merge(["token": token, "lost": "\(lost)", "replacement": "\(replacement)"]) { $1 }
+        case .setPaused(let token, let paused):
+            result.merge(["token": token, "paused": paused]) { $1 }
+        case .setCompliance(let token, let rules):
+            result.merge(["token": token, "compliance": compliance(rules)]) { $1 }
+        case .registerIdentity(let account, let country):
+            result.merge(["account": "\(account)", "country": country]) { $1 }
+        case .linkWallet(let account, let identity):
+            result.merge(["account": "\(account)", "identity": identity]) { $1 }
+        case .addClaim(let identity, let topic), .revokeClaim(let identity, let topic):
+            result.merge(["identity": identity, "topic": ClaimTopic.name(topic)]) { $1 }
+        case .registerResource(let registration):
+            result["resource"] = self.registration(registration)
+        }
+        return result
+    }
+
+    static func compliance(_ rules: ComplianceRules) -> [String: Any] {
+        [
+            "required_claims": rules.requiredClaims.map(ClaimTopic.name),
+            "allowed_countries": rules.allowedCountries.map { Int($0) },
+            "denied_countries": rules.deniedCountries.map { Int($0) },
+            "max_balance_per_identity": rules.maxBalancePerIdentity, "max_holders": rules.maxHolders,
+        ]
+    }
+
+    static func registration(_ registration: ResourceRegistration) -> [String: Any] {
+        let assessment = registration.assessment
+        func criterion(_ score: CriterionScore) -> [String: Any] { ["score": score.score, "reason": score.reason] }
+        var result: [String: Any] = [
+            "kind": registration.kind.name, "owner": "\(registration.owner)", "name": registration.name,
+            "metadata": registration.metadata, "valuation": registration.valuation,
+            "assessment": [
+                "intrinsic_value": criterion(assessment.intrinsicValue),
+                "strategic_scarcity": criterion(assessment.strategicScarcity),
+                "legal_clarity": criterion(assessment.legalClarity),
+            ],
+        ]
+        if let spectrum = registration.spectrum {
+            result["spectrum"] = [
+                "centre_hz": spectrum.centreHz, "width_hz": spectrum.widthHz, "country": spectrum.country,
+                "region": spectrum.region, "valid_from": spectrum.validFrom, "valid_until": spectrum.validUntil,
+                "slice_width_hz": spectrum.sliceWidthHz,
+                "slices": (0..<SpectrumLicence.sliceCount).map { index -> [String: Any] in
+                    let slice = spectrum.slice(index)
+                    return ["index": index, "low_hz": slice.lowHz, "high_hz": slice.highHz]
+                },
+            ] as [String: Any]
+        }
+        if let rules = registration.compliance { result["compliance"] = compliance(rules) }
+        return result
+    }
+
+    static func record(_ record: StateRecord) -> [String: Any] {
+        switch record {
+        case .counters(let nextIdentity, let nextResource):
+            return ["next_identity": nextIdentity, "next_resource": nextResource]
+        case .account(let account):
+            var result: [String: Any] = ["next_sequence": account.nextSequence]
+            if let identity = account.identity { result["identity"] = identity }
+            return result
+        case .identity(let identity):
+            return [
+                "id": identity.id, "country": identity.country,
+                "claims": identity.claims.map { ["topic": ClaimTopic.name($0.topic), "issuer": "\($0.issuer)"] },
+            ]
+        case .token(let token):
+            var result: [String: Any] = [
+                "id": token.id, "kind": token.kind == .stablecoin ? "stablecoin" : "licence-ownership",
+                "symbol": token.symbol, "decimals": token.decimals, "agents": token.agents.map { "\($0)" },
+                "paused": token.paused, "total_supply": token.totalSupply, "max_supply": token.maxSupply,
+            ]
+            if let rules = token.compliance { result["compliance"] = compliance(rules) }
+            if let resource = token.resource { result["resource"] = resource }
+            return result
+        case .holding(let holding):
+            return [
+                "balance": holding.balance, "frozen_amount": holding.frozenAmount, "frozen": holding.frozen,
+                "free_balance": holding.freeBalance,
+            ]
+        case .resource(let resource):
+            var result: [String: Any] = [
+                "id": resource.id, "registrar": "\(resource.registrar)", "registered_at_height": resource.registeredAtHeight,
+            ]
+            result.merge(registration(resource.registration)) { $1 }
+            if let token = resource.token { result["token"] = token }
+            return result
+        }
+    }
+
+    /// Indented `key: value` lines, nested dictionaries one level deeper.
+    static func text(_ value: [String: Any], indent: String = "") -> String {
+        var lines: [String] = []
+        for key in value.keys.sorted() {
+            switch value[key]! {
+            case let nested as [String: Any]:
+                lines.append("\(indent)\(key):")
+                lines.append(text(nested, indent: indent + "  "))
+            case let array as [Any] where array.isEmpty:
+                lines.append("\(indent)\(key): none")
+            case let array as [[String: Any]]:
+                lines.append("\(indent)\(key): \(array.count)")
+                for item in array { lines.append(indent + "  - " + JSON.render(item)) }
+            case let array as [Any]:
+                lines.append("\(indent)\(key): " + array.map { JSON.render($0) }.joined(separator: ", "))
+            case let amount as UInt128:
+                lines.append("\(indent)\(key): \(amount)")
+            case let other:
+                lines.append("\(indent)\(key): \(other)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

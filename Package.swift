@@ -91,6 +91,7 @@ let package = Package(
             dependencies: ["RWACrypto", "RWAWire", "RWANode"],
             path: "Tools/bench/session"
         ),
+        .target(name: "RWATestSupport", dependencies: ["RWACrypto"], path: "Tests/RWATestSupport"),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
@@ -101,7 +102,7 @@ let package = Package(
         .testTarget(
             name: "RWAArbiterTests",
             dependencies: [
-                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire",
+                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -114,7 +115,7 @@ let package = Package(
         .testTarget(
             name: "RWANodeTests",
             dependencies: [
-                "RWANode", "RWAWire", "RWACrypto",
+                "RWANode", "RWAWire", "RWACrypto", "RWATestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),

@@ -2,113 +2,15 @@ import Foundation
 import NIOCore
 import RWACrypto
 import RWAWire
+import RWATestSupport
 import XCTest
 
 @testable import RWANode
 
-/// Starts the real `rwa-peer` executable, built by `swift test` next to the test bundle.
-final class PeerProcess {
-    static var binary: URL {
-        let candidates = [
-            URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent(),
-            URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent(),
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-                .deletingLastPathComponent().appendingPathComponent(".build/debug"),
-        ]
-        for directory in candidates
-        where FileManager.default.isExecutableFile(atPath: directory.appendingPathComponent("rwa-peer").path) {
-            return directory.appendingPathComponent("rwa-peer")
-        }
-        fatalError("rwa-peer not built next to the tests; run `swift build` first")
-    }
-
-    let process = Process()
-    private let output = Pipe()
-    private let lines = LineCollector()
-
+/// The real `rwa-peer` executable, built by `swift test` next to the test bundle.
+final class PeerProcess: ToolProcess {
     init(_ arguments: [String], environment: [String: String] = [:]) throws {
-        process.executableURL = Self.binary
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
-        process.standardOutput = output
-        let lines = self.lines
-        output.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            lines.append(data)
-        }
-        try process.run()
-    }
-
-    /// The next line printed, waiting at most `timeout` seconds.
-    func nextLine(timeout: TimeInterval = 30) -> String? { lines.next(timeout: timeout) }
-
-    func waitForExit(timeout: TimeInterval = 120) -> Int32? {
-        let deadline = Date().addingTimeInterval(timeout)
-        while process.isRunning && Date() < deadline { usleep(20_000) }
-        if process.isRunning {
-            process.terminate()
-            return nil
-        }
-        return process.terminationStatus
-    }
-
-    func stop() {
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-    }
-
-    /// Resident memory of the process, from /proc.
-    var residentBytes: Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
-            let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true)[1])
-        else { return 0 }
-        return kilobytes * 1024
-    }
-}
-
-final class LineCollector: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var buffer = Data()
-    private var lines: [String] = []
-
-    func append(_ data: Data) {
-        condition.lock()
-        buffer.append(data)
-        while let newline = buffer.firstIndex(of: 0x0a) {
-            lines.append(String(decoding: buffer[buffer.startIndex..<newline], as: UTF8.self))
-            buffer.removeSubrange(buffer.startIndex...newline)
-        }
-        condition.broadcast()
-        condition.unlock()
-    }
-
-    func next(timeout: TimeInterval) -> String? {
-        let deadline = Date().addingTimeInterval(timeout)
-        condition.lock()
-        defer { condition.unlock() }
-        while lines.isEmpty {
-            if !condition.wait(until: deadline) { return nil }
-        }
-        return lines.removeFirst()
-    }
-}
-
-/// A temporary directory with key files.
-final class Scratch {
-    let directory: URL
-
-    init() throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("rwanet-test-\(UUID())")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(at: directory) }
-
-    func key(_ name: String, _ pair: SigningKeyPair = .generate()) throws -> (path: String, pair: SigningKeyPair) {
-        let path = directory.appendingPathComponent("\(name).key").path
-        try KeyFile.write(pair, to: path)
-        return (path, pair)
+        try super.init(tool: "rwa-peer", arguments, environment: environment)
     }
 }
 

@@ -7,6 +7,7 @@ import Foundation
 import NIOCore
 import RWACrypto
 import RWAWire
+import RWATestSupport
 import XCTest
 
 @testable import RWANode

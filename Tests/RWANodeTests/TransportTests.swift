@@ -7,6 +7,7 @@ import NIOPosix
 import NIOTestUtils
 import RWACrypto
 import RWAWire
+import RWATestSupport
 import XCTest
 
 @testable import RWANode

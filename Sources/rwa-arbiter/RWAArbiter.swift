@@ -169,8 +169,11 @@ struct Run: AsyncParsableCommand {
     @Option(help: "TCP port (0: any free port).")
     var port = 7700
 
-    @Option(help: "UDP port (0: any free port; -1: no UDP).")
+    @Option(help: "UDP port (0: any free port).")
     var udpPort = 7700
+
+    @Flag(help: "Serve TCP only.")
+    var noUDP = false
 
     @Option(help: "Block rules: standard (1000 transactions or 10 ms) or paper (10 or 5 s).")
     var profile: Profile = .standard
@@ -206,7 +209,7 @@ struct Run: AsyncParsableCommand {
         listeners.append(
             try await TransportKind.tcp.listen(
                 host: host, port: port, configuration: configuration, group: group, logger: logger))
-        if udpPort >= 0 {
+        if !noUDP {
             listeners.append(
                 try await TransportKind.udp.listen(
                     host: host, port: udpPort, configuration: configuration, group: group, logger: logger))

@@ -210,10 +210,12 @@ public final class ArbiterService: Sendable {
     }
 
     private func enqueue(_ submission: Submission) {
-        let accepted = queue.withLockedValue { queue -> Bool in
-            guard !queue.stopping, queue.items.count < queueCapacity else { return false }
+        // Only the submission that makes the queue non-empty wakes the sequencer: it drains
+        // the whole queue when it runs, so one wake-up serves a burst.
+        let (accepted, wake) = queue.withLockedValue { queue -> (Bool, Bool) in
+            guard !queue.stopping, queue.items.count < queueCapacity else { return (false, false) }
             queue.items.append(submission)
-            return true
+            return (true, queue.items.count == 1)
         }
         guard accepted else {
             reply(
@@ -222,8 +224,10 @@ public final class ArbiterService: Sendable {
                     reason: "the arbiter's queue is full or stopping; send again later"))
             return
         }
-        condition.lock()
-        condition.unlock(withValue: 1)
+        if wake {
+            condition.lock()
+            condition.unlock(withValue: 1)
+        }
     }
 
     // MARK: The sequencer thread

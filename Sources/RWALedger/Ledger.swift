@@ -98,7 +98,7 @@ public struct Ledger: Sendable {
         for (index, committed) in block.transactions.enumerated() {
             let verified: VerifiedTransaction
             do {
-                verified = try Transaction(decoding: committed.bytes).verified(chainID: chainID)
+                verified = try Transaction.verify(bytes: committed.bytes, chainID: chainID)
             } catch {
                 throw .init(height: header.height, "transaction \(index): \(error)")
             }

@@ -242,7 +242,23 @@ public struct Transaction: Equatable, Sendable {
     /// Checks what can be checked without the ledger's state: the chain and the signature. This is
     /// the expensive step, which the arbiter runs in parallel before ordering.
     public func verified(chainID expected: Digest32) throws(Rejection) -> VerifiedTransaction {
-        let bytes = encoded
+        try verified(chainID: expected, bytes: encoded)
+    }
+
+    /// Decodes and verifies in one step, reusing `bytes` rather than encoding again: the
+    /// arbiter's path for every submission. Bytes that do not decode are `malformed_transaction`.
+    public static func verify(bytes: [UInt8], chainID: Digest32) throws(Rejection) -> VerifiedTransaction {
+        let transaction: Transaction
+        do {
+            transaction = try Transaction(decoding: bytes)
+        } catch {
+            throw Rejection(.malformedTransaction, "\(error)")
+        }
+        return try transaction.verified(chainID: chainID, bytes: bytes)
+    }
+
+    /// `bytes` must be this transaction's encoding (checked by decoding or made by `encoded`).
+    private func verified(chainID expected: Digest32, bytes: [UInt8]) throws(Rejection) -> VerifiedTransaction {
         guard chainID == expected else {
             throw Rejection(.wrongChainID, "transaction is for chain \(chainID), this is \(expected)")
         }

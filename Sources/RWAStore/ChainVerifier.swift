@@ -94,7 +94,7 @@ public enum ChainVerifier {
             for index in part * chunk..<min(transactions.count, (part + 1) * chunk) {
                 let result: Result<VerifiedTransaction, Error>
                 do {
-                    result = .success(try Transaction(decoding: transactions[index].bytes).verified(chainID: chainID))
+                    result = .success(try Transaction.verify(bytes: transactions[index].bytes, chainID: chainID))
                 } catch {
                     result = .failure(error)
                 }

@@ -32,10 +32,11 @@ public struct BlockRules: Sendable, Equatable {
 /// transactions into blocks on one sequencer thread, commits each block durably and only then
 /// answers, and pushes committed blocks to subscribers.
 ///
-/// Threads: a session's messages are decoded and their signatures checked on the session's
-/// event loop (so verification runs on every core); the ledger and the store are touched only by
-/// the sequencer thread; queries read the store (a WAL snapshot of committed blocks) on a thread
-/// pool, never on an event loop.
+/// Threads: a session's event loop decrypts and frames; the sequencer thread takes everything
+/// queued, checks the batch's signatures in parallel on every core, applies them in arrival
+/// order and seals blocks; the committer thread writes each block durably and only then answers,
+/// so the next batch is verified while the last one is fsynced. Queries read the store (a WAL
+/// snapshot of committed blocks) on a thread pool, never on an event loop.
 public final class ArbiterService: Sendable {
     public let chainID: Digest32
     public let rules: BlockRules
@@ -49,11 +50,15 @@ public final class ArbiterService: Sendable {
     private let committedHeight: NIOLockedValueBox<UInt64>
     private let ledgerBox: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
+    /// Commits and answers blocks in order, behind the sequencer.
+    private let committer = DispatchQueue(label: "rwanet-committer")
+    /// Sealed blocks not yet committed; the sequencer waits while this many are queued.
+    private let commitsInFlight = DispatchSemaphore(value: 4)
     /// Submissions waiting for the sequencer beyond this are refused with `arbiter_busy`.
     public let queueCapacity: Int
 
     struct Submission {
-        var verified: VerifiedTransaction
+        var bytes: [UInt8]
         var reply: Reply
     }
 
@@ -128,26 +133,7 @@ public final class ArbiterService: Sendable {
     private func handle(_ message: ArbiterMessage, from session: PeerSession) {
         switch message {
         case .submitTransaction(let requestID, let bytes):
-            let transaction: Transaction
-            do {
-                transaction = try Transaction(decoding: bytes)
-            } catch {
-                reply(
-                    session, .transactionRejected(
-                        requestID: requestID, hash: Blake2b.hash256(bytes), code: .malformedTransaction,
-                        reason: "\(error)"))
-                return
-            }
-            let verified: VerifiedTransaction
-            do {
-                verified = try transaction.verified(chainID: chainID)
-            } catch {
-                reply(
-                    session, .transactionRejected(
-                        requestID: requestID, hash: transaction.hash, code: error.code, reason: error.reason))
-                return
-            }
-            enqueue(Submission(verified: verified, reply: Reply(session: session, requestID: requestID)))
+            enqueue(Submission(bytes: bytes, reply: Reply(session: session, requestID: requestID)))
 
         case .getState(let requestID, let key):
             guard (try? StateKey(bytes: key)) != nil else {
@@ -220,7 +206,7 @@ public final class ArbiterService: Sendable {
         guard accepted else {
             reply(
                 submission.reply.session, .transactionRejected(
-                    requestID: submission.reply.requestID, hash: submission.verified.hash, code: .arbiterBusy,
+                    requestID: submission.reply.requestID, hash: Blake2b.hash256(submission.bytes), code: .arbiterBusy,
                     reason: "the arbiter's queue is full or stopping; send again later"))
             return
         }
@@ -241,6 +227,7 @@ public final class ArbiterService: Sendable {
 
     /// Sleeps until a submission arrives, `shutdown` is called, or `deadline` passes.
     private func waitForWork(until deadline: NIODeadline?) {
+        if queue.withLockedValue({ !$0.items.isEmpty || $0.stopping }) { return }
         if let deadline {
             let remaining = deadline - .now()
             guard remaining > .zero else { return }
@@ -253,7 +240,13 @@ public final class ArbiterService: Sendable {
         }
     }
 
-    private typealias Outcome = (reply: Reply, rejection: ArbiterMessage?, verified: VerifiedTransaction, index: Int?)
+    /// What one submission came to: a place in the pending block, or a rejection.
+    private struct Outcome {
+        var reply: Reply
+        var hash: Digest32
+        var index: Int?
+        var rejection: Rejection?
+    }
 
     private func sequence() {
         var ledger = ledgerBox.withLockedValue { box in
@@ -262,78 +255,123 @@ public final class ArbiterService: Sendable {
         }
         var outcomes: [Outcome] = []
         var backlog: [Submission] = []
+        var checked: [Result<VerifiedTransaction, Rejection>] = []
         var blockDeadline: NIODeadline?
         while true {
-            if backlog.isEmpty { backlog = takeQueued() }
             if backlog.isEmpty {
-                if queue.withLockedValue({ $0.stopping }) {
-                    if !outcomes.isEmpty { seal(&ledger, outcomes: outcomes) }
-                    break
-                }
-                waitForWork(until: blockDeadline)
                 backlog = takeQueued()
+                checked = Self.verifyInParallel(backlog.map(\.bytes), chainID: chainID)
             }
             var consumed = 0
-            for submission in backlog {
+            for (submission, result) in zip(backlog, checked) {
                 if ledger.pending.count >= rules.maxTransactions { break }
                 consumed += 1
                 if blockDeadline == nil { blockDeadline = .now() + rules.maxDelay }
-                switch ledger.apply(submission.verified) {
-                case .success:
-                    outcomes.append((submission.reply, nil, submission.verified, ledger.pending.count - 1))
+                switch result.flatMap({ verified in ledger.apply(verified).map { _ in verified.hash } }) {
+                case .success(let hash):
+                    outcomes.append(Outcome(reply: submission.reply, hash: hash, index: ledger.pending.count - 1))
                 case .failure(let rejection):
-                    let message = ArbiterMessage.transactionRejected(
-                        requestID: submission.reply.requestID, hash: submission.verified.hash, code: rejection.code,
-                        reason: rejection.reason)
-                    outcomes.append((submission.reply, message, submission.verified, nil))
+                    outcomes.append(
+                        Outcome(reply: submission.reply, hash: Blake2b.hash256(submission.bytes), rejection: rejection))
                 }
             }
             backlog.removeFirst(consumed)
+            checked.removeFirst(consumed)
             let full = ledger.pending.count >= rules.maxTransactions
             let due = blockDeadline.map { $0 <= .now() } ?? false
             if full || due {
                 seal(&ledger, outcomes: outcomes)
                 outcomes.removeAll(keepingCapacity: true)
                 blockDeadline = nil
+            } else if backlog.isEmpty {  // a block stops short only when the queue is drained
+                if queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
+                    if !outcomes.isEmpty { seal(&ledger, outcomes: outcomes) }
+                    break
+                }
+                waitForWork(until: blockDeadline)
             }
         }
+        committer.sync {}  // every sealed block is committed and answered
         ledgerBox.withLockedValue { $0 = ledger }
         stopped.set()
     }
 
-    /// Commits the pending block (if any transaction was accepted), then sends every answer.
+    /// Decodes and checks signatures on every core, in chunks, keeping the order.
+    static func verifyInParallel(_ transactions: [[UInt8]], chainID: Digest32)
+        -> [Result<VerifiedTransaction, Rejection>]
+    {
+        guard transactions.count > 1 else {
+            return transactions.map { bytes in Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) } }
+        }
+        let chunk = 32
+        let chunks = (transactions.count + chunk - 1) / chunk
+        let results = UnsafeMutableBufferPointer<Result<VerifiedTransaction, Rejection>>.allocate(
+            capacity: transactions.count)
+        defer { results.deallocate() }
+        nonisolated(unsafe) let output = results
+        DispatchQueue.concurrentPerform(iterations: chunks) { part in
+            for index in part * chunk..<min(transactions.count, (part + 1) * chunk) {
+                let result = Result { () throws(Rejection) in
+                    try Transaction.verify(bytes: transactions[index], chainID: chainID)
+                }
+                (output.baseAddress! + index).initialize(to: result)
+            }
+        }
+        defer { results.baseAddress!.deinitialize(count: transactions.count) }
+        return Array(results)
+    }
+
+    /// Seals the pending block (if any transaction was accepted) and hands it to the committer,
+    /// which writes it durably and then sends every answer, in order.
     private func seal(_ ledger: inout Ledger, outcomes: [Outcome]) {
         var block: Block?
+        var changes: [(key: StateKey, row: [UInt8]?)] = []
         if !ledger.pending.isEmpty {
-            let sealed = ledger.sealBlock(time: UInt64(Date().timeIntervalSince1970 * 1000), arbiter: arbiterKey)
-            let changes = ledger.takeStateChanges()
-            do {
-                try store.commit(sealed, changes: changes)
-            } catch {
-                // The ledger in memory is now ahead of the disk: nothing may be answered and
-                // nothing more applied. A restart recovers the last committed block.
-                logger.critical("cannot commit block \(sealed.header.height): \(error)")
-                fatalError("rwa-arbiter: cannot commit block \(sealed.header.height) to \(store.path): \(error)")
-            }
-            committedHeight.withLockedValue { $0 = sealed.header.height }
-            block = sealed
+            block = ledger.sealBlock(time: UInt64(Date().timeIntervalSince1970 * 1000), arbiter: arbiterKey)
+            changes = ledger.takeStateChanges()
         }
+        let sealed = block.map { (block: $0, changes: changes) }
+        commitsInFlight.wait()
+        committer.async { [self] in
+            defer { commitsInFlight.signal() }
+            if let sealed { commit(sealed.block, changes: sealed.changes) }
+            answer(outcomes, block: sealed?.block)
+        }
+    }
+
+    private func commit(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) {
+        do {
+            try store.commit(block, changes: changes)
+        } catch {
+            // The ledger in memory is now ahead of the disk: nothing may be answered and
+            // nothing more applied. A restart recovers the last committed block.
+            logger.critical("cannot commit block \(block.header.height): \(error)")
+            fatalError("rwa-arbiter: cannot commit block \(block.header.height) to \(store.path): \(error)")
+        }
+        committedHeight.withLockedValue { $0 = block.header.height }
+    }
+
+    /// Sends receipts and rejections, grouped per session so each session's loop is woken once.
+    private func answer(_ outcomes: [Outcome], block: Block?) {
         var bySession: [ObjectIdentifier: (PeerSession, [ArbiterMessage])] = [:]
-        for (reply, rejection, verified, index) in outcomes {
+        for outcome in outcomes {
+            let requestID = outcome.reply.requestID
             var message: ArbiterMessage
-            if let index, let block {
+            if let index = outcome.index, let block {
                 message = .transactionReceipt(
-                    requestID: reply.requestID, hash: verified.hash, height: block.header.height, index: UInt32(index),
+                    requestID: requestID, hash: outcome.hash, height: block.header.height, index: UInt32(index),
                     createdID: block.transactions[index].createdID)
             } else {
-                message = rejection!
-                if case .transactionRejected(_, _, .sequenceReused, _) = message,
-                    let receipt = earlierReceipt(verified.hash, requestID: reply.requestID, block: block)
+                let rejection = outcome.rejection!
+                message = .transactionRejected(
+                    requestID: requestID, hash: outcome.hash, code: rejection.code, reason: rejection.reason)
+                if rejection.code == .sequenceReused,
+                    let receipt = earlierReceipt(outcome.hash, requestID: requestID, block: block)
                 {
                     message = receipt  // the same transaction sent again: it is already in the chain
                 }
             }
-            bySession[ObjectIdentifier(reply.session), default: (reply.session, [])].1.append(message)
+            bySession[ObjectIdentifier(outcome.reply.session), default: (outcome.reply.session, [])].1.append(message)
         }
         for (session, messages) in bySession.values {
             session.eventLoop.execute {

@@ -19,8 +19,8 @@ import RWAWire
 
 let transactionCount = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 30_000 : 30_000
 let accountCount = 1_000
-let clientCount = 4
-let window = 1_024  // unanswered submissions per client
+let clientCount = Int(ProcessInfo.processInfo.environment["RWANET_BENCH_CLIENTS"] ?? "4")!
+let window = Int(ProcessInfo.processInfo.environment["RWANET_BENCH_WINDOW"] ?? "1024")!  // unanswered per client
 let cores = ProcessInfo.processInfo.activeProcessorCount
 let group = MultiThreadedEventLoopGroup.singleton
 let arbiter = try SigningKeyPair(seed: [UInt8](repeating: 1, count: 32))
@@ -85,14 +85,14 @@ func connect(_ listener: SessionListener, _ genesis: Genesis) async throws -> Ar
 
 /// Transfers in round-robin over the accounts (sequence numbers 0, 1, … per account), split
 /// into one ordered list per client, each account's transactions all on one client.
-func signTransfers(_ count: Int, chainID: Digest32) throws -> [[Transaction]] {
-    var perClient = [[Transaction]](repeating: [], count: clientCount)
+func signTransfers(_ count: Int, chainID: Digest32, clients: Int = clientCount) throws -> [[Transaction]] {
+    var perClient = [[Transaction]](repeating: [], count: clients)
     for index in 0..<count {
         let sender = index % accountCount
         let transaction = try Transaction(
             signedBy: accounts[sender], chainID: chainID, sequence: UInt64(index / accountCount),
             operation: .transfer(token: 0, to: accounts[(sender + 1) % accountCount].publicKey, amount: 1))
-        perClient[sender % clientCount].append(transaction)
+        perClient[sender % clients].append(transaction)
     }
     return perClient
 }
@@ -105,6 +105,7 @@ func drive(_ clients: [ArbiterClient], _ lists: [[Transaction]], window: Int) as
     for (client, list) in zip(clients, lists) {
         let eventLoop = client.session.eventLoop
         let done = eventLoop.makePromise(of: [Double].self)
+        if list.isEmpty { done.succeed([]) }
         eventLoop.execute {
             final class Progress {
                 var next = 0
@@ -151,6 +152,44 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
     return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
 }
 
+/// What one transaction costs at each stage on one core, without the network: where the
+/// end-to-end figure's time goes.
+func stageCosts() throws {
+    let genesis = Genesis(
+        networkName: "stages", time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
+        stablecoinIssuer: issuer.publicKey)
+    var ledger = Ledger(genesis: genesis)
+    let rows = ledger.takeStateChanges().compactMap { change in change.row.map { StateRow(key: change.key.bytes, value: $0) } }
+    let store = try LedgerStore.create(path: scratch.appendingPathComponent("stages.sqlite").path, genesis: genesis, genesisRows: rows)
+    for (sequence, account) in accounts.enumerated() {
+        let mint = try Transaction(
+            signedBy: issuer, chainID: genesis.chainID, sequence: UInt64(sequence),
+            operation: .mint(token: 0, to: account.publicKey, amount: 1_000_000_000))
+        _ = ledger.apply(try mint.verified(chainID: genesis.chainID))
+    }
+    try store.commit(ledger.sealBlock(time: 1, arbiter: arbiter), changes: ledger.takeStateChanges())
+    let encoded = try signTransfers(4_000, chainID: genesis.chainID).flatMap { $0 }.map(\.encoded)
+    func microseconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = ContinuousClock.now
+        try body()
+        return (ContinuousClock.now - start) / .microseconds(1) / Double(encoded.count)
+    }
+    var verified: [VerifiedTransaction] = []
+    let decode = try microseconds { for bytes in encoded { _ = try Transaction(decoding: bytes) } }
+    let verify = try microseconds { verified = try encoded.map { try Transaction(decoding: $0).verified(chainID: genesis.chainID) } }
+    let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction) } }
+    var block: Block!
+    let seal = microseconds { block = ledger.sealBlock(time: 2, arbiter: arbiter) }
+    let changes = ledger.takeStateChanges()
+    let commit = try microseconds { try store.commit(block, changes: changes) }
+    print(
+        String(
+            format: "  per transaction on one core: decode %.1f µs, decode+verify %.1f µs, apply %.1f µs, seal %.1f µs, commit %.1f µs",
+            decode, verify, apply, seal, commit))
+}
+
+if ProcessInfo.processInfo.environment["RWANET_BENCH_STAGES"] != nil { try stageCosts() }
+
 print("bench-arbiter: \(transactionCount) transfers per block size, \(accountCount) accounts, \(cores) cores")
 var perSecond: [Int: Double] = [:]
 var bounds: [Double] = []
@@ -185,16 +224,8 @@ bounds.append(verificationBound())
 let (service, listener, genesis) = try await startChain("latency", rules: .standard)
 var clients: [ArbiterClient] = []
 for _ in 0..<8 { clients.append(try await connect(listener, genesis)) }
-let latencyLists = try signTransfers(min(transactionCount, 8_000), chainID: genesis.chainID)
-var regrouped = [[Transaction]](repeating: [], count: 8)
-for (index, list) in latencyLists.enumerated() {
-    // Split each client's list in two by account parity, keeping every account on one client.
-    for transaction in list {
-        let accountIndex = accounts.firstIndex { $0.publicKey == transaction.signer }!
-        regrouped[index * 2 + (accountIndex / clientCount) % 2].append(transaction)
-    }
-}
-let latencies = try await drive(clients, regrouped, window: 4)
+let latencyLists = try signTransfers(min(transactionCount, 8_000), chainID: genesis.chainID, clients: 8)
+let latencies = try await drive(clients, latencyLists, window: 4)
 for client in clients { await client.close() }
 await listener.close()
 await service.shutdown()

@@ -97,7 +97,9 @@ let package = Package(
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
         .testTarget(
             name: "RWALedgerTests",
-            dependencies: ["RWALedger", "RWACrypto", "RWAWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "RWALedger", "RWACrypto", "RWAWire", "RWATestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "RWAArbiterTests",
@@ -110,7 +112,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RWAWireTests",
-            dependencies: ["RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RWAWire", "RWACrypto", "RWATestSupport", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "RWANodeTests",

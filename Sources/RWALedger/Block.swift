@@ -128,8 +128,13 @@ public struct CommittedTransaction: Equatable, Sendable {
     public var createdID: UInt64
 
     public init(bytes: [UInt8], createdID: UInt64) {
+        self.init(bytes: bytes, hash: Blake2b.hash256(bytes), createdID: createdID)
+    }
+
+    /// For bytes whose hash is already known (a `VerifiedTransaction`'s).
+    init(bytes: [UInt8], hash: Digest32, createdID: UInt64) {
         self.bytes = bytes
-        self.hash = Blake2b.hash256(bytes)
+        self.hash = hash
         self.createdID = createdID
     }
 }

@@ -56,7 +56,8 @@ public enum LedgerLimits {
     public static let resourceMetadataBytesMax = 256
     public static let reasonBytesMax = 96
     public static let regionBytesMax = 64
-    public static let symbolBytesMax = 12
+    /// Enough for `LIC` and any resource id (20 digits).
+    public static let symbolBytesMax = 24
     public static let networkNameBytesMax = 64
 }
 

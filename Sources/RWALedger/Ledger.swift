@@ -55,7 +55,7 @@ public struct Ledger: Sendable {
     public mutating func apply(_ verified: VerifiedTransaction) -> Result<UInt64, Rejection> {
         do throws(Rejection) {
             let created = try execute(verified.transaction)
-            pending.append(CommittedTransaction(bytes: verified.bytes, createdID: created))
+            pending.append(CommittedTransaction(bytes: verified.bytes, hash: verified.hash, createdID: created))
             return .success(created)
         } catch {
             return .failure(error)
@@ -296,6 +296,7 @@ extension Ledger {
         case .registerIdentity(let account, let country):
             try requireClaimIssuer(signer)
             try validate(country: country)
+            try requireUsableKey(account)
             if state.accounts[account]?.identity != nil {
                 throw Rejection(.alreadyRegistered, "\(account) already belongs to an identity")
             }
@@ -311,6 +312,7 @@ extension Ledger {
 
         case .linkWallet(let account, let identityID):
             try requireClaimIssuer(signer)
+            try requireUsableKey(account)
             _ = try existingIdentity(identityID)
             if state.accounts[account]?.identity != nil {
                 throw Rejection(.alreadyRegistered, "\(account) already belongs to an identity")
@@ -475,6 +477,15 @@ extension Ledger {
     private func requireClaimIssuer(_ signer: AccountID) throws(Rejection) {
         guard genesis.claimIssuers.contains(signer) else {
             throw Rejection(.notAuthorized, "\(signer) is not a trusted claim issuer")
+        }
+    }
+
+    /// Identities are registered rarely, so their wallets get the full point check (as costly as
+    /// a verification) that every other key on the wire skips: a wallet nobody can sign for
+    /// must not become a verified holder.
+    private func requireUsableKey(_ account: AccountID) throws(Rejection) {
+        guard account.isUsable else {
+            throw Rejection(.invalidOperation, "\(account) is not a usable Ed25519 public key")
         }
     }
 

@@ -101,7 +101,8 @@ public final class LedgerStore: Sendable {
                     Int64(bitPattern: transaction.createdID),
                 ])
             }
-            let upsert = try db.cachedStatement(sql: "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)")
+            let upsert = try db.cachedStatement(
+                sql: "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
             let delete = try db.cachedStatement(sql: "DELETE FROM state WHERE key = ?")
             for change in changes {
                 if let row = change.row {

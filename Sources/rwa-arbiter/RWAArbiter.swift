@@ -114,6 +114,18 @@ struct Init: ParsableCommand {
     @Option(help: "Stablecoin decimals.")
     var decimals: UInt8 = 6
 
+    func validate() throws {
+        guard !networkName.isEmpty, networkName.utf8.count <= LedgerLimits.networkNameBytesMax else {
+            throw ValidationError("--network-name must be 1...\(LedgerLimits.networkNameBytesMax) bytes")
+        }
+        guard !symbol.isEmpty, symbol.utf8.count <= LedgerLimits.symbolBytesMax else {
+            throw ValidationError("--symbol must be 1...\(LedgerLimits.symbolBytesMax) bytes")
+        }
+        guard issuerKey.count <= LedgerLimits.claimIssuersMax else {
+            throw ValidationError("at most \(LedgerLimits.claimIssuersMax) --issuer-key")
+        }
+    }
+
     func run() throws {
         try FileManager.default.createDirectory(atPath: chain.dir, withIntermediateDirectories: true)
         for path in [chain.databasePath, chain.genesisPath] where FileManager.default.fileExists(atPath: path) {
@@ -248,6 +260,12 @@ struct Verify: ParsableCommand {
         let started = ContinuousClock.now
         let report: ChainVerifier.Report
         do {
+            // The genesis peers were given must be the one the database replays from.
+            if let given = FileManager.default.contents(atPath: chain.genesisPath),
+                [UInt8](given) != (try store.genesis()).encoded
+            {
+                throw CLIError("\(chain.genesisPath) differs from the genesis stored in \(chain.databasePath)")
+            }
             report = try ChainVerifier.verify(store)
         } catch {
             if json {

@@ -233,4 +233,29 @@ final class ServiceTests: XCTestCase {
         await writer.close()
         await running.stop()
     }
+
+    /// A subscriber over UDP catching up on thousands of stored transactions receives them all:
+    /// the arbiter paces its events inside UDP's window instead of overrunning it.
+    func testAUDPSubscriberCatchesUpOnThousandsOfTransactions() async throws {
+        let running = try await start(rules: BlockRules(maxTransactions: 1000, maxDelay: .milliseconds(20)))
+        let writer = try await running.client()
+        let receiver = SigningKeyPair.generate().publicKey
+        let transactions = try (0..<3000).map { _ in
+            try running.fixture.sign(running.fixture.issuer, .mint(token: 0, to: receiver, amount: 1))
+        }
+        let futures = transactions.map { writer.submitPipelined($0) }
+        for future in futures { _ = try await future.get() }
+        let tip = try running.store.tip()!.height
+        let subscriber = try await running.client(.udp)
+        var blocks = subscriber.subscribe(from: 1).makeAsyncIterator()
+        var received: [Block] = []
+        while received.last?.header.height ?? 0 < tip { received.append(try await blocks.next()!) }
+        XCTAssertEqual(received.flatMap(\.transactions).count, 3000)
+        let stored = try running.store.blocks(from: 1, limit: 1000)
+        XCTAssertEqual(received.map(\.header.hash), stored.map(\.header.hash))
+        XCTAssertEqual(received.flatMap(\.transactions).map(\.hash), stored.flatMap(\.transactions).map(\.hash))
+        await subscriber.close()
+        await writer.close()
+        await running.stop()
+    }
 }

@@ -1064,6 +1064,19 @@ final class LedgerRejectionTests: XCTestCase {
         XCTAssertTrue(chain.ledger.state.resources.isEmpty)
     }
 
+    /// A wallet nobody can sign for (here the identity point, of small order) never becomes a
+    /// verified holder: registration and linking check the key fully.
+    func testUnusableKeysCannotBecomeIdentities() throws {
+        var chain = try Chain()
+        let regulator = chain.regulator
+        let unusable = try SigningPublicKey(bytes: [1] + [UInt8](repeating: 0, count: 31))
+        XCTAssertFalse(unusable.isUsable)
+        let rejection = chain.expectRejected(.invalidOperation, regulator, .registerIdentity(account: unusable, country: 826))
+        XCTAssertTrue(rejection?.reason.contains("usable") ?? false, "\(String(describing: rejection))")
+        let aliceID = chain.register(chain.alice)
+        chain.expectRejected(.invalidOperation, regulator, .linkWallet(account: unusable, identity: aliceID))
+    }
+
     func testRegisteringTwiceIsRefused() throws {
         var chain = try Chain()
         let (regulator, alice, alice2, bob) = (chain.regulator, chain.alice, chain.alice2, chain.bob)

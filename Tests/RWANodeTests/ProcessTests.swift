@@ -84,7 +84,7 @@ final class ProcessTests: XCTestCase {
                 return nil
             }
             try expectError(.unknownRequiredMessage, "unknown even type") { client in
-                client.send([0, 0, 0, 3, 0x01, 0x02, 0xaa])
+                client.send([0, 0, 0, 3, 0x08, 0x00, 0xaa])  // 0x0800: unassigned
                 return nil
             }
             try expectError(.unexpectedMessage, "wrong type for the handshake") { client in

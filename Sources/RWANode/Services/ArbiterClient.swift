@@ -89,6 +89,12 @@ public final class ArbiterClient: Sendable {
     private static func handle(_ message: ArbiterMessage, state: NIOLoopBoundBox<State>, session: PeerSession) {
         switch message {
         case .blockCommitted(let headerBytes):
+            if let unfinished = state.value.partial {
+                session.beginClose(
+                    reporting: SessionError(
+                        .unexpectedMessage, "block \(unfinished.header.height) ended before its transactions"))
+                return
+            }
             guard let header = try? BlockHeader(decoding: headerBytes) else {
                 session.beginClose(reporting: SessionError(.malformedFrame, "block header does not decode"))
                 return
@@ -124,7 +130,7 @@ public final class ArbiterClient: Sendable {
     private func request(_ build: @escaping @Sendable (UInt64) -> ArbiterMessage) -> EventLoopFuture<ArbiterMessage> {
         let state = state
         let session = session
-        return session.eventLoop.flatSubmit {
+        @Sendable func send() -> EventLoopFuture<ArbiterMessage> {
             if let ended = state.value.ended { return session.eventLoop.makeFailedFuture(ended) }
             let id = state.value.nextRequestID
             state.value.nextRequestID += 1
@@ -135,6 +141,8 @@ public final class ArbiterClient: Sendable {
             }
             return promise.futureResult
         }
+        // Called on the session's loop (a pipelining consumer), the request goes out in this turn.
+        return session.eventLoop.inEventLoop ? send() : session.eventLoop.flatSubmit(send)
     }
 
     /// Submits a signed transaction; the future succeeds with its receipt once its block is

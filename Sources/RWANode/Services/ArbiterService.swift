@@ -47,6 +47,8 @@ public final class ArbiterService: Sendable {
     private let queue: NIOLockedValueBox<Queue>
     private let condition = ConditionLock(value: 0)
     private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
+    /// Every served session's paced outbox; all answers and events go through it.
+    private let outboxes = NIOLockedValueBox<[ObjectIdentifier: PacedOutbox]>([:])
     private let committedHeight: NIOLockedValueBox<UInt64>
     private let ledgerBox: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
@@ -113,6 +115,8 @@ public final class ArbiterService: Sendable {
 
     /// Answers `session` until it closes. Must be called once per session.
     public func serve(_ session: PeerSession) {
+        let outbox = PacedOutbox(session: session)
+        outboxes.withLockedValue { $0[ObjectIdentifier(session)] = outbox }
         session.eventLoop.execute { [self] in
             session.inbox.consumeOnEventLoop { event in
                 switch event {
@@ -123,6 +127,7 @@ public final class ArbiterService: Sendable {
                         reporting: SessionError(.unexpectedMessage, "\(other.type) is not a message for the arbiter"))
                 case .finished:
                     self.subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
+                    self.outboxes.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
                 }
             }
         }
@@ -166,9 +171,18 @@ public final class ArbiterService: Sendable {
                     tipTime: tip?.time ?? 0)
             }
 
-        case .subscribeBlocks(_, let fromHeight):
-            let subscription = Subscription(session: session, nextHeight: max(1, fromHeight))
-            subscribers.withLockedValue { $0[ObjectIdentifier(session)] = subscription }
+        case .subscribeBlocks(let requestID, let fromHeight):
+            guard let outbox = outbox(session) else { return }
+            let subscription = Subscription(outbox: outbox, nextHeight: max(1, fromHeight))
+            let added = subscribers.withLockedValue { subscribers in
+                subscribers.updateValue(subscription, forKey: ObjectIdentifier(session)) == nil
+            }
+            guard added else {
+                subscribers.withLockedValue { $0[ObjectIdentifier(session)] = nil }
+                reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "one subscription per session"))
+                session.beginClose(reporting: SessionError(.unexpectedMessage, "a second subscribe_blocks"))
+                return
+            }
             pump(subscription)
 
         default:
@@ -177,8 +191,17 @@ public final class ArbiterService: Sendable {
         }
     }
 
+    private func outbox(_ session: PeerSession) -> PacedOutbox? {
+        outboxes.withLockedValue { $0[ObjectIdentifier(session)] }  // nil: the session has ended
+    }
+
+    /// Answers on the session's loop, through its outbox.
     private func reply(_ session: PeerSession, _ message: ArbiterMessage) {
-        session.sendPipelined(.arbiter(message)).whenFailure { _ in }  // a closed session needs no answer
+        if session.eventLoop.inEventLoop {
+            outbox(session)?.send([.arbiter(message)])
+        } else {
+            session.eventLoop.execute { [self] in outbox(session)?.send([.arbiter(message)]) }
+        }
     }
 
     /// Runs a read of committed state on the thread pool and answers on the session's loop.
@@ -374,9 +397,8 @@ public final class ArbiterService: Sendable {
             bySession[ObjectIdentifier(outcome.reply.session), default: (outcome.reply.session, [])].1.append(message)
         }
         for (session, messages) in bySession.values {
-            session.eventLoop.execute {
-                for message in messages { session.sendPipelined(.arbiter(message)).whenFailure { _ in } }
-            }
+            guard let outbox = outbox(session) else { continue }
+            session.eventLoop.execute { outbox.send(messages.map { .arbiter($0) }) }
         }
         if block != nil {
             for subscription in subscribers.withLockedValue({ Array($0.values) }) { pump(subscription) }
@@ -397,27 +419,30 @@ public final class ArbiterService: Sendable {
 
     // MARK: Subscriptions
 
-    /// Sends a subscriber every committed block it has not had, a batch at a time, reading them
-    /// from the store; one pump per subscriber runs at once, driven from its event loop.
+    /// Sends a subscriber every committed block it has not had, a few blocks at a time read
+    /// from the store, the next batch only once the last has left through the outbox. One pump
+    /// per subscriber runs at once, on its event loop.
     private func pump(_ subscription: Subscription) {
-        let session = subscription.session
+        let outbox = subscription.outbox
+        let session = outbox.session
         session.eventLoop.execute { [self] in
-            guard !subscription.pumping.value else { return }
-            guard subscription.nextHeight.value <= height else { return }
+            guard !subscription.pumping.value, subscription.nextHeight.value <= height else { return }
+            let current = subscribers.withLockedValue { $0[ObjectIdentifier(session)] }
+            guard current === subscription else { return }  // the session ended or resubscribed
             subscription.pumping.value = true
             let from = subscription.nextHeight.value
             let store = store
-            threadPool.runIfActive(eventLoop: session.eventLoop) { try store.blocks(from: from, limit: 16) }
+            threadPool.runIfActive(eventLoop: session.eventLoop) { try store.blocks(from: from, limit: 4) }
                 .whenComplete { [self] result in
                     guard case .success(let blocks) = result, !blocks.isEmpty else {
                         subscription.pumping.value = false
                         return
                     }
-                    var last: EventLoopFuture<Void>?
+                    var messages: [Message] = []
                     for block in blocks {
-                        last = session.sendPipelined(.arbiter(.blockCommitted(header: block.header.encoded)))
+                        messages.append(.arbiter(.blockCommitted(header: block.header.encoded)))
                         for (index, transaction) in block.transactions.enumerated() {
-                            last = session.sendPipelined(
+                            messages.append(
                                 .arbiter(
                                     .transactionCommitted(
                                         CommittedTransactionInfo(
@@ -426,23 +451,24 @@ public final class ArbiterService: Sendable {
                         }
                     }
                     subscription.nextHeight.value = blocks.last!.header.height + 1
-                    last!.whenComplete { [self] outcome in
+                    outbox.send(messages)
+                    outbox.whenDrained { [self] in
                         subscription.pumping.value = false
-                        if case .success = outcome { pump(subscription) }
+                        pump(subscription)
                     }
                 }
         }
     }
 
     final class Subscription: Sendable {
-        let session: PeerSession
+        let outbox: PacedOutbox
         let nextHeight: NIOLoopBoundBox<UInt64>
         let pumping: NIOLoopBoundBox<Bool>
 
-        init(session: PeerSession, nextHeight: UInt64) {
-            self.session = session
-            self.nextHeight = NIOLoopBoundBox(nextHeight, eventLoop: session.eventLoop)
-            self.pumping = NIOLoopBoundBox(false, eventLoop: session.eventLoop)
+        init(outbox: PacedOutbox, nextHeight: UInt64) {
+            self.outbox = outbox
+            self.nextHeight = NIOLoopBoundBox(nextHeight, eventLoop: outbox.session.eventLoop)
+            self.pumping = NIOLoopBoundBox(false, eventLoop: outbox.session.eventLoop)
         }
     }
 }

@@ -159,6 +159,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         // The closures below reach the handler only through the pipeline, never by reference,
         // so a finished session leaves no cycle behind.
         let channel = context.channel
+        let flushPending = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
         let inbox = Inbox(capacity: configuration.inboxCapacity) {
             channel.triggerUserOutboundEvent(TCPSessionCommand.resumeReading, promise: nil)
         }
@@ -168,7 +169,20 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             peerIdentity: session.peerIdentity, peerFeatures: session.peerFeatures, transport: .tcp,
             remoteAddress: channel.remoteAddress, inbox: inbox, eventLoop: channel.eventLoop,
             closeFuture: channel.closeFuture,
-            send: { message in channel.writeAndFlush(message) },
+            send: { message in
+                // On the loop, writes of one turn share one flush (one system call), however many
+                // messages a consumer sends from it; off the loop, each send is its own turn anyway.
+                guard channel.eventLoop.inEventLoop else { return channel.writeAndFlush(message) }
+                let written = channel.write(message)
+                if !flushPending.value {
+                    flushPending.value = true
+                    channel.eventLoop.execute {
+                        flushPending.value = false
+                        channel.flush()
+                    }
+                }
+                return written
+            },
             close: { error in channel.triggerUserOutboundEvent(TCPSessionCommand.close(error), promise: nil) })
         established?.succeed(peer)
         established = nil

@@ -83,7 +83,9 @@ public struct Ledger: Sendable {
     public mutating func replay(_ block: Block) throws(ReplayError) {
         let header = block.header
         guard header.height == height + 1 else { throw .init(height: header.height, "height follows \(height)") }
-        guard header.previousHash == tipHash else { throw .init(height: header.height, "previous hash is not the tip's") }
+        guard header.previousHash == tipHash else {
+            throw .init(height: header.height, "previous hash is not the tip's")
+        }
         guard header.time >= tipTime else { throw .init(height: header.height, "time goes back") }
         guard header.hasValidSignature(arbiter: genesis.arbiter, chainID: chainID) else {
             throw .init(height: header.height, "arbiter signature does not verify")
@@ -112,7 +114,9 @@ public struct Ledger: Sendable {
         precondition(verified.count == block.transactions.count)
         let header = block.header
         guard header.height == height + 1 else { throw .init(height: header.height, "height follows \(height)") }
-        guard header.previousHash == tipHash else { throw .init(height: header.height, "previous hash is not the tip's") }
+        guard header.previousHash == tipHash else {
+            throw .init(height: header.height, "previous hash is not the tip's")
+        }
         guard header.time >= tipTime else { throw .init(height: header.height, "time goes back") }
         guard header.hasValidSignature(arbiter: genesis.arbiter, chainID: chainID) else {
             throw .init(height: header.height, "arbiter signature does not verify")
@@ -136,7 +140,8 @@ public struct Ledger: Sendable {
         case .failure(let rejection):
             throw .init(height: header.height, "transaction \(index) \(verified.hash) is rejected: \(rejection)")
         case .success(let created) where created != committed.createdID:
-            throw .init(height: header.height, "transaction \(index) created \(created), recorded \(committed.createdID)")
+            throw .init(
+                height: header.height, "transaction \(index) created \(created), recorded \(committed.createdID)")
         case .success: break
         }
     }
@@ -241,7 +246,8 @@ extension Ledger {
             try requireAccount(account)
             var holding = state.holding(tokenID, account)
             guard amount <= holding.frozenAmount else {
-                throw Rejection(.invalidOperation, "\(account) has \(holding.frozenAmount) frozen, cannot unfreeze \(amount)")
+                throw Rejection(
+                    .invalidOperation, "\(account) has \(holding.frozenAmount) frozen, cannot unfreeze \(amount)")
             }
             holding.frozenAmount -= amount
             state.setHolding(tokenID, account, holding)
@@ -400,7 +406,9 @@ extension Ledger {
         if token.paused { throw Rejection(.tokenPaused, "token \(token.id) is paused") }
         let sender = state.holding(token.id, from)
         if sender.frozen { throw Rejection(.accountFrozen, "\(from) is frozen for token \(token.id)") }
-        if state.holding(token.id, to).frozen { throw Rejection(.accountFrozen, "\(to) is frozen for token \(token.id)") }
+        if state.holding(token.id, to).frozen {
+            throw Rejection(.accountFrozen, "\(to) is frozen for token \(token.id)")
+        }
         guard sender.freeBalance >= amount else {
             throw Rejection(
                 .insufficientBalance,
@@ -422,17 +430,21 @@ extension Ledger {
         let senderIdentity = from.flatMap { state.accounts[$0]?.identity }
         guard senderIdentity != identity.id else { return }  // between one identity's wallets
         let receiverBalance = state.identityBalance(token.id, identity.id)
-        if rules.maxBalancePerIdentity > 0 && amount > rules.maxBalancePerIdentity - min(rules.maxBalancePerIdentity, receiverBalance) {
+        if rules.maxBalancePerIdentity > 0
+            && amount > rules.maxBalancePerIdentity - min(rules.maxBalancePerIdentity, receiverBalance)
+        {
             throw Rejection(
                 .balanceLimitExceeded,
-                "identity \(identity.id) would hold \(receiverBalance) + \(amount), above \(rules.maxBalancePerIdentity)")
+                "identity \(identity.id) would hold \(receiverBalance) + \(amount), above \(rules.maxBalancePerIdentity)"
+            )
         }
         if rules.maxHolders > 0 {
             var holders = state.holderCount(of: token.id)
             if receiverBalance == 0 { holders += 1 }
             if let senderIdentity, state.identityBalance(token.id, senderIdentity) == amount { holders -= 1 }
             if holders > rules.maxHolders {
-                throw Rejection(.holderLimitExceeded, "token \(token.id) would have \(holders) holders, above \(rules.maxHolders)")
+                throw Rejection(
+                    .holderLimitExceeded, "token \(token.id) would have \(holders) holders, above \(rules.maxHolders)")
             }
         }
     }

@@ -150,7 +150,9 @@ public struct LedgerState: Sendable {
             case .account(let id): accounts[id] = try Account(decoding: &buffer)
             case .identity(let id):
                 let identity = try Identity(decoding: &buffer)
-                guard identity.id == id else { throw .invalidValue(field: "identity.id", reason: "differs from its key") }
+                guard identity.id == id else {
+                    throw .invalidValue(field: "identity.id", reason: "differs from its key")
+                }
                 identities[id] = identity
             case .token(let id):
                 let token = try Token(decoding: &buffer)
@@ -159,7 +161,9 @@ public struct LedgerState: Sendable {
             case .holding: holdings[key] = try Holding(decoding: &buffer)
             case .resource(let id):
                 let resource = try Resource(decoding: &buffer)
-                guard resource.id == id else { throw .invalidValue(field: "resource.id", reason: "differs from its key") }
+                guard resource.id == id else {
+                    throw .invalidValue(field: "resource.id", reason: "differs from its key")
+                }
                 resources[id] = resource
             }
             guard buffer.readableBytes == 0 else {

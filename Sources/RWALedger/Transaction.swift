@@ -94,21 +94,24 @@ public enum LedgerOperation: Equatable, Sendable {
         case 0x03: self = .burn(token: try token(), from: try account("from"), amount: try amount())
         case 0x04:
             self = .setFrozen(
-                token: try token(), account: try account("account"), frozen: try buffer.readBool(field: "operation.frozen"))
+                token: try token(), account: try account("account"),
+                frozen: try buffer.readBool(field: "operation.frozen"))
         case 0x05: self = .freezePartial(token: try token(), account: try account("account"), amount: try amount())
         case 0x06: self = .unfreezePartial(token: try token(), account: try account("account"), amount: try amount())
         case 0x07:
             self = .forcedTransfer(
                 token: try token(), from: try account("from"), to: try account("to"), amount: try amount())
         case 0x08:
-            self = .recoverWallet(token: try token(), lost: try account("lost"), replacement: try account("replacement"))
+            self = .recoverWallet(
+                token: try token(), lost: try account("lost"), replacement: try account("replacement"))
         case 0x09: self = .setPaused(token: try token(), paused: try buffer.readBool(field: "operation.paused"))
         case 0x0A: self = .setCompliance(token: try token(), rules: try ComplianceRules(decoding: &buffer))
         case 0x10:
             self = .registerIdentity(
                 account: try account("account"), country: try buffer.readInteger(field: "operation.country"))
         case 0x11:
-            self = .linkWallet(account: try account("account"), identity: try buffer.readInteger(field: "operation.identity"))
+            self = .linkWallet(
+                account: try account("account"), identity: try buffer.readInteger(field: "operation.identity"))
         case 0x12:
             self = .addClaim(
                 identity: try buffer.readInteger(field: "operation.identity"),
@@ -191,12 +194,15 @@ public struct Transaction: Equatable, Sendable {
         guard unsigned.count + Signature.byteCount <= LedgerLimits.transactionBytesMax else {
             throw Rejection(
                 .malformedTransaction,
-                "transaction is \(unsigned.count + Signature.byteCount) bytes, above \(LedgerLimits.transactionBytesMax)")
+                "transaction is \(unsigned.count + Signature.byteCount) bytes, above \(LedgerLimits.transactionBytesMax)"
+            )
         }
         self.signature = keyPair.sign(unsigned, domain: SignatureDomain(tag: Self.signatureTag, chainID: chainID))
     }
 
-    public init(chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation, signature: Signature) {
+    public init(
+        chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation, signature: Signature
+    ) {
         self.chainID = chainID
         self.signer = signer
         self.sequence = sequence
@@ -222,7 +228,9 @@ public struct Transaction: Equatable, Sendable {
         guard encoded == bytes else { throw .nonCanonical(field: "transaction", reason: "re-encodes differently") }
     }
 
-    static func unsignedBytes(chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation) -> [UInt8] {
+    static func unsignedBytes(chainID: Digest32, signer: AccountID, sequence: UInt64, operation: LedgerOperation)
+        -> [UInt8]
+    {
         var buffer = ByteBuffer()
         buffer.writeDigest(chainID)
         buffer.writePublicKey(signer)

@@ -42,7 +42,8 @@ public enum ChainVerifier {
                 }
                 for (position, entry) in stored.enumerated() {
                     guard entry.index == position, entry.hash == block.transactions[position].hash.bytes else {
-                        throw StoreError("block \(height): transaction \(position) is stored under another hash or index")
+                        throw StoreError(
+                            "block \(height): transaction \(position) is stored under another hash or index")
                     }
                 }
                 var verified: [VerifiedTransaction] = []

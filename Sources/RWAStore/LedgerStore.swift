@@ -102,7 +102,9 @@ public final class LedgerStore: Sendable {
                 ])
             }
             let upsert = try db.cachedStatement(
-                sql: "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+                sql:
+                    "INSERT INTO state (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
+            )
             let delete = try db.cachedStatement(sql: "DELETE FROM state WHERE key = ?")
             for change in changes {
                 if let row = change.row {
@@ -195,12 +197,15 @@ public final class LedgerStore: Sendable {
     public func structuralProblems(tipHeight: UInt64) throws -> [String] {
         try pool.read { db in
             var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
-            let strays = try Int.fetchOne(
-                db, sql: "SELECT count(*) FROM transactions WHERE height < 1 OR height > ?",
-                arguments: [Int64(tipHeight)]) ?? 0
+            let strays =
+                try Int.fetchOne(
+                    db, sql: "SELECT count(*) FROM transactions WHERE height < 1 OR height > ?",
+                    arguments: [Int64(tipHeight)]) ?? 0
             if strays > 0 { problems.append("\(strays) transactions lie outside blocks 1 ... \(tipHeight)") }
             let blockCount = try Int.fetchOne(db, sql: "SELECT count(*) FROM blocks") ?? 0
-            if UInt64(blockCount) != tipHeight { problems.append("\(blockCount) blocks stored for a tip at \(tipHeight)") }
+            if UInt64(blockCount) != tipHeight {
+                problems.append("\(blockCount) blocks stored for a tip at \(tipHeight)")
+            }
             return problems
         }
     }

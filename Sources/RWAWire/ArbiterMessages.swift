@@ -117,7 +117,8 @@ public enum ArbiterMessage: Equatable, Sendable {
         case .transactionReceipt:
             return .transactionReceipt(
                 requestID: try requestID(), hash: try body.readDigest(field: "\(name).hash"),
-                height: try body.readInteger(field: "\(name).height"), index: try body.readInteger(field: "\(name).index"),
+                height: try body.readInteger(field: "\(name).height"),
+                index: try body.readInteger(field: "\(name).index"),
                 createdID: try body.readInteger(field: "\(name).created_id"))
         case .transactionRejected:
             return .transactionRejected(

@@ -10,8 +10,10 @@ struct Inspect: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Read blocks, transactions, accounts, identities, tokens and resources from the database.",
         discussion: "Readable text by default, one JSON object with --json. Safe while the arbiter runs.",
-        subcommands: [Status.self, Blocks.self, BlockDetail.self, TransactionDetail.self, AccountDetail.self,
-            IdentityDetail.self, TokenDetail.self, Tokens.self, ResourceDetail.self, Resources.self])
+        subcommands: [
+            Status.self, Blocks.self, BlockDetail.self, TransactionDetail.self, AccountDetail.self,
+            IdentityDetail.self, TokenDetail.self, Tokens.self, ResourceDetail.self, Resources.self,
+        ])
 
     struct Options: ParsableArguments {
         @OptionGroup var chain: ChainOptions
@@ -39,7 +41,8 @@ struct Inspect: ParsableCommand {
             let genesis = try store.genesis()
             var value: [String: Any] = [
                 "chain_id": "\(genesis.chainID)", "network_name": genesis.networkName, "arbiter": "\(genesis.arbiter)",
-                "claim_issuers": genesis.claimIssuers.map { "\($0)" }, "stablecoin_issuer": "\(genesis.stablecoinIssuer)",
+                "claim_issuers": genesis.claimIssuers.map { "\($0)" },
+                "stablecoin_issuer": "\(genesis.stablecoinIssuer)",
                 "height": 0 as UInt64,
             ]
             if let tip = try store.tip() {
@@ -71,7 +74,8 @@ struct Inspect: ParsableCommand {
     }
 
     struct BlockDetail: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "block", abstract: "One block with its transactions.")
+        static let configuration = CommandConfiguration(
+            commandName: "block", abstract: "One block with its transactions.")
         @OptionGroup var options: Options
         @Argument(help: "Height.") var height: UInt64
 
@@ -95,7 +99,9 @@ struct Inspect: ParsableCommand {
             guard let bytes = [UInt8](hex: hash), let digest = try? Digest32(bytes: bytes) else {
                 throw ValidationError("the hash must be 64 hex digits")
             }
-            guard let located = try options.open().transaction(hash: digest) else { throw CLIError("no transaction \(hash)") }
+            guard let located = try options.open().transaction(hash: digest) else {
+                throw CLIError("no transaction \(hash)")
+            }
             options.show(Describe.transaction(located.transaction, height: located.height, index: Int(located.index)))
         }
     }
@@ -112,7 +118,9 @@ struct Inspect: ParsableCommand {
             var value = Describe.record(try options.record(store, .account(id)))
             var holdings: [[String: Any]] = []
             for row in try store.stateRows(prefix: [0x04]) {
-                guard case .holding(let token, let holder) = try StateKey(bytes: row.key), holder == id else { continue }
+                guard case .holding(let token, let holder) = try StateKey(bytes: row.key), holder == id else {
+                    continue
+                }
                 var entry = Describe.record(try StateRecord(key: .holding(token, holder), value: row.value))
                 entry["token"] = token
                 holdings.append(entry)
@@ -124,7 +132,8 @@ struct Inspect: ParsableCommand {
     }
 
     struct IdentityDetail: ParsableCommand {
-        static let configuration = CommandConfiguration(commandName: "identity", abstract: "An identity and its claims.")
+        static let configuration = CommandConfiguration(
+            commandName: "identity", abstract: "An identity and its claims.")
         @OptionGroup var options: Options
         @Argument(help: "Identity id.") var id: UInt64
 
@@ -146,7 +155,9 @@ struct Inspect: ParsableCommand {
 
         func run() throws {
             let rows = try options.open().stateRows(prefix: [0x03])
-            let tokens = try rows.map { Describe.record(try StateRecord(key: try StateKey(bytes: $0.key), value: $0.value)) }
+            let tokens = try rows.map {
+                Describe.record(try StateRecord(key: try StateKey(bytes: $0.key), value: $0.value))
+            }
             if options.json {
                 emit(JSON.render(["tokens": tokens]))
             } else {
@@ -174,7 +185,8 @@ struct Inspect: ParsableCommand {
             let rows = try options.open().stateRows(prefix: [0x05])
             var resources: [[String: Any]] = []
             for row in rows {
-                guard case .resource(let resource) = try StateRecord(key: try StateKey(bytes: row.key), value: row.value)
+                guard
+                    case .resource(let resource) = try StateRecord(key: try StateKey(bytes: row.key), value: row.value)
                 else { continue }
                 resources.append([
                     "id": resource.id, "kind": resource.registration.kind.name, "name": resource.registration.name,

@@ -120,15 +120,16 @@ enum Describe {
             ],
         ]
         if let spectrum = registration.spectrum {
-            result["spectrum"] = [
-                "centre_hz": spectrum.centreHz, "width_hz": spectrum.widthHz, "country": spectrum.country,
-                "region": spectrum.region, "valid_from": spectrum.validFrom, "valid_until": spectrum.validUntil,
-                "slice_width_hz": spectrum.sliceWidthHz,
-                "slices": (0..<SpectrumLicence.sliceCount).map { index -> [String: Any] in
-                    let slice = spectrum.slice(index)
-                    return ["index": index, "low_hz": slice.lowHz, "high_hz": slice.highHz]
-                },
-            ] as [String: Any]
+            result["spectrum"] =
+                [
+                    "centre_hz": spectrum.centreHz, "width_hz": spectrum.widthHz, "country": spectrum.country,
+                    "region": spectrum.region, "valid_from": spectrum.validFrom, "valid_until": spectrum.validUntil,
+                    "slice_width_hz": spectrum.sliceWidthHz,
+                    "slices": (0..<SpectrumLicence.sliceCount).map { index -> [String: Any] in
+                        let slice = spectrum.slice(index)
+                        return ["index": index, "low_hz": slice.lowHz, "high_hz": slice.highHz]
+                    },
+                ] as [String: Any]
         }
         if let rules = registration.compliance { result["compliance"] = compliance(rules) }
         return result
@@ -163,7 +164,8 @@ enum Describe {
             ]
         case .resource(let resource):
             var result: [String: Any] = [
-                "id": resource.id, "registrar": "\(resource.registrar)", "registered_at_height": resource.registeredAtHeight,
+                "id": resource.id, "registrar": "\(resource.registrar)",
+                "registered_at_height": resource.registeredAtHeight,
             ]
             result.merge(registration(resource.registration)) { $1 }
             if let token = resource.token { result["token"] = token }

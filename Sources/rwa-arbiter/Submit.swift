@@ -221,14 +221,16 @@ struct ResourceCommand: AsyncParsableCommand {
 
         func run() async throws {
             guard let kind = ResourceKind(name: kind) else {
-                throw ValidationError("--kind must be one of \(ResourceKind.allCases.map(\.name).joined(separator: ", "))")
+                throw ValidationError(
+                    "--kind must be one of \(ResourceKind.allCases.map(\.name).joined(separator: ", "))")
             }
             var spectrum: SpectrumLicence?
             var compliance: ComplianceRules?
             if kind == .radioSpectrum {
                 guard let centreHz, let widthHz, let country, let validFrom, let validUntil else {
                     throw ValidationError(
-                        "a radio-spectrum licence needs --centre-hz, --width-hz, --country, --valid-from, --valid-until")
+                        "a radio-spectrum licence needs --centre-hz, --width-hz, --country, --valid-from, --valid-until"
+                    )
                 }
                 spectrum = SpectrumLicence(
                     centreHz: centreHz, widthHz: widthHz, country: country, region: region, validFrom: validFrom,
@@ -265,14 +267,16 @@ struct TokenCommand: AsyncParsableCommand {
     }
 
     struct Mint: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Mint to an account, within the token's maximum supply.")
+        static let configuration = CommandConfiguration(
+            abstract: "Mint to an account, within the token's maximum supply.")
         @OptionGroup var options: SubmitOptions
         @OptionGroup var target: Target
         @Option(help: "Receiving public key.") var to: String
         @Option(help: "Amount in base units.") var amount: String
         func run() async throws {
             try await options.submit(
-                .mint(token: target.token, to: try parseAccount(to, "--to"), amount: try parseAmount(amount, "--amount")))
+                .mint(
+                    token: target.token, to: try parseAccount(to, "--to"), amount: try parseAmount(amount, "--amount")))
         }
     }
 
@@ -285,7 +289,8 @@ struct TokenCommand: AsyncParsableCommand {
         func run() async throws {
             try await options.submit(
                 .burn(
-                    token: target.token, from: try parseAccount(from, "--from"), amount: try parseAmount(amount, "--amount")))
+                    token: target.token, from: try parseAccount(from, "--from"),
+                    amount: try parseAmount(amount, "--amount")))
         }
     }
 

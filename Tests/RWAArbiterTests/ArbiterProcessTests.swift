@@ -48,7 +48,8 @@ final class ArbiterProcessTests: XCTestCase {
         XCTAssertEqual(registered.status, 0, registered.errors.joined())
         let receipt = try JSONSerialization.jsonObject(with: Data(registered.output.joined().utf8)) as? [String: Any]
         XCTAssertEqual(receipt?["identity"] as? Int, 1)
-        XCTAssertEqual(try ArbiterProcess.run(["claim", "add"] + regulator + ["--identity", "1", "--topic", "kyc"]).status, 0)
+        XCTAssertEqual(
+            try ArbiterProcess.run(["claim", "add"] + regulator + ["--identity", "1", "--topic", "kyc"]).status, 0)
         let licence = try ArbiterProcess.run(
             ["resource", "register"] + regulator + [
                 "--owner", account, "--kind", "radio-spectrum", "--name", "n78 Leeds", "--valuation", "5000000000",
@@ -58,7 +59,9 @@ final class ArbiterProcessTests: XCTestCase {
         XCTAssertEqual(licence.status, 0, licence.errors.joined())
         XCTAssertTrue(licence.output.joined().contains("resource 1"), licence.output.joined())
         let minted = try ArbiterProcess.run(
-            ["stablecoin", "mint", "--key", "\(dir)/stablecoin-issuer.key"] + address + ["--to", account, "--amount", "2500"])
+            ["stablecoin", "mint", "--key", "\(dir)/stablecoin-issuer.key"] + address + [
+                "--to", account, "--amount", "2500",
+            ])
         XCTAssertEqual(minted.status, 0, minted.errors.joined())
 
         // A rejection: the user is no agent of its licence token. Exit 1, code and reason on stderr.
@@ -71,7 +74,8 @@ final class ArbiterProcessTests: XCTestCase {
             ["transfer", "--key", user.path] + address + ["--to", account, "--amount", "-3"])
         XCTAssertNotEqual(badAmount.status, 0)
         XCTAssertTrue(badAmount.errors.joined().contains("--amount"), badAmount.errors.joined())
-        let noKey = try ArbiterProcess.run(["transfer", "--key", "/nonexistent.key"] + address + ["--to", account, "--amount", "1"])
+        let noKey = try ArbiterProcess.run(
+            ["transfer", "--key", "/nonexistent.key"] + address + ["--to", account, "--amount", "1"])
         XCTAssertNotEqual(noKey.status, 0)
         XCTAssertTrue(noKey.errors.joined().contains("/nonexistent.key"), noKey.errors.joined())
 

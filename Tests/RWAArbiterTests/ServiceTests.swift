@@ -25,7 +25,8 @@ final class ServiceTests: XCTestCase {
         {
             try await ArbiterClient.connect(
                 host: "127.0.0.1", port: port(transport), transport: transport, identity: identity,
-                chainID: fixture.chainID, arbiter: fixture.arbiter.publicKey, group: MultiThreadedEventLoopGroup.singleton)
+                chainID: fixture.chainID, arbiter: fixture.arbiter.publicKey,
+                group: MultiThreadedEventLoopGroup.singleton)
         }
 
         func stop() async {
@@ -57,7 +58,8 @@ final class ServiceTests: XCTestCase {
         let bob = SigningKeyPair.generate()
         for transport in TransportKind.allCases {
             let client = try await running.client(transport)
-            let minted = try await client.sign(.mint(token: 0, to: alice.publicKey, amount: 1_000), with: running.fixture.issuer)
+            let minted = try await client.sign(
+                .mint(token: 0, to: alice.publicKey, amount: 1_000), with: running.fixture.issuer)
             XCTAssertGreaterThan(minted.height, 0)
             let located = try await client.transaction(hash: minted.hash)
             XCTAssertEqual(located?.height, minted.height, "a receipt means the block is in the store")
@@ -65,7 +67,9 @@ final class ServiceTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(sent.height, minted.height)
             let header = try await client.blockHeader(height: sent.height)
             XCTAssertEqual(header?.height, sent.height)
-            XCTAssertTrue(header?.hasValidSignature(arbiter: running.fixture.arbiter.publicKey, chainID: running.fixture.chainID) ?? false)
+            XCTAssertTrue(
+                header?.hasValidSignature(arbiter: running.fixture.arbiter.publicKey, chainID: running.fixture.chainID)
+                    ?? false)
             await client.close()
         }
         let client = try await running.client(.udp)
@@ -90,16 +94,20 @@ final class ServiceTests: XCTestCase {
         let client = try await running.client()
         let alice = SigningKeyPair.generate()
         let bob = SigningKeyPair.generate()
-        for transaction in try fixture.onboard(alice.publicKey, identity: 1) + fixture.onboard(bob.publicKey, identity: 2) {
+        for transaction in try fixture.onboard(alice.publicKey, identity: 1)
+            + fixture.onboard(bob.publicKey, identity: 2)
+        {
             _ = try await client.submit(transaction)
         }
         _ = try await client.submit(
             try fixture.sign(
                 fixture.regulator,
-                .registerResource(fixture.licence(owner: alice.publicKey, rules: ComplianceRules(deniedCountries: [4])))))
+                .registerResource(fixture.licence(owner: alice.publicKey, rules: ComplianceRules(deniedCountries: [4])))
+            ))
         _ = try await client.submit(try fixture.sign(fixture.issuer, .mint(token: 0, to: alice.publicKey, amount: 100)))
         let denied = SigningKeyPair.generate()
-        _ = try await client.submit(try fixture.sign(fixture.regulator, .registerIdentity(account: denied.publicKey, country: 4)))
+        _ = try await client.submit(
+            try fixture.sign(fixture.regulator, .registerIdentity(account: denied.publicKey, country: 4)))
         _ = try await client.submit(try fixture.sign(fixture.regulator, .addClaim(identity: 3, topic: ClaimTopic.kyc)))
         let before = try running.store.allStateRows()
         let heightBefore = try running.store.tip()?.height
@@ -115,8 +123,11 @@ final class ServiceTests: XCTestCase {
             }
         }
         let aliceSequence = try await client.account(alice.publicKey)?.nextSequence ?? 0
-        func signed(_ signer: SigningKeyPair, _ operation: LedgerOperation, sequence: UInt64? = nil) throws -> Transaction {
-            try Transaction(signedBy: signer, chainID: fixture.chainID, sequence: sequence ?? aliceSequence, operation: operation)
+        func signed(_ signer: SigningKeyPair, _ operation: LedgerOperation, sequence: UInt64? = nil) throws
+            -> Transaction
+        {
+            try Transaction(
+                signedBy: signer, chainID: fixture.chainID, sequence: sequence ?? aliceSequence, operation: operation)
         }
         var tampered = try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1))
         tampered.operation = .transfer(token: 0, to: bob.publicKey, amount: 2)
@@ -126,12 +137,17 @@ final class ServiceTests: XCTestCase {
             try Transaction(
                 signedBy: alice, chainID: ChainIDs.devnet, sequence: aliceSequence,
                 operation: .transfer(token: 0, to: bob.publicKey, amount: 1)))
-        await expect(.sequenceAhead, try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: aliceSequence + 1))
+        await expect(
+            .sequenceAhead,
+            try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: aliceSequence + 1))
         await expect(.insufficientBalance, try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 101)))
-        await expect(.unknownAccount, try signed(.generate(), .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: 0))
+        await expect(
+            .unknownAccount, try signed(.generate(), .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: 0))
         await expect(.notAuthorized, try signed(alice, .mint(token: 0, to: alice.publicKey, amount: 1)))
         await expect(.countryNotAllowed, try signed(alice, .transfer(token: 1, to: denied.publicKey, amount: 1)))
-        await expect(.receiverNotVerified, try signed(alice, .transfer(token: 1, to: SigningKeyPair.generate().publicKey, amount: 1)))
+        await expect(
+            .receiverNotVerified,
+            try signed(alice, .transfer(token: 1, to: SigningKeyPair.generate().publicKey, amount: 1)))
         await expect(.unknownToken, try signed(alice, .transfer(token: 99, to: bob.publicKey, amount: 1)))
 
         XCTAssertEqual(try running.store.allStateRows(), before, "no rejection changed the stored state")
@@ -146,7 +162,8 @@ final class ServiceTests: XCTestCase {
         // Malformed bytes never reach the ledger; they are refused by the decoder with their own code.
         let raw = try await TransportKind.tcp.dial(
             host: "127.0.0.1", port: running.port(.tcp),
-            configuration: SessionConfiguration(handshake: HandshakeConfiguration(identity: .generate(), chainID: fixture.chainID)),
+            configuration: SessionConfiguration(
+                handshake: HandshakeConfiguration(identity: .generate(), chainID: fixture.chainID)),
             group: MultiThreadedEventLoopGroup.singleton)
         var garbage = try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1)).encoded
         garbage.append(0)
@@ -160,7 +177,8 @@ final class ServiceTests: XCTestCase {
         await raw.close()
 
         XCTAssertEqual(try running.store.allStateRows(), afterOne)
-        XCTAssertEqual(try running.store.tip()?.height, (heightBefore ?? 0) + 1, "only the one good transfer made a block")
+        XCTAssertEqual(
+            try running.store.tip()?.height, (heightBefore ?? 0) + 1, "only the one good transfer made a block")
         await client.close()
         await running.stop()
     }
@@ -170,7 +188,8 @@ final class ServiceTests: XCTestCase {
     func testResubmittingACommittedTransactionReturnsItsReceipt() async throws {
         let running = try await start()
         let client = try await running.client()
-        let transaction = try running.fixture.sign(running.fixture.issuer, .mint(token: 0, to: SigningKeyPair.generate().publicKey, amount: 5))
+        let transaction = try running.fixture.sign(
+            running.fixture.issuer, .mint(token: 0, to: SigningKeyPair.generate().publicKey, amount: 5))
         let first = try await client.submit(transaction)
         let again = try await client.submit(transaction)
         XCTAssertEqual(first, again)
@@ -208,7 +227,8 @@ final class ServiceTests: XCTestCase {
         let receiver = SigningKeyPair.generate().publicKey
         func mint(_ count: Int) async throws {
             for _ in 0..<count {
-                _ = try await writer.submit(try running.fixture.sign(running.fixture.issuer, .mint(token: 0, to: receiver, amount: 1)))
+                _ = try await writer.submit(
+                    try running.fixture.sign(running.fixture.issuer, .mint(token: 0, to: receiver, amount: 1)))
             }
         }
         try await mint(4)

@@ -37,7 +37,8 @@ final class StoreTests: XCTestCase {
             [
                 try fixture.sign(alice, .transfer(token: 0, to: bob.publicKey, amount: 250_000)),
                 try fixture.sign(alice, .transfer(token: 1, to: bob.publicKey, amount: 7_000_000)),
-                try fixture.sign(fixture.regulator, .freezePartial(token: 1, account: bob.publicKey, amount: 1_000_000)),
+                try fixture.sign(
+                    fixture.regulator, .freezePartial(token: 1, account: bob.publicKey, amount: 1_000_000)),
             ], arbiter: fixture.arbiter, time: next())
         return (fixture, ledger)
     }
@@ -86,7 +87,8 @@ final class StoreTests: XCTestCase {
         for target in targets {
             let queue = try DatabaseQueue(path: fixture.databasePath)
             let original = try queue.read { db in
-                try DatabaseValue.fetchOne(db, sql: "SELECT \(target.column) FROM \(target.table) WHERE \(target.rowid)")
+                try DatabaseValue.fetchOne(
+                    db, sql: "SELECT \(target.column) FROM \(target.table) WHERE \(target.rowid)")
             }
             let edited: DatabaseValue
             switch original?.storage {

@@ -172,8 +172,10 @@ struct Chain {
             refused = error
             XCTAssertEqual(error.code, code, "\(what): \(error)", file: file, line: line)
         }
-        XCTAssertEqual(ledger.state.allRows(), before.rows, "a rejected \(what) changed the state", file: file, line: line)
-        XCTAssertEqual(ledger.pending.count, before.pendingCount, "a rejected \(what) was queued", file: file, line: line)
+        XCTAssertEqual(
+            ledger.state.allRows(), before.rows, "a rejected \(what) changed the state", file: file, line: line)
+        XCTAssertEqual(
+            ledger.pending.count, before.pendingCount, "a rejected \(what) was queued", file: file, line: line)
         return refused
     }
 
@@ -194,13 +196,17 @@ struct Chain {
     }
 
     /// Adds `wallet` to an existing identity.
-    mutating func link(_ wallet: SigningKeyPair, to identity: IdentityID, file: StaticString = #filePath, line: UInt = #line) {
+    mutating func link(
+        _ wallet: SigningKeyPair, to identity: IdentityID, file: StaticString = #filePath, line: UInt = #line
+    ) {
         expectApplied(regulator, .linkWallet(account: wallet.publicKey, identity: identity), file: file, line: line)
     }
 
     /// Mints stablecoin to `wallet` (which gets an account if it had none).
-    mutating func fund(_ wallet: SigningKeyPair, _ amount: UInt128, file: StaticString = #filePath, line: UInt = #line) {
-        expectApplied(issuer, .mint(token: Chain.stablecoin, to: wallet.publicKey, amount: amount), file: file, line: line)
+    mutating func fund(_ wallet: SigningKeyPair, _ amount: UInt128, file: StaticString = #filePath, line: UInt = #line)
+    {
+        expectApplied(
+            issuer, .mint(token: Chain.stablecoin, to: wallet.publicKey, amount: amount), file: file, line: line)
     }
 
     /// The 3.5 GHz licence: 10 MHz wide, so 100 slices of 0.1 MHz from 3495 to 3505 MHz.
@@ -434,17 +440,20 @@ final class LedgerOperationTests: XCTestCase {
         chain.register(alice)
         let bobID = chain.register(bob)
         let licence = chain.registerLicence(owner: alice)
-        chain.expectApplied(regulator, .freezePartial(token: licence, account: alice.publicKey, amount: 99 * Chain.slice))
+        chain.expectApplied(
+            regulator, .freezePartial(token: licence, account: alice.publicKey, amount: 99 * Chain.slice))
         chain.expectApplied(regulator, .setFrozen(token: licence, account: alice.publicKey, frozen: true))
         chain.expectApplied(regulator, .setPaused(token: licence, paused: true))
         chain.expectRejected(
             .receiverNotVerified, regulator,
             .forcedTransfer(token: licence, from: alice.publicKey, to: carol.publicKey, amount: 3 * Chain.slice))
         chain.expectApplied(
-            regulator, .forcedTransfer(token: licence, from: alice.publicKey, to: bob.publicKey, amount: 3 * Chain.slice))
+            regulator,
+            .forcedTransfer(token: licence, from: alice.publicKey, to: bob.publicKey, amount: 3 * Chain.slice))
         // 1 slice was free; the other 2 came out of the frozen 99.
         XCTAssertEqual(
-            chain.holding(licence, alice), Holding(balance: 97 * Chain.slice, frozenAmount: 97 * Chain.slice, frozen: true))
+            chain.holding(licence, alice),
+            Holding(balance: 97 * Chain.slice, frozenAmount: 97 * Chain.slice, frozen: true))
         XCTAssertEqual(chain.holding(licence, bob), Holding(balance: 3 * Chain.slice))
         XCTAssertEqual(chain.ledger.state.identityBalance(licence, bobID), 3 * Chain.slice)
         XCTAssertEqual(chain.ledger.state.holderCount(of: licence), 2)
@@ -456,7 +465,8 @@ final class LedgerOperationTests: XCTestCase {
         let aliceID = chain.register(alice)
         chain.link(alice2, to: aliceID)
         let licence = chain.registerLicence(owner: alice)
-        chain.expectApplied(regulator, .freezePartial(token: licence, account: alice.publicKey, amount: 10 * Chain.slice))
+        chain.expectApplied(
+            regulator, .freezePartial(token: licence, account: alice.publicKey, amount: 10 * Chain.slice))
         chain.expectApplied(regulator, .setFrozen(token: licence, account: alice.publicKey, frozen: true))
         chain.expectApplied(
             regulator, .recoverWallet(token: licence, lost: alice.publicKey, replacement: alice2.publicKey))
@@ -798,7 +808,9 @@ final class LedgerRejectionTests: XCTestCase {
 
     func testOperationsOutsideTheSignersRoleAreNotAuthorized() throws {
         var chain = try Chain()
-        let (issuer, regulator, alice, bob, carol) = (chain.issuer, chain.regulator, chain.alice, chain.bob, chain.carol)
+        let (issuer, regulator, alice, bob, carol) = (
+            chain.issuer, chain.regulator, chain.alice, chain.bob, chain.carol
+        )
         let aliceID = chain.register(alice)
         chain.register(bob)
         chain.fund(alice, 100)
@@ -902,14 +914,16 @@ final class LedgerRejectionTests: XCTestCase {
         chain.register(bob, country: Chain.unitedKingdom)
         chain.register(carol, country: Chain.unitedStates)
         chain.register(dave, country: Chain.france)
-        let licence = chain.registerLicence(owner: alice, rules: ComplianceRules(deniedCountries: [Chain.unitedKingdom]))
+        let licence = chain.registerLicence(
+            owner: alice, rules: ComplianceRules(deniedCountries: [Chain.unitedKingdom]))
         // Deny list.
         chain.expectRejected(.countryNotAllowed, alice, .transfer(token: licence, to: bob.publicKey, amount: 1))
         chain.expectApplied(alice, .transfer(token: licence, to: carol.publicKey, amount: 1))
         // Allow list.
         chain.expectApplied(
             regulator,
-            .setCompliance(token: licence, rules: ComplianceRules(allowedCountries: [Chain.unitedStates, Chain.unitedKingdom])))
+            .setCompliance(
+                token: licence, rules: ComplianceRules(allowedCountries: [Chain.unitedStates, Chain.unitedKingdom])))
         chain.expectRejected(.countryNotAllowed, alice, .transfer(token: licence, to: dave.publicKey, amount: 1))
         chain.expectApplied(alice, .transfer(token: licence, to: bob.publicKey, amount: 1))
         // A licence cannot be issued to an owner its own rules exclude.
@@ -939,7 +953,8 @@ final class LedgerRejectionTests: XCTestCase {
         chain.register(carol)
         chain.expectRejected(
             .balanceLimitExceeded, regulator,
-            .registerResource(chain.licence(owner: carol, rules: ComplianceRules(maxBalancePerIdentity: 50 * Chain.slice))))
+            .registerResource(
+                chain.licence(owner: carol, rules: ComplianceRules(maxBalancePerIdentity: 50 * Chain.slice))))
     }
 
     /// Two wallets of one identity count as one holder.
@@ -1071,7 +1086,8 @@ final class LedgerRejectionTests: XCTestCase {
         let regulator = chain.regulator
         let unusable = try SigningPublicKey(bytes: [1] + [UInt8](repeating: 0, count: 31))
         XCTAssertFalse(unusable.isUsable)
-        let rejection = chain.expectRejected(.invalidOperation, regulator, .registerIdentity(account: unusable, country: 826))
+        let rejection = chain.expectRejected(
+            .invalidOperation, regulator, .registerIdentity(account: unusable, country: 826))
         XCTAssertTrue(rejection?.reason.contains("usable") ?? false, "\(String(describing: rejection))")
         let aliceID = chain.register(chain.alice)
         chain.expectRejected(.invalidOperation, regulator, .linkWallet(account: unusable, identity: aliceID))
@@ -1096,7 +1112,8 @@ final class LedgerRejectionTests: XCTestCase {
         chain.register(bob)
         let licence = chain.registerLicence(owner: alice)
         chain.expectRejected(
-            .identityMismatch, regulator, .recoverWallet(token: licence, lost: alice.publicKey, replacement: bob.publicKey))
+            .identityMismatch, regulator,
+            .recoverWallet(token: licence, lost: alice.publicKey, replacement: bob.publicKey))
         // A wallet with no identity at all.
         chain.expectRejected(
             .identityMismatch, regulator,
@@ -1105,15 +1122,21 @@ final class LedgerRejectionTests: XCTestCase {
 
     func testInvalidOperationsAreRefused() throws {
         var chain = try Chain()
-        let (regulator, issuer, alice, bob, carol) = (chain.regulator, chain.issuer, chain.alice, chain.bob, chain.carol)
+        let (regulator, issuer, alice, bob, carol) = (
+            chain.regulator, chain.issuer, chain.alice, chain.bob, chain.carol
+        )
         let aliceID = chain.register(alice)
         chain.fund(alice, 100)
         let licence = chain.registerLicence(owner: alice)
         let (a, b, c) = (alice.publicKey, bob.publicKey, carol.publicKey)
-        chain.expectRejected(.invalidOperation, issuer, .unfreezePartial(token: Chain.stablecoin, account: a, amount: 1))
-        chain.expectRejected(.invalidOperation, issuer, .recoverWallet(token: Chain.stablecoin, lost: b, replacement: c))
-        chain.expectRejected(.invalidOperation, issuer, .recoverWallet(token: Chain.stablecoin, lost: a, replacement: a))
-        chain.expectRejected(.invalidOperation, issuer, .setCompliance(token: Chain.stablecoin, rules: ComplianceRules()))
+        chain.expectRejected(
+            .invalidOperation, issuer, .unfreezePartial(token: Chain.stablecoin, account: a, amount: 1))
+        chain.expectRejected(
+            .invalidOperation, issuer, .recoverWallet(token: Chain.stablecoin, lost: b, replacement: c))
+        chain.expectRejected(
+            .invalidOperation, issuer, .recoverWallet(token: Chain.stablecoin, lost: a, replacement: a))
+        chain.expectRejected(
+            .invalidOperation, issuer, .setCompliance(token: Chain.stablecoin, rules: ComplianceRules()))
         chain.expectRejected(
             .invalidOperation, regulator, .setCompliance(token: licence, rules: ComplianceRules(deniedCountries: [0])))
         chain.expectRejected(
@@ -1163,7 +1186,8 @@ final class LedgerRejectionTests: XCTestCase {
         XCTAssertEqual(
             decodingFault { try Transaction(decoding: [0xDE, 0xAD, 0xBE, 0xEF]) },
             WireFault("truncated", "transaction.chain_id"))
-        XCTAssertEqual(decodingFault { try Transaction(decoding: bytes + [0]) }, WireFault("trailingBytes", "transaction"))
+        XCTAssertEqual(
+            decodingFault { try Transaction(decoding: bytes + [0]) }, WireFault("trailingBytes", "transaction"))
         XCTAssertEqual(
             decodingFault { try Transaction(decoding: Array(bytes.dropLast())) },
             WireFault("truncated", "transaction.signature"))
@@ -1172,7 +1196,8 @@ final class LedgerRejectionTests: XCTestCase {
             WireFault("truncated", "operation.tag"))
         var unknownTag = bytes
         unknownTag[operationTagOffset] = 0x0B  // between set_compliance (0x0A) and register_identity (0x10)
-        XCTAssertEqual(decodingFault { try Transaction(decoding: unknownTag) }, WireFault("invalidValue", "operation.tag"))
+        XCTAssertEqual(
+            decodingFault { try Transaction(decoding: unknownTag) }, WireFault("invalidValue", "operation.tag"))
         let oversized = [UInt8](repeating: 0, count: LedgerLimits.transactionBytesMax + 1)
         XCTAssertEqual(
             wireErrorOf { try Transaction(decoding: oversized) },
@@ -1230,7 +1255,8 @@ final class TransferOrderTests: XCTestCase {
         chain.register(bob)  // United States, KYC
         chain.register(carol, country: Chain.unitedKingdom, claims: [])  // denied country, and no KYC
         chain.register(dave, country: Chain.unitedKingdom)  // denied country, KYC
-        let licence = chain.registerLicence(owner: alice, rules: ComplianceRules(deniedCountries: [Chain.unitedKingdom]))
+        let licence = chain.registerLicence(
+            owner: alice, rules: ComplianceRules(deniedCountries: [Chain.unitedKingdom]))
         chain.expectApplied(
             regulator,
             .setCompliance(
@@ -1347,7 +1373,9 @@ final class LedgerEncodingTests: XCTestCase {
             let verified = try decoded.verified(chainID: chain.ledger.chainID)
             XCTAssertEqual(verified.bytes, bytes, name)
             XCTAssertEqual(verified.hash, transaction.hash, name)
-            XCTAssertEqual(decodingFault { try Transaction(decoding: bytes + [0]) }, WireFault("trailingBytes", "transaction"), name)
+            XCTAssertEqual(
+                decodingFault { try Transaction(decoding: bytes + [0]) }, WireFault("trailingBytes", "transaction"),
+                name)
             XCTAssertNotNil(decodingFault { try Transaction(decoding: Array(bytes.dropLast())) }, name)
         }
     }
@@ -1363,12 +1391,14 @@ final class LedgerEncodingTests: XCTestCase {
         let frozenFlag = afterToken + SigningPublicKey.byteCount
         XCTAssertEqual(frozen[frozenFlag], 1)
         frozen[frozenFlag] = 2
-        XCTAssertEqual(decodingFault { try Transaction(decoding: frozen) }, WireFault("nonCanonical", "operation.frozen"))
+        XCTAssertEqual(
+            decodingFault { try Transaction(decoding: frozen) }, WireFault("nonCanonical", "operation.frozen"))
 
         var paused = try chain.sign(chain.issuer, .setPaused(token: 0, paused: false)).encoded
         XCTAssertEqual(paused[afterToken], 0)
         paused[afterToken] = 0xFF
-        XCTAssertEqual(decodingFault { try Transaction(decoding: paused) }, WireFault("nonCanonical", "operation.paused"))
+        XCTAssertEqual(
+            decodingFault { try Transaction(decoding: paused) }, WireFault("nonCanonical", "operation.paused"))
 
         let compliance = try chain.sign(
             chain.regulator, .setCompliance(token: 1, rules: ComplianceRules(requiredClaims: [1, 2]))
@@ -1378,11 +1408,13 @@ final class LedgerEncodingTests: XCTestCase {
         descending[afterToken + 2] = 2
         descending[afterToken + 4] = 1
         XCTAssertEqual(
-            decodingFault { try Transaction(decoding: descending) }, WireFault("nonCanonical", "compliance.required_claims"))
+            decodingFault { try Transaction(decoding: descending) },
+            WireFault("nonCanonical", "compliance.required_claims"))
         var repeated = compliance
         repeated[afterToken + 4] = 1
         XCTAssertEqual(
-            decodingFault { try Transaction(decoding: repeated) }, WireFault("nonCanonical", "compliance.required_claims"))
+            decodingFault { try Transaction(decoding: repeated) },
+            WireFault("nonCanonical", "compliance.required_claims"))
     }
 
     func testOutOfRangeFieldsAreRefused() throws {
@@ -1432,7 +1464,9 @@ final class LedgerEncodingTests: XCTestCase {
         XCTAssertEqual(StateKey.holding(3, account).bytes, [4, 0, 0, 0, 0, 0, 0, 0, 3] + account.bytes)
         XCTAssertEqual(Set(keys.map(\.bytes)).count, keys.count)
         XCTAssertEqual(decodingFault { try StateKey(bytes: [6]) }, WireFault("invalidValue", "state_key.kind"))
-        XCTAssertEqual(decodingFault { try StateKey(bytes: StateKey.token(3).bytes + [0]) }, WireFault("trailingBytes", "state key"))
+        XCTAssertEqual(
+            decodingFault { try StateKey(bytes: StateKey.token(3).bytes + [0]) },
+            WireFault("trailingBytes", "state key"))
         XCTAssertEqual(decodingFault { try StateKey(bytes: [3, 0, 0]) }, WireFault("truncated", "state_key.token"))
         XCTAssertEqual(decodingFault { try StateKey(bytes: []) }, WireFault("truncated", "state_key.kind"))
     }
@@ -1475,7 +1509,8 @@ final class LedgerEncodingTests: XCTestCase {
 
         let counters = StateKey.counters.bytes
         let padded = rows.map { $0.key == counters ? StateRow(key: $0.key, value: $0.value + [0]) : $0 }
-        XCTAssertEqual(decodingFault { try LedgerState(rows: padded) }, WireFault("trailingBytes", "state row counters"))
+        XCTAssertEqual(
+            decodingFault { try LedgerState(rows: padded) }, WireFault("trailingBytes", "state row counters"))
 
         let identityRow = try XCTUnwrap(rows.first { $0.key == StateKey.identity(1).bytes })
         let misfiled = [StateRow(key: StateKey.identity(2).bytes, value: identityRow.value)]
@@ -1488,14 +1523,17 @@ final class LedgerEncodingTests: XCTestCase {
         let overFrozenRow = StateRow(
             key: StateKey.holding(0, alice.publicKey).bytes, value: Array(overFrozen.readableBytesView))
         XCTAssertEqual(
-            decodingFault { try LedgerState(rows: [overFrozenRow]) }, WireFault("invalidValue", "holding.frozen_amount"))
+            decodingFault { try LedgerState(rows: [overFrozenRow]) }, WireFault("invalidValue", "holding.frozen_amount")
+        )
 
         var badFlag = ByteBuffer()
         badFlag.writeUInt128(1)
         badFlag.writeUInt128(0)
         badFlag.writeInteger(UInt8(2))
-        let badFlagRow = StateRow(key: StateKey.holding(0, alice.publicKey).bytes, value: Array(badFlag.readableBytesView))
-        XCTAssertEqual(decodingFault { try LedgerState(rows: [badFlagRow]) }, WireFault("nonCanonical", "holding.frozen"))
+        let badFlagRow = StateRow(
+            key: StateKey.holding(0, alice.publicKey).bytes, value: Array(badFlag.readableBytesView))
+        XCTAssertEqual(
+            decodingFault { try LedgerState(rows: [badFlagRow]) }, WireFault("nonCanonical", "holding.frozen"))
 
         // Alice's account without its identity, while she holds the licence token.
         var anonymous = ByteBuffer()
@@ -1524,7 +1562,8 @@ final class LedgerEncodingTests: XCTestCase {
         var later = genesis
         later.time += 1
         XCTAssertNotEqual(later.chainID, genesis.chainID)
-        XCTAssertEqual(decodingFault { try Genesis(decoding: genesis.encoded + [0]) }, WireFault("trailingBytes", "genesis"))
+        XCTAssertEqual(
+            decodingFault { try Genesis(decoding: genesis.encoded + [0]) }, WireFault("trailingBytes", "genesis"))
         XCTAssertEqual(
             decodingFault { try Genesis(decoding: Array(genesis.encoded.dropLast())) },
             WireFault("truncated", "genesis.stablecoin_decimals"))

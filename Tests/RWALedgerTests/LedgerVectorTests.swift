@@ -22,7 +22,8 @@ final class LedgerVectorTests: XCTestCase {
         claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey)
 
     static let licence = ResourceRegistration(
-        kind: .radioSpectrum, owner: alice.publicKey, name: "n78 Leeds", metadata: "3.5 GHz TDD", valuation: 5_000_000_000,
+        kind: .radioSpectrum, owner: alice.publicKey, name: "n78 Leeds", metadata: "3.5 GHz TDD",
+        valuation: 5_000_000_000,
         legalClarity: CriterionScore(score: 2, reason: "UK spectrum trading is licensed"),
         spectrum: SpectrumLicence(
             centreHz: 3_500_000_000, widthHz: 10_000_000, country: 826, region: "Leeds", validFrom: 1_767_225_600,
@@ -46,7 +47,10 @@ final class LedgerVectorTests: XCTestCase {
         ("set_frozen_off", regulator, .setFrozen(token: 1, account: bob.publicKey, frozen: false)),
         ("freeze_partial", regulator, .freezePartial(token: 1, account: bob.publicKey, amount: 500_000)),
         ("unfreeze_partial", regulator, .unfreezePartial(token: 1, account: bob.publicKey, amount: 200_000)),
-        ("forced_transfer", regulator, .forcedTransfer(token: 1, from: bob.publicKey, to: alice.publicKey, amount: 1_000_000)),
+        (
+            "forced_transfer", regulator,
+            .forcedTransfer(token: 1, from: bob.publicKey, to: alice.publicKey, amount: 1_000_000)
+        ),
         ("burn", regulator, .burn(token: 1, from: alice.publicKey, amount: 1_000_000)),
         ("set_paused", regulator, .setPaused(token: 1, paused: true)),
         (
@@ -62,26 +66,54 @@ final class LedgerVectorTests: XCTestCase {
 
     func built() throws -> VectorFile {
         var valid: [VectorFile.Valid] = []
-        valid.append(.init(name: "genesis", description: "arbiter seed 0x01*32, regulator 0x02*32, stablecoin issuer 0x03*32, time 1767225600000", hex: Self.genesis.encoded.hexString))
-        valid.append(.init(name: "chain_id", description: "BLAKE2b-256 of the genesis encoding", hex: Self.genesis.chainID.bytes.hexString))
+        valid.append(
+            .init(
+                name: "genesis",
+                description: "arbiter seed 0x01*32, regulator 0x02*32, stablecoin issuer 0x03*32, time 1767225600000",
+                hex: Self.genesis.encoded.hexString))
+        valid.append(
+            .init(
+                name: "chain_id", description: "BLAKE2b-256 of the genesis encoding",
+                hex: Self.genesis.chainID.bytes.hexString))
         var ledger = Ledger(genesis: Self.genesis)
         var sequences: [AccountID: UInt64] = [:]
         var hashes: [Digest32] = []
         for (name, signer, operation) in Self.script {
             let sequence = sequences[signer.publicKey, default: 0]
             sequences[signer.publicKey] = sequence + 1
-            let transaction = try Transaction(signedBy: signer, chainID: Self.genesis.chainID, sequence: sequence, operation: operation)
+            let transaction = try Transaction(
+                signedBy: signer, chainID: Self.genesis.chainID, sequence: sequence, operation: operation)
             let result = ledger.apply(try transaction.verified(chainID: Self.genesis.chainID))
             if case .failure(let rejection) = result { XCTFail("\(name): \(rejection)") }
-            valid.append(.init(name: "transaction_\(name)", description: "\(operation.name) signed by seed \(signer.exportSeed()[0]) at sequence \(sequence)", hex: transaction.encoded.hexString))
+            valid.append(
+                .init(
+                    name: "transaction_\(name)",
+                    description: "\(operation.name) signed by seed \(signer.exportSeed()[0]) at sequence \(sequence)",
+                    hex: transaction.encoded.hexString))
             hashes.append(transaction.hash)
         }
-        valid.append(.init(name: "transaction_hash_register_identity", description: "BLAKE2b-256 of transaction_register_identity", hex: hashes[0].bytes.hexString))
+        valid.append(
+            .init(
+                name: "transaction_hash_register_identity", description: "BLAKE2b-256 of transaction_register_identity",
+                hex: hashes[0].bytes.hexString))
         let block = ledger.sealBlock(time: 1_767_225_601_000, arbiter: Self.arbiter)
-        valid.append(.init(name: "block_header", description: "block 1 holding every transaction above, time 1767225601000, signed by the arbiter", hex: block.header.encoded.hexString))
-        valid.append(.init(name: "block_hash", description: "BLAKE2b-256 of the header without its signature", hex: block.header.hash.bytes.hexString))
-        valid.append(.init(name: "merkle_root_1", description: "root over the first transaction hash", hex: MerkleTree.root(Array(hashes.prefix(1))).bytes.hexString))
-        valid.append(.init(name: "merkle_root_3", description: "root over the first three (the third is promoted)", hex: MerkleTree.root(Array(hashes.prefix(3))).bytes.hexString))
+        valid.append(
+            .init(
+                name: "block_header",
+                description: "block 1 holding every transaction above, time 1767225601000, signed by the arbiter",
+                hex: block.header.encoded.hexString))
+        valid.append(
+            .init(
+                name: "block_hash", description: "BLAKE2b-256 of the header without its signature",
+                hex: block.header.hash.bytes.hexString))
+        valid.append(
+            .init(
+                name: "merkle_root_1", description: "root over the first transaction hash",
+                hex: MerkleTree.root(Array(hashes.prefix(1))).bytes.hexString))
+        valid.append(
+            .init(
+                name: "merkle_root_3", description: "root over the first three (the third is promoted)",
+                hex: MerkleTree.root(Array(hashes.prefix(3))).bytes.hexString))
         let keys: [(String, StateKey)] = [
             ("counters", .counters), ("account_alice", .account(Self.alice.publicKey)), ("identity_1", .identity(1)),
             ("token_0", .token(0)), ("token_1", .token(1)), ("holding_1_bob", .holding(1, Self.bob.publicKey)),
@@ -89,7 +121,10 @@ final class LedgerVectorTests: XCTestCase {
         ]
         for (name, key) in keys {
             valid.append(.init(name: "state_key_\(name)", description: "\(key)", hex: key.bytes.hexString))
-            valid.append(.init(name: "state_row_\(name)", description: "\(key) after block 1", hex: ledger.state.row(key)!.hexString))
+            valid.append(
+                .init(
+                    name: "state_row_\(name)", description: "\(key) after block 1",
+                    hex: ledger.state.row(key)!.hexString))
         }
         let transfer = hexOf(valid, "transaction_transfer")
         var unknownTag = transfer
@@ -97,10 +132,18 @@ final class LedgerVectorTests: XCTestCase {
         var badBool = hexOf(valid, "transaction_set_frozen")
         badBool[72 + 1 + 8 + 32] = 0x02
         let invalid: [VectorFile.Invalid] = [
-            .init(name: "transaction_trailing_byte", description: "transaction_transfer with one more byte", hex: (transfer + [0]).hexString, error: "trailing_bytes"),
-            .init(name: "transaction_truncated", description: "transaction_transfer without its last byte", hex: transfer.dropLast().hexString, error: "truncated"),
-            .init(name: "transaction_unknown_operation", description: "transaction_transfer with operation tag 0x0b", hex: unknownTag.hexString, error: "invalid_value"),
-            .init(name: "transaction_bool_2", description: "set_frozen whose frozen byte is 2", hex: badBool.hexString, error: "non_canonical"),
+            .init(
+                name: "transaction_trailing_byte", description: "transaction_transfer with one more byte",
+                hex: (transfer + [0]).hexString, error: "trailing_bytes"),
+            .init(
+                name: "transaction_truncated", description: "transaction_transfer without its last byte",
+                hex: transfer.dropLast().hexString, error: "truncated"),
+            .init(
+                name: "transaction_unknown_operation", description: "transaction_transfer with operation tag 0x0b",
+                hex: unknownTag.hexString, error: "invalid_value"),
+            .init(
+                name: "transaction_bool_2", description: "set_frozen whose frozen byte is 2", hex: badBool.hexString,
+                error: "non_canonical"),
         ]
         return VectorFile(valid: valid, invalid: invalid)
     }
@@ -114,7 +157,8 @@ final class LedgerVectorTests: XCTestCase {
         if VectorFile.writing { try expected.write("ledger.json") }
         let file = try VectorFile.load("ledger.json")
         XCTAssertEqual(file, expected, "proto/vectors/ledger.json differs from what the code builds")
-        for vector in file.valid where vector.name.hasPrefix("transaction_") && !vector.name.hasPrefix("transaction_hash") {
+        for vector in file.valid
+        where vector.name.hasPrefix("transaction_") && !vector.name.hasPrefix("transaction_hash") {
             let bytes = try XCTUnwrap([UInt8](hex: vector.hex))
             let transaction = try Transaction(decoding: bytes)
             XCTAssertEqual(transaction.encoded, bytes, vector.name)

@@ -6,8 +6,8 @@
 import Foundation
 import NIOCore
 import RWACrypto
-import RWAWire
 import RWATestSupport
+import RWAWire
 import XCTest
 
 @testable import RWANode

@@ -6,8 +6,8 @@ import NIOCore
 import NIOPosix
 import NIOTestUtils
 import RWACrypto
-import RWAWire
 import RWATestSupport
+import RWAWire
 import XCTest
 
 @testable import RWANode

@@ -112,10 +112,10 @@ public final class Scratch {
 
     deinit { try? FileManager.default.removeItem(at: directory) }
 
-    public func key(_ name: String, _ pair: SigningKeyPair = .generate()) throws -> (path: String, pair: SigningKeyPair) {
+    public func key(_ name: String, _ pair: SigningKeyPair = .generate()) throws -> (path: String, pair: SigningKeyPair)
+    {
         let path = directory.appendingPathComponent("\(name).key").path
         try KeyFile.write(pair, to: path)
         return (path, pair)
     }
 }
-

@@ -81,22 +81,72 @@ enum Fixtures {
         ),
         // Arbiter messages: transactions, headers and state records travel as opaque bytes here;
         // their layouts have their own vectors in proto/vectors/ledger.json.
-        ("submit_transaction", "request 7 carrying 4 placeholder transaction bytes", .arbiter(.submitTransaction(requestID: 7, transaction: [0xde, 0xad, 0xbe, 0xef]))),
+        (
+            "submit_transaction", "request 7 carrying 4 placeholder transaction bytes",
+            .arbiter(.submitTransaction(requestID: 7, transaction: [0xde, 0xad, 0xbe, 0xef]))
+        ),
         ("get_state", "request 8 for the counters record (key 0x00)", .arbiter(.getState(requestID: 8, key: [0x00]))),
         ("get_block", "request 9 for height 3", .arbiter(.getBlock(requestID: 9, height: 3))),
-        ("get_transaction", "request 10 for a hash of 0x11 bytes", .arbiter(.getTransaction(requestID: 10, hash: try! Digest32(bytes: [UInt8](repeating: 0x11, count: 32))))),
+        (
+            "get_transaction", "request 10 for a hash of 0x11 bytes",
+            .arbiter(.getTransaction(requestID: 10, hash: try! Digest32(bytes: [UInt8](repeating: 0x11, count: 32))))
+        ),
         ("subscribe_blocks", "from height 5", .arbiter(.subscribeBlocks(requestID: 11, fromHeight: 5))),
         ("get_status", "request 12", .arbiter(.getStatus(requestID: 12))),
-        ("transaction_receipt", "request 7: block 3, index 2, created id 0", .arbiter(.transactionReceipt(requestID: 7, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)), height: 3, index: 2, createdID: 0))),
-        ("transaction_rejected", "request 7: insufficient_balance", .arbiter(.transactionRejected(requestID: 7, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)), code: .insufficientBalance, reason: "free balance 5, sends 9"))),
-        ("state_answer_found", "request 8: the counters record", .arbiter(.stateAnswer(requestID: 8, key: [0x00], value: [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]))),
-        ("state_answer_missing", "request 8: no such record", .arbiter(.stateAnswer(requestID: 8, key: [0x02, 0, 0, 0, 0, 0, 0, 0, 9], value: nil))),
-        ("block_answer_missing", "request 9: no block at that height", .arbiter(.blockAnswer(requestID: 9, header: nil))),
-        ("transaction_answer", "request 10: found at block 3, index 2", .arbiter(.transactionAnswer(requestID: 10, found: CommittedTransactionInfo(height: 3, index: 2, createdID: 1, transaction: [0xde, 0xad])))),
-        ("status_answer", "request 12: height 3 on the devnet chain", .arbiter(.statusAnswer(requestID: 12, chainID: chain, height: 3, tipHash: try! Digest32(bytes: [UInt8](repeating: 0x33, count: 32)), tipTime: 1_767_225_600_000))),
-        ("request_failed", "request 8: bad_query", .arbiter(.requestFailed(requestID: 8, code: .badQuery, reason: "not a state key"))),
-        ("block_committed", "event (request id 0) with 3 placeholder header bytes", .arbiter(.blockCommitted(header: [1, 2, 3]))),
-        ("transaction_committed", "event: block 3, index 0, created id 0", .arbiter(.transactionCommitted(CommittedTransactionInfo(height: 3, index: 0, createdID: 0, transaction: [0xde, 0xad])))),
+        (
+            "transaction_receipt", "request 7: block 3, index 2, created id 0",
+            .arbiter(
+                .transactionReceipt(
+                    requestID: 7, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)), height: 3, index: 2,
+                    createdID: 0))
+        ),
+        (
+            "transaction_rejected", "request 7: insufficient_balance",
+            .arbiter(
+                .transactionRejected(
+                    requestID: 7, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)),
+                    code: .insufficientBalance, reason: "free balance 5, sends 9"))
+        ),
+        (
+            "state_answer_found", "request 8: the counters record",
+            .arbiter(.stateAnswer(requestID: 8, key: [0x00], value: [0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1]))
+        ),
+        (
+            "state_answer_missing", "request 8: no such record",
+            .arbiter(.stateAnswer(requestID: 8, key: [0x02, 0, 0, 0, 0, 0, 0, 0, 9], value: nil))
+        ),
+        (
+            "block_answer_missing", "request 9: no block at that height",
+            .arbiter(.blockAnswer(requestID: 9, header: nil))
+        ),
+        (
+            "transaction_answer", "request 10: found at block 3, index 2",
+            .arbiter(
+                .transactionAnswer(
+                    requestID: 10,
+                    found: CommittedTransactionInfo(height: 3, index: 2, createdID: 1, transaction: [0xde, 0xad])))
+        ),
+        (
+            "status_answer", "request 12: height 3 on the devnet chain",
+            .arbiter(
+                .statusAnswer(
+                    requestID: 12, chainID: chain, height: 3,
+                    tipHash: try! Digest32(bytes: [UInt8](repeating: 0x33, count: 32)), tipTime: 1_767_225_600_000))
+        ),
+        (
+            "request_failed", "request 8: bad_query",
+            .arbiter(.requestFailed(requestID: 8, code: .badQuery, reason: "not a state key"))
+        ),
+        (
+            "block_committed", "event (request id 0) with 3 placeholder header bytes",
+            .arbiter(.blockCommitted(header: [1, 2, 3]))
+        ),
+        (
+            "transaction_committed", "event: block 3, index 0, created id 0",
+            .arbiter(
+                .transactionCommitted(
+                    CommittedTransactionInfo(height: 3, index: 0, createdID: 0, transaction: [0xde, 0xad])))
+        ),
     ]
 
     /// Every invalid vector: name, description, frame bytes, error class.
@@ -116,8 +166,14 @@ enum Fixtures {
         nonZeroEventID[9] = 1
         return [
             ("truncated_hello", "hello without its last byte", Array(hello.dropLast()), "truncated"),
-            ("get_status_trailing_byte", "get_status with one byte after its request id", status + [0], "trailing_bytes"),
-            ("event_with_request_id", "block_committed whose request id is 1 (events carry 0)", nonZeroEventID, "invalid_value"),
+            (
+                "get_status_trailing_byte", "get_status with one byte after its request id", status + [0],
+                "trailing_bytes"
+            ),
+            (
+                "event_with_request_id", "block_committed whose request id is 1 (events carry 0)", nonZeroEventID,
+                "invalid_value"
+            ),
             ("empty_frame", "no type at all", [], "truncated"),
             ("trailing_byte", "pong followed by one extra byte", pong + [0], "trailing_bytes"),
             (

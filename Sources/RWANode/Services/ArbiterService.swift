@@ -145,7 +145,9 @@ public final class ArbiterService: Sendable {
                 reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "not a state key"))
                 return
             }
-            query(session, requestID) { store in .stateAnswer(requestID: requestID, key: key, value: try store.stateRow(key: key)) }
+            query(session, requestID) { store in
+                .stateAnswer(requestID: requestID, key: key, value: try store.stateRow(key: key))
+            }
 
         case .getBlock(let requestID, let height):
             query(session, requestID) { store in
@@ -179,7 +181,9 @@ public final class ArbiterService: Sendable {
             }
             guard added else {
                 subscribers.withLockedValue { $0[ObjectIdentifier(session)] = nil }
-                reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "one subscription per session"))
+                reply(
+                    session,
+                    .requestFailed(requestID: requestID, code: .badQuery, reason: "one subscription per session"))
                 session.beginClose(reporting: SessionError(.unexpectedMessage, "a second subscribe_blocks"))
                 return
             }
@@ -228,7 +232,8 @@ public final class ArbiterService: Sendable {
         }
         guard accepted else {
             reply(
-                submission.reply.session, .transactionRejected(
+                submission.reply.session,
+                .transactionRejected(
                     requestID: submission.reply.requestID, hash: Blake2b.hash256(submission.bytes), code: .arbiterBusy,
                     reason: "the arbiter's queue is full or stopping; send again later"))
             return
@@ -324,7 +329,9 @@ public final class ArbiterService: Sendable {
         -> [Result<VerifiedTransaction, Rejection>]
     {
         guard transactions.count > 1 else {
-            return transactions.map { bytes in Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) } }
+            return transactions.map { bytes in
+                Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) }
+            }
         }
         let chunk = 32
         let chunks = (transactions.count + chunk - 1) / chunk
@@ -451,7 +458,7 @@ public final class ArbiterService: Sendable {
                         }
                     }
                     subscription.nextHeight.value = blocks.last!.header.height + 1
-                    outbox.send(messages)
+                    outbox.sendPaced(messages)
                     outbox.whenDrained { [self] in
                         subscription.pumping.value = false
                         pump(subscription)

@@ -3,8 +3,8 @@ import RWAWire
 
 /// Sends a session's messages in order with at most `inFlightMax` not yet taken by the transport,
 /// queueing the rest. A burst (a block's thousand receipts, a subscriber catching up) then never
-/// overruns UDP's window and queue, which would refuse the excess with `overloaded`; over TCP it
-/// costs one callback per message. Used only on the session's event loop.
+/// overruns UDP's window and queue, which would refuse the excess with `overloaded`. Over TCP the
+/// messages go straight to the channel. Used only on the session's event loop.
 final class PacedOutbox: Sendable {
     static let inFlightMax = 128
     let session: PeerSession
@@ -25,7 +25,20 @@ final class PacedOutbox: Sendable {
     /// Messages waiting or in flight.
     var pending: Int { state.value.queue.count - state.value.head + state.value.inFlight }
 
+    /// Answers. Over TCP they go straight to the channel, which queues what the socket has not
+    /// taken; the session stops reading from a peer that does not read, so answers, one per
+    /// request, cannot pile up without bound.
     func send(_ messages: [Message]) {
+        if session.transport == .tcp && pending == 0 {
+            for message in messages { session.sendPipelined(message).whenFailure { _ in } }
+            return
+        }
+        sendPaced(messages)
+    }
+
+    /// Events nobody asked for one by one (a subscription catching up): always paced, so a slow
+    /// reader holds back the reading of more blocks instead of filling memory.
+    func sendPaced(_ messages: [Message]) {
         state.value.queue += messages
         pump()
     }

@@ -27,7 +27,8 @@ let arbiter = try SigningKeyPair(seed: [UInt8](repeating: 1, count: 32))
 let issuer = try SigningKeyPair(seed: [UInt8](repeating: 3, count: 32))
 let regulator = try SigningKeyPair(seed: [UInt8](repeating: 2, count: 32))
 let accounts = (0..<accountCount).map { index in
-    try! SigningKeyPair(seed: [UInt8](repeating: 0, count: 28) + withUnsafeBytes(of: UInt32(index + 1).bigEndian, Array.init))
+    try! SigningKeyPair(
+        seed: [UInt8](repeating: 0, count: 28) + withUnsafeBytes(of: UInt32(index + 1).bigEndian, Array.init))
 }
 let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("rwanet-bench-arbiter-\(getpid())")
 try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
@@ -161,8 +162,11 @@ func stageCosts() throws {
         networkName: "stages", time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
         stablecoinIssuer: issuer.publicKey)
     var ledger = Ledger(genesis: genesis)
-    let rows = ledger.takeStateChanges().compactMap { change in change.row.map { StateRow(key: change.key.bytes, value: $0) } }
-    let store = try LedgerStore.create(path: scratch.appendingPathComponent("stages.sqlite").path, genesis: genesis, genesisRows: rows)
+    let rows = ledger.takeStateChanges().compactMap { change in
+        change.row.map { StateRow(key: change.key.bytes, value: $0) }
+    }
+    let store = try LedgerStore.create(
+        path: scratch.appendingPathComponent("stages.sqlite").path, genesis: genesis, genesisRows: rows)
     for (sequence, account) in accounts.enumerated() {
         let mint = try Transaction(
             signedBy: issuer, chainID: genesis.chainID, sequence: UInt64(sequence),
@@ -178,7 +182,9 @@ func stageCosts() throws {
     }
     var verified: [VerifiedTransaction] = []
     let decode = try microseconds { for bytes in encoded { _ = try Transaction(decoding: bytes) } }
-    let verify = try microseconds { verified = try encoded.map { try Transaction(decoding: $0).verified(chainID: genesis.chainID) } }
+    let verify = try microseconds {
+        verified = try encoded.map { try Transaction(decoding: $0).verified(chainID: genesis.chainID) }
+    }
     let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction) } }
     var block: Block!
     let seal = microseconds { block = ledger.sealBlock(time: 2, arbiter: arbiter) }
@@ -186,7 +192,8 @@ func stageCosts() throws {
     let commit = try microseconds { try store.commit(block, changes: changes) }
     print(
         String(
-            format: "  per transaction on one core: decode %.1f µs, decode+verify %.1f µs, apply %.1f µs, seal %.1f µs, commit %.1f µs",
+            format:
+                "  per transaction on one core: decode %.1f µs, decode+verify %.1f µs, apply %.1f µs, seal %.1f µs, commit %.1f µs",
             decode, verify, apply, seal, commit))
 }
 
@@ -196,7 +203,8 @@ print("bench-arbiter: \(transactionCount) transfers per block size, \(accountCou
 var perSecond: [Int: Double] = [:]
 var bounds: [Double] = []
 // RWANET_BENCH_SIZES=1000 (comma-separated) runs only those sizes, for profiling one of them.
-let sizes = ProcessInfo.processInfo.environment["RWANET_BENCH_SIZES"].map { $0.split(separator: ",").compactMap { Int($0) } }
+let sizes =
+    ProcessInfo.processInfo.environment["RWANET_BENCH_SIZES"].map { $0.split(separator: ",").compactMap { Int($0) } }
     ?? [10, 100, 1_000]
 /// This machine's speed drifts by up to 1.5x from one minute to the next, so each size runs in
 /// slices, each between two measurements of the bound, and is compared with their mean.
@@ -232,7 +240,8 @@ for size in sizes {
     if size == 1_000 { ratios = sliceRatios }
     print(
         String(
-            format: "  block size %5d: %8.0f committed tx/s (%d blocks, %.2f s, %.2f cores busy; %@ of the adjacent bounds)",
+            format:
+                "  block size %5d: %8.0f committed tx/s (%d blocks, %.2f s, %.2f cores busy; %@ of the adjacent bounds)",
             size, perSecond[size]!, Int(service.height - heightBefore), elapsed, cpu / elapsed,
             sliceRatios.map { String(format: "%.0f%%", $0 * 100) }.joined(separator: ", ")))
     for client in clients { await client.close() }
@@ -257,7 +266,8 @@ let p99 = percentile(latencies, 0.99)
 print(String(format: "  latency at the default rules (1000 tx or 10 ms): p50 %.2f ms, p99 %.2f ms", p50, p99))
 print(
     String(
-        format: "  Ed25519 verification on %d cores: %.0f/s (mean of %d runs, %.0f to %.0f); block size 1000 reaches %.0f%% of the bound",
+        format:
+            "  Ed25519 verification on %d cores: %.0f/s (mean of %d runs, %.0f to %.0f); block size 1000 reaches %.0f%% of the bound",
         cores, bound, bounds.count, bounds.min() ?? 0, bounds.max() ?? 0, ratio * 100))
 print(
     #"{"bench":"arbiter","tx_per_s":{"10":\#(Int(perSecond[10] ?? 0)),"100":\#(Int(perSecond[100] ?? 0)),"1000":\#(Int(perSecond[1_000] ?? 0))},"p50_ms":\#(String(format: "%.3f", p50)),"p99_ms":\#(String(format: "%.3f", p99)),"verify_bound_per_s":\#(Int(bound)),"ratio":\#(String(format: "%.3f", ratio))}"#

@@ -61,6 +61,46 @@ public enum LedgerOperation: Equatable, Sendable {
         }
     }
 
+    /// Refuses fields above their declared maximum (`LedgerLimits`), which could not be encoded:
+    /// what a user typed into a command becomes a clear error, not a crash.
+    public func checkLimits() throws(Rejection) {
+        func text(_ value: String, _ field: String, _ maximum: Int) throws(Rejection) {
+            guard value.utf8.count <= maximum else {
+                throw Rejection(.malformedTransaction, "\(field) is \(value.utf8.count) bytes, at most \(maximum)")
+            }
+        }
+        func rules(_ rules: ComplianceRules) throws(Rejection) {
+            guard rules.requiredClaims.count <= LedgerLimits.requiredClaimsMax,
+                rules.allowedCountries.count <= LedgerLimits.countriesMax,
+                rules.deniedCountries.count <= LedgerLimits.countriesMax,
+                Set(rules.requiredClaims).count == rules.requiredClaims.count,
+                Set(rules.allowedCountries).count == rules.allowedCountries.count,
+                Set(rules.deniedCountries).count == rules.deniedCountries.count
+            else {
+                throw Rejection(
+                    .malformedTransaction,
+                    "compliance rules allow at most \(LedgerLimits.requiredClaimsMax) distinct claims and "
+                        + "\(LedgerLimits.countriesMax) distinct countries per list")
+            }
+        }
+        switch self {
+        case .setCompliance(_, let compliance): try rules(compliance)
+        case .registerResource(let registration):
+            try text(registration.name, "resource name", LedgerLimits.resourceNameBytesMax)
+            try text(registration.metadata, "resource metadata", LedgerLimits.resourceMetadataBytesMax)
+            for score in [registration.intrinsicValue, registration.strategicScarcity, registration.legalClarity] {
+                guard let score else { continue }
+                try text(score.reason, "a criterion's reason", LedgerLimits.reasonBytesMax)
+                guard score.score <= CriterionScore.scoreMax else {
+                    throw Rejection(.malformedTransaction, "a criterion's score is 0...\(CriterionScore.scoreMax)")
+                }
+            }
+            if let spectrum = registration.spectrum { try text(spectrum.region, "region", LedgerLimits.regionBytesMax) }
+            if let compliance = registration.compliance { try rules(compliance) }
+        default: break
+        }
+    }
+
     var tag: UInt8 {
         switch self {
         case .transfer: return 0x01
@@ -186,6 +226,7 @@ public struct Transaction: Equatable, Sendable {
     public init(signedBy keyPair: SigningKeyPair, chainID: Digest32, sequence: UInt64, operation: LedgerOperation)
         throws(Rejection)
     {
+        try operation.checkLimits()
         self.chainID = chainID
         self.signer = keyPair.publicKey
         self.sequence = sequence

@@ -26,6 +26,7 @@ struct SubmitOptions: ParsableArguments {
     /// Signs `operation` at the signer's next sequence number, submits it, waits for the block to
     /// be durable and prints the receipt. A rejection exits 1 with the ledger's code and reason.
     func submit(_ operation: LedgerOperation, createdName: String? = nil) async throws {
+        do throws(Rejection) { try operation.checkLimits() } catch { throw CLIError(error.reason) }
         let signer = try readKey(key)
         let genesis = try chain.genesis()
         let parts = arbiter.split(separator: ":")

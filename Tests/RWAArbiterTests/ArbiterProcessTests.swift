@@ -74,6 +74,13 @@ final class ArbiterProcessTests: XCTestCase {
             ["transfer", "--key", user.path] + address + ["--to", account, "--amount", "-3"])
         XCTAssertNotEqual(badAmount.status, 0)
         XCTAssertTrue(badAmount.errors.joined().contains("--amount"), badAmount.errors.joined())
+        let longName = try ArbiterProcess.run(
+            ["resource", "register"] + regulator + [
+                "--owner", account, "--kind", "bandwidth", "--name", String(repeating: "n", count: 65),
+                "--valuation", "1",
+            ])
+        XCTAssertEqual(longName.status, 1, "a name above its limit is an error, not a crash")
+        XCTAssertTrue(longName.errors.joined().contains("65 bytes"), longName.errors.joined())
         let noKey = try ArbiterProcess.run(
             ["transfer", "--key", "/nonexistent.key"] + address + ["--to", account, "--amount", "1"])
         XCTAssertNotEqual(noKey.status, 0)

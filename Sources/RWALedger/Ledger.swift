@@ -81,6 +81,27 @@ public struct Ledger: Sendable {
     /// header must follow the tip and carry the arbiter's signature, and every transaction must
     /// verify, apply and produce the recorded result.
     public mutating func replay(_ block: Block) throws(ReplayError) {
+        try checkHeader(of: block)
+        var verified: [VerifiedTransaction] = []
+        verified.reserveCapacity(block.transactions.count)
+        for (index, committed) in block.transactions.enumerated() {
+            do {
+                verified.append(try Transaction.verify(bytes: committed.bytes, chainID: chainID))
+            } catch {
+                throw .init(height: block.header.height, "transaction \(index): \(error)")
+            }
+        }
+        try applyTransactions(of: block, verified: verified)
+    }
+
+    /// `replay` for a block whose signatures were checked elsewhere (in parallel).
+    public mutating func replay(_ block: Block, verified: [VerifiedTransaction]) throws(ReplayError) {
+        precondition(verified.count == block.transactions.count)
+        try checkHeader(of: block)
+        try applyTransactions(of: block, verified: verified)
+    }
+
+    private func checkHeader(of block: Block) throws(ReplayError) {
         let header = block.header
         guard header.height == height + 1 else { throw .init(height: header.height, "height follows \(height)") }
         guard header.previousHash == tipHash else {
@@ -96,38 +117,14 @@ public struct Ledger: Sendable {
         guard MerkleTree.root(block.transactions.map(\.hash)) == header.transactionsRoot else {
             throw .init(height: header.height, "transactions root does not match")
         }
-        precondition(pending.isEmpty, "replay runs on a ledger with nothing pending")
-        for (index, committed) in block.transactions.enumerated() {
-            let verified: VerifiedTransaction
-            do {
-                verified = try Transaction.verify(bytes: committed.bytes, chainID: chainID)
-            } catch {
-                throw .init(height: header.height, "transaction \(index): \(error)")
-            }
-            try replayVerified(verified, committed: committed, header: header, index: index)
-        }
-        advance(to: header)
     }
 
-    /// `replay` for a block whose signatures were checked elsewhere (in parallel).
-    public mutating func replay(_ block: Block, verified: [VerifiedTransaction]) throws(ReplayError) {
-        precondition(verified.count == block.transactions.count)
-        let header = block.header
-        guard header.height == height + 1 else { throw .init(height: header.height, "height follows \(height)") }
-        guard header.previousHash == tipHash else {
-            throw .init(height: header.height, "previous hash is not the tip's")
-        }
-        guard header.time >= tipTime else { throw .init(height: header.height, "time goes back") }
-        guard header.hasValidSignature(arbiter: genesis.arbiter, chainID: chainID) else {
-            throw .init(height: header.height, "arbiter signature does not verify")
-        }
-        guard Int(header.transactionCount) == block.transactions.count,
-            MerkleTree.root(block.transactions.map(\.hash)) == header.transactionsRoot
-        else { throw .init(height: header.height, "transactions do not match the header") }
+    private mutating func applyTransactions(of block: Block, verified: [VerifiedTransaction]) throws(ReplayError) {
+        precondition(pending.isEmpty, "replay runs on a ledger with nothing pending")
         for (index, committed) in block.transactions.enumerated() {
-            try replayVerified(verified[index], committed: committed, header: header, index: index)
+            try replayVerified(verified[index], committed: committed, header: block.header, index: index)
         }
-        advance(to: header)
+        advance(to: block.header)
     }
 
     private mutating func replayVerified(

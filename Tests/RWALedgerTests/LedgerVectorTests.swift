@@ -181,18 +181,3 @@ final class LedgerVectorTests: XCTestCase {
         }
     }
 }
-
-extension WireError {
-    var className: String {
-        switch self {
-        case .truncated: return "truncated"
-        case .trailingBytes: return "trailing_bytes"
-        case .lengthAboveMaximum: return "length_above_maximum"
-        case .nonCanonical: return "non_canonical"
-        case .invalidValue: return "invalid_value"
-        case .unknownRequiredType: return "unknown_required_type"
-        case .recordTooLarge: return "record_too_large"
-        case .recordTooShort: return "record_too_short"
-        }
-    }
-}

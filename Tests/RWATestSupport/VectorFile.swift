@@ -1,4 +1,5 @@
 import Foundation
+import RWAWire
 
 /// The JSON vector files of `proto/vectors/` (format in proto/README.md, "Test vectors"). Tests
 /// compare against the files; with `RWANET_WRITE_VECTORS=1` they write them instead, which is
@@ -55,5 +56,21 @@ public struct VectorFile: Codable, Equatable {
         try FileManager.default.createDirectory(
             at: Self.url(name).deletingLastPathComponent(), withIntermediateDirectories: true)
         try (encoder.encode(self) + Data("\n".utf8)).write(to: Self.url(name))
+    }
+}
+
+extension WireError {
+    /// The error class a vector file names for an invalid input.
+    public var className: String {
+        switch self {
+        case .truncated: return "truncated"
+        case .trailingBytes: return "trailing_bytes"
+        case .lengthAboveMaximum: return "length_above_maximum"
+        case .nonCanonical: return "non_canonical"
+        case .invalidValue: return "invalid_value"
+        case .unknownRequiredType: return "unknown_required_type"
+        case .recordTooLarge: return "record_too_large"
+        case .recordTooShort: return "record_too_short"
+        }
     }
 }

@@ -48,10 +48,11 @@ func verificationBound(perCore: Int = 20_000) -> Double {
     return Double(perCore * cores) / ((ContinuousClock.now - start) / .seconds(1))
 }
 
-/// A new chain whose 1,000 accounts hold stablecoin, served on a free TCP port.
-func startChain(_ name: String, rules: BlockRules) async throws -> (ArbiterService, SessionListener, Genesis) {
+/// A new chain in the scratch folder whose 1,000 accounts hold stablecoin (block 1), and the
+/// ledger as of that block.
+func fundedChain(_ name: String) throws -> (Ledger, LedgerStore, Genesis) {
     let genesis = Genesis(
-        networkName: "bench", time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
+        networkName: name, time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
         stablecoinIssuer: issuer.publicKey)
     var ledger = Ledger(genesis: genesis)
     let rows = ledger.takeStateChanges().compactMap { change in
@@ -66,6 +67,12 @@ func startChain(_ name: String, rules: BlockRules) async throws -> (ArbiterServi
         guard case .success = ledger.apply(try mint.verified(chainID: genesis.chainID)) else { fatalError("mint") }
     }
     try store.commit(ledger.sealBlock(time: 1, arbiter: arbiter), changes: ledger.takeStateChanges())
+    return (ledger, store, genesis)
+}
+
+/// A new chain whose 1,000 accounts hold stablecoin, served on a free TCP port.
+func startChain(_ name: String, rules: BlockRules) async throws -> (ArbiterService, SessionListener, Genesis) {
+    let (_, store, genesis) = try fundedChain(name)
     let service = try ArbiterService(store: store, arbiterKey: arbiter, rules: rules)
     service.start()
     var configuration = SessionConfiguration(
@@ -158,22 +165,7 @@ func percentile(_ values: [Double], _ p: Double) -> Double {
 /// What one transaction costs at each stage on one core, without the network: where the
 /// end-to-end figure's time goes.
 func stageCosts() throws {
-    let genesis = Genesis(
-        networkName: "stages", time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
-        stablecoinIssuer: issuer.publicKey)
-    var ledger = Ledger(genesis: genesis)
-    let rows = ledger.takeStateChanges().compactMap { change in
-        change.row.map { StateRow(key: change.key.bytes, value: $0) }
-    }
-    let store = try LedgerStore.create(
-        path: scratch.appendingPathComponent("stages.sqlite").path, genesis: genesis, genesisRows: rows)
-    for (sequence, account) in accounts.enumerated() {
-        let mint = try Transaction(
-            signedBy: issuer, chainID: genesis.chainID, sequence: UInt64(sequence),
-            operation: .mint(token: 0, to: account.publicKey, amount: 1_000_000_000))
-        _ = ledger.apply(try mint.verified(chainID: genesis.chainID))
-    }
-    try store.commit(ledger.sealBlock(time: 1, arbiter: arbiter), changes: ledger.takeStateChanges())
+    var (ledger, store, genesis) = try fundedChain("stages")
     let encoded = try signTransfers(4_000, chainID: genesis.chainID).flatMap { $0 }.map(\.encoded)
     func microseconds(_ body: () throws -> Void) rethrows -> Double {
         let start = ContinuousClock.now

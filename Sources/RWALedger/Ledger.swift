@@ -435,14 +435,16 @@ extension Ledger {
                 "identity \(identity.id) would hold \(receiverBalance) + \(amount), above \(rules.maxBalancePerIdentity)"
             )
         }
-        if rules.maxHolders > 0 {
-            var holders = state.holderCount(of: token.id)
-            if receiverBalance == 0 { holders += 1 }
-            if let senderIdentity, state.identityBalance(token.id, senderIdentity) == amount { holders -= 1 }
-            if holders > rules.maxHolders {
-                throw Rejection(
-                    .holderLimitExceeded, "token \(token.id) would have \(holders) holders, above \(rules.maxHolders)")
-            }
+        // Only a transfer that adds a holder can break the cap: one to a new holder from a sender
+        // who keeps a balance. (The count may already be above a cap that was lowered, or after
+        // a forced transfer; transfers that do not add a holder stay allowed then.)
+        let senderLeaves = senderIdentity.map { state.identityBalance(token.id, $0) == amount } ?? false
+        if rules.maxHolders > 0 && receiverBalance == 0 && !senderLeaves
+            && state.holderCount(of: token.id) >= Int(rules.maxHolders)
+        {
+            throw Rejection(
+                .holderLimitExceeded,
+                "token \(token.id) has \(state.holderCount(of: token.id)) holders, at most \(rules.maxHolders)")
         }
     }
 
@@ -505,7 +507,8 @@ extension Ledger {
     /// A wallet that holds a security token has an identity; it cannot be given one afterwards
     /// (a wallet without one can only hold the stablecoin), so the per-identity totals stay exact.
     private func requireNoSecurityHoldings(_ account: AccountID) throws(Rejection) {
-        for (id, token) in state.tokens where token.compliance != nil && !state.holding(id, account).isEmpty {
+        for id in state.tokens.keys.sorted()
+        where state.tokens[id]!.compliance != nil && !state.holding(id, account).isEmpty {
             throw Rejection(.invalidOperation, "\(account) already holds token \(id)")
         }
     }

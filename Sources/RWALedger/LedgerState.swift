@@ -180,7 +180,9 @@ public struct LedgerState: Sendable {
             guard let identity = accounts[account]?.identity else {
                 throw .invalidValue(field: "holding", reason: "a security token held by a wallet with no identity")
             }
-            identityBalances[token, default: [:]][identity, default: 0] += holding.balance
+            let (total, overflow) = identityBalance(token, identity).addingReportingOverflow(holding.balance)
+            guard !overflow else { throw .invalidValue(field: "holding", reason: "balances of one identity overflow") }
+            identityBalances[token, default: [:]][identity] = total
         }
     }
 

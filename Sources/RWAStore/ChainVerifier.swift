@@ -69,7 +69,8 @@ public enum ChainVerifier {
         if replayed != stored {
             let replayedByKey = Dictionary(uniqueKeysWithValues: replayed.map { ($0.key, $0.value) })
             let storedByKey = Dictionary(stored.map { ($0.key, $0.value) }, uniquingKeysWith: { first, _ in first })
-            for key in Set(replayedByKey.keys).union(storedByKey.keys) where replayedByKey[key] != storedByKey[key] {
+            let keys = Set(replayedByKey.keys).union(storedByKey.keys).sorted { $0.lexicographicallyPrecedes($1) }
+            for key in keys where replayedByKey[key] != storedByKey[key] {
                 let name = (try? StateKey(bytes: key).description) ?? "unreadable key \(key.hexString)"
                 throw StoreError(
                     "state row \(name): stored \(storedByKey[key]?.hexString ?? "nothing"), "

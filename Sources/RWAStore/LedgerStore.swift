@@ -44,15 +44,7 @@ public final class LedgerStore: Sendable {
         }
         let pool = try DatabasePool(path: path, configuration: configuration(readonly: false))
         try pool.write { db in
-            try db.execute(
-                sql: """
-                    CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), genesis BLOB NOT NULL);
-                    CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
-                    CREATE TABLE transactions (
-                        hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
-                        bytes BLOB NOT NULL, created_id INTEGER NOT NULL, UNIQUE (height, idx)) WITHOUT ROWID;
-                    CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
-                    """)
+            try db.execute(sql: schemaSQL)
             try db.execute(sql: "INSERT INTO chain (id, genesis) VALUES (1, ?)", arguments: [Data(genesis.encoded)])
             for row in genesisRows {
                 try db.execute(
@@ -60,6 +52,31 @@ public final class LedgerStore: Sendable {
             }
         }
         return LedgerStore(path: path, pool: pool)
+    }
+
+    static let schemaSQL = """
+        CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), genesis BLOB NOT NULL);
+        CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
+        CREATE TABLE transactions (
+            hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+            bytes BLOB NOT NULL, created_id INTEGER NOT NULL, UNIQUE (height, idx)) WITHOUT ROWID;
+        CREATE TABLE state (key BLOB PRIMARY KEY, value BLOB NOT NULL) WITHOUT ROWID;
+        """
+
+    private static func schema(_ db: Database) throws -> [String] {
+        try Row.fetchAll(db, sql: "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name").map {
+            "\($0["type"] as String? ?? "") \($0["name"] as String? ?? "") \($0["tbl_name"] as String? ?? "") "
+                + "\($0["sql"] as String? ?? "")"
+        }
+    }
+
+    /// The schema `create` makes, read back from a database made in memory the same way.
+    private static func expectedSchema() throws -> [String] {
+        let memory = try DatabaseQueue()
+        return try memory.write { db in
+            try db.execute(sql: schemaSQL)
+            return try schema(db)
+        }
     }
 
     /// Opens an existing chain database.
@@ -124,18 +141,20 @@ public final class LedgerStore: Sendable {
     }
 
     public func header(height: UInt64) throws -> BlockHeader? {
+        guard let height = Int64(exactly: height) else { return nil }  // no block can be that high
         let bytes = try pool.read { db in
-            try Data.fetchOne(db, sql: "SELECT header FROM blocks WHERE height = ?", arguments: [Int64(height)])
+            try Data.fetchOne(db, sql: "SELECT header FROM blocks WHERE height = ?", arguments: [height])
         }
         return try bytes.map { try BlockHeader(decoding: [UInt8]($0)) }
     }
 
     /// Blocks `from`, `from + 1`, … up to `limit` of them, with their transactions, in order.
     public func blocks(from height: UInt64, limit: Int) throws -> [Block] {
-        try pool.read { db in
+        guard let height = Int64(exactly: height) else { return [] }
+        return try pool.read { db in
             let headers = try Data.fetchAll(
                 db, sql: "SELECT header FROM blocks WHERE height >= ? ORDER BY height LIMIT ?",
-                arguments: [Int64(height), limit])
+                arguments: [height, limit])
             var blocks: [Block] = []
             for bytes in headers {
                 let header = try BlockHeader(decoding: [UInt8](bytes))
@@ -195,8 +214,30 @@ public final class LedgerStore: Sendable {
     /// Facts about the file that only the store can see, for `verify`: SQLite's own page
     /// checks, and transactions stored outside any block.
     public func structuralProblems(tipHeight: UInt64) throws -> [String] {
-        try pool.read { db in
+        let expectedSchema = try Self.expectedSchema()
+        return try pool.read { db in
             var problems = try String.fetchAll(db, sql: "PRAGMA integrity_check").filter { $0 != "ok" }
+            if try Self.schema(db) != expectedSchema {
+                problems.append(
+                    "the schema differs from the one `init` creates (a table, index or trigger was changed)")
+            }
+            // Every value must have its column's type: a blob turned into text compares unequal
+            // in lookups but decodes to the same bytes, so the replay alone would not see it.
+            let typeChecks = [
+                ("chain", "typeof(genesis) != 'blob'"),
+                ("blocks", "typeof(height) != 'integer' OR typeof(hash) != 'blob' OR typeof(header) != 'blob'"),
+                (
+                    "transactions",
+                    "typeof(hash) != 'blob' OR typeof(height) != 'integer' OR typeof(idx) != 'integer' "
+                        + "OR typeof(bytes) != 'blob' OR typeof(created_id) != 'integer'"
+                ),
+                ("state", "typeof(key) != 'blob' OR typeof(value) != 'blob'"),
+            ]
+            for (table, condition) in typeChecks {
+                let wrong = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(table) WHERE \(condition)") ?? 0
+                if wrong > 0 { problems.append("\(wrong) rows of \(table) hold a value of the wrong type") }
+            }
+            guard problems.isEmpty else { return problems }
             let strays =
                 try Int.fetchOne(
                     db, sql: "SELECT count(*) FROM transactions WHERE height < 1 OR height > ?",

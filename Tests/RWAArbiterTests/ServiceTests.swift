@@ -65,6 +65,8 @@ final class ServiceTests: XCTestCase {
             XCTAssertEqual(located?.height, minted.height, "a receipt means the block is in the store")
             let sent = try await client.sign(.transfer(token: 0, to: bob.publicKey, amount: 400), with: alice)
             XCTAssertGreaterThanOrEqual(sent.height, minted.height)
+            let beyond = try await client.blockHeader(height: .max)
+            XCTAssertNil(beyond, "a height past any block is not found (and does not crash the arbiter)")
             let header = try await client.blockHeader(height: sent.height)
             XCTAssertEqual(header?.height, sent.height)
             XCTAssertTrue(

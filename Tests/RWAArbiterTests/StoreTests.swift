@@ -144,6 +144,39 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try ChainVerifier.verify(try LedgerStore.open(path: fixture.databasePath, readonly: true)))
     }
 
+    /// Changes replay cannot see: a blob stored as text (same bytes, but lookups by blob miss it)
+    /// and a trigger added to the schema. Both fail `verify`, and neither crashes it.
+    func testVerifyDetectsTypeChangesAndSchemaEdits() throws {
+        let (fixture, _) = try makeChain()
+        let edits = [
+            ("UPDATE transactions SET hash = CAST(hash AS TEXT) WHERE height = 2", "wrong type"),
+            ("UPDATE transactions SET created_id = 'x' WHERE height = 1 AND idx = 0", "wrong type"),
+            ("UPDATE state SET key = CAST(key AS TEXT) WHERE key = x'00'", "wrong type"),
+            ("CREATE TRIGGER sneaky AFTER INSERT ON blocks BEGIN DELETE FROM state; END", "schema"),
+            ("CREATE INDEX extra ON state (value)", "schema"),
+        ]
+        for (sql, expected) in edits {
+            let queue = try DatabaseQueue(path: fixture.databasePath)
+            try queue.writeWithoutTransaction { db in
+                try db.execute(sql: "PRAGMA wal_checkpoint(TRUNCATE)")
+            }
+            let before = try Data(contentsOf: URL(fileURLWithPath: fixture.databasePath))
+            try queue.write { db in try db.execute(sql: sql) }
+            try queue.close()
+            XCTAssertThrowsError(
+                try ChainVerifier.verify(try LedgerStore.open(path: fixture.databasePath, readonly: true)), sql
+            ) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(sql): \(error)")
+            }
+            // Put the file back as it was before this edit.
+            try? FileManager.default.removeItem(atPath: fixture.databasePath + "-wal")
+            try? FileManager.default.removeItem(atPath: fixture.databasePath + "-shm")
+            try before.write(to: URL(fileURLWithPath: fixture.databasePath))
+            XCTAssertNoThrow(
+                try ChainVerifier.verify(try LedgerStore.open(path: fixture.databasePath, readonly: true)), sql)
+        }
+    }
+
     /// Flip one bit in each page of the file that holds data: whatever it hits (a record, a
     /// page header, a pointer), `verify` must not pass.
     func testVerifyDetectsFlippedBitsInTheFile() throws {

@@ -985,6 +985,26 @@ final class LedgerRejectionTests: XCTestCase {
         XCTAssertEqual(chain.ledger.state.identityBalance(licence, bobID), 0)
     }
 
+    /// Above a cap that was lowered (or after a forced transfer), transfers that add no holder
+    /// stay allowed; only one that would add a holder is refused.
+    func testHolderLimitOnlyRefusesANewHolder() throws {
+        var chain = try Chain()
+        let (regulator, alice, bob, carol) = (chain.regulator, chain.alice, chain.bob, chain.carol)
+        chain.register(alice)
+        chain.register(bob)
+        chain.register(carol)
+        let licence = chain.registerLicence(owner: alice)
+        chain.expectApplied(alice, .transfer(token: licence, to: bob.publicKey, amount: 10 * Chain.slice))
+        chain.expectApplied(regulator, .setCompliance(token: licence, rules: ComplianceRules(maxHolders: 1)))
+        XCTAssertEqual(chain.ledger.state.holderCount(of: licence), 2, "above the lowered cap")
+        chain.expectApplied(alice, .transfer(token: licence, to: bob.publicKey, amount: Chain.slice))
+        chain.expectApplied(bob, .transfer(token: licence, to: alice.publicKey, amount: Chain.slice))
+        chain.expectRejected(.holderLimitExceeded, alice, .transfer(token: licence, to: carol.publicKey, amount: 1))
+        // Bob leaving entirely for carol keeps the count: allowed.
+        chain.expectApplied(bob, .transfer(token: licence, to: carol.publicKey, amount: 10 * Chain.slice))
+        XCTAssertEqual(chain.ledger.state.holderCount(of: licence), 2)
+    }
+
     func testUnknownTokenIsRefused() throws {
         var chain = try Chain()
         let (issuer, alice, bob) = (chain.issuer, chain.alice, chain.bob)

@@ -248,6 +248,11 @@ public final class ArbiterClient: Sendable {
                 continuation.finish(throwing: ended)
                 return
             }
+            guard state.value.subscription == nil else {
+                continuation.finish(
+                    throwing: ArbiterRequestError(code: .badQuery, reason: "one subscription per session"))
+                return
+            }
             state.value.subscription = continuation
             session.sendPipelined(.arbiter(.subscribeBlocks(requestID: 0, fromHeight: height))).whenFailure {
                 continuation.finish(throwing: $0)

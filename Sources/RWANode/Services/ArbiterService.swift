@@ -282,13 +282,14 @@ public final class ArbiterService: Sendable {
             return box!
         }
         var outcomes: [Outcome] = []
-        var backlog: [Submission] = []
-        var checked: [Result<VerifiedTransaction, Rejection>] = []
+        // Slices, so taking a block's worth off the front costs nothing however long the queue.
+        var backlog: ArraySlice<Submission> = []
+        var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
         var blockDeadline: NIODeadline?
         while true {
             if backlog.isEmpty {
-                backlog = takeQueued()
-                checked = Self.verifyInParallel(backlog.map(\.bytes), chainID: chainID)
+                backlog = takeQueued()[...]
+                checked = Self.verifyInParallel(backlog.map(\.bytes), chainID: chainID)[...]
             }
             var consumed = 0
             for (submission, result) in zip(backlog, checked) {
@@ -303,8 +304,8 @@ public final class ArbiterService: Sendable {
                         Outcome(reply: submission.reply, hash: Blake2b.hash256(submission.bytes), rejection: rejection))
                 }
             }
-            backlog.removeFirst(consumed)
-            checked.removeFirst(consumed)
+            backlog = backlog.dropFirst(consumed)
+            checked = checked.dropFirst(consumed)
             let full = ledger.pending.count >= rules.maxTransactions
             let due = blockDeadline.map { $0 <= .now() } ?? false
             if full || due {

@@ -14,6 +14,7 @@ final class PacedOutbox: Sendable {
         var queue: [Message] = []
         var head = 0
         var inFlight = 0
+        var pumping = false
         var whenDrained: [() -> Void] = []
     }
 
@@ -49,6 +50,11 @@ final class PacedOutbox: Sendable {
     }
 
     private func pump() {
+        // A send to a closed session fails at once and its callback calls `pump` again: the loop
+        // already running picks up the freed slot, so nothing recurses.
+        guard !state.value.pumping else { return }
+        state.value.pumping = true
+        defer { state.value.pumping = false }
         while state.value.inFlight < Self.inFlightMax && state.value.head < state.value.queue.count {
             let message = state.value.queue[state.value.head]
             state.value.head += 1

@@ -239,6 +239,8 @@ public final class ArbiterClient: Sendable {
 
     /// Every committed block from `height` on, the stored ones first, then each as it commits.
     /// A peer that reconnects passes the height after the last block it saw and misses nothing.
+    /// One subscription per session. The stream buffers what the consumer has not taken yet, so
+    /// a consumer catching up on a long chain should take blocks as they come.
     public func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error> {
         let (stream, continuation) = AsyncThrowingStream<Block, Error>.makeStream(bufferingPolicy: .unbounded)
         let state = state

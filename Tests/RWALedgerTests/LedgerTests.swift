@@ -22,6 +22,9 @@ func deterministicKey(_ seed: UInt8) throws -> SigningKeyPair {
 struct Snapshot {
     var rows: [StateRow]
     var pendingCount: Int
+    /// The derived, never-stored totals behind the caps: holders per token, and every
+    /// identity's balance of every token.
+    var derived: [String]
 }
 
 /// A chain under test: a genesis naming an arbiter, one regulator (trusted claim issuer and
@@ -81,7 +84,17 @@ struct Chain {
         ledger = Ledger(genesis: genesis)
     }
 
-    var snapshot: Snapshot { Snapshot(rows: ledger.state.allRows(), pendingCount: ledger.pending.count) }
+    var snapshot: Snapshot {
+        let state = ledger.state
+        var derived: [String] = []
+        for token in state.tokens.keys.sorted() {
+            derived.append("token \(token) holders \(state.holderCount(of: token))")
+            for identity in state.identities.keys.sorted() {
+                derived.append("token \(token) identity \(identity) \(state.identityBalance(token, identity))")
+            }
+        }
+        return Snapshot(rows: state.allRows(), pendingCount: ledger.pending.count, derived: derived)
+    }
 
     func holding(_ token: TokenID, _ wallet: SigningKeyPair) -> Holding {
         ledger.state.holding(token, wallet.publicKey)
@@ -176,6 +189,8 @@ struct Chain {
             ledger.state.allRows(), before.rows, "a rejected \(what) changed the state", file: file, line: line)
         XCTAssertEqual(
             ledger.pending.count, before.pendingCount, "a rejected \(what) was queued", file: file, line: line)
+        XCTAssertEqual(
+            snapshot.derived, before.derived, "a rejected \(what) changed the derived totals", file: file, line: line)
         return refused
     }
 

@@ -27,7 +27,8 @@ struct RWAArbiter: AsyncParsableCommand {
               rwa-arbiter verify --dir chain
             """,
         subcommands: [
-            Init.self, Run.self, Verify.self, Inspect.self, Keygen.self, IdentityCommand.self, ClaimCommand.self,
+            Init.self, Run.self, Verify.self, Inspect.self, Watch.self, Keygen.self, IdentityCommand.self,
+            ClaimCommand.self,
             StablecoinCommand.self, TransferCommand.self, ResourceCommand.self, TokenCommand.self,
         ])
 }

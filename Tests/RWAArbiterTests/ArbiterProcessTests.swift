@@ -98,6 +98,15 @@ final class ArbiterProcessTests: XCTestCase {
         XCTAssertEqual(slices?.count, 100)
         XCTAssertEqual(slices?.last?["high_hz"] as? Int, 3_505_000_000)
 
+        // `watch` prints the stored blocks through the subscription: here the four committed so far.
+        let watched = try ArbiterProcess.run(
+            ["watch", "--dir", dir, "--arbiter", "127.0.0.1:\(port)", "--count", "4", "--json"])
+        XCTAssertEqual(watched.status, 0, watched.errors.joined())
+        let heights = try watched.output.map { line in
+            try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])["height"] as? Int
+        }
+        XCTAssertEqual(heights, [1, 2, 3, 4])
+
         let verified = try ArbiterProcess.run(["verify", "--dir", dir, "--json"])
         XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
         XCTAssertTrue(verified.output.joined().contains("\"transactions\":4"), verified.output.joined())

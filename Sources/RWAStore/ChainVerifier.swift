@@ -1,4 +1,3 @@
-import Dispatch
 import RWACrypto
 import RWALedger
 import RWAWire
@@ -28,7 +27,7 @@ public enum ChainVerifier {
             let blocks = try store.blocks(from: next, limit: batchBlocks)
             guard !blocks.isEmpty else { throw StoreError("block \(next) is missing") }
             let all = blocks.flatMap(\.transactions)
-            let results = verifyInParallel(all, chainID: ledger.chainID)
+            let results = Transaction.verify(batch: all.map(\.bytes), chainID: ledger.chainID)
             var offset = 0
             for block in blocks {
                 let height = block.header.height
@@ -80,31 +79,5 @@ public enum ChainVerifier {
         }
         return Report(
             height: tipHeight, transactions: transactionCount, stateRows: stored.count, tipHash: ledger.tipHash)
-    }
-
-    /// Decodes and checks the signature of each transaction, spread over every core.
-    public static func verifyInParallel(_ transactions: [CommittedTransaction], chainID: Digest32)
-        -> [Result<VerifiedTransaction, Error>]
-    {
-        let results = UnsafeMutableBufferPointer<Result<VerifiedTransaction, Error>>.allocate(
-            capacity: transactions.count)
-        defer { results.deallocate() }
-        let chunk = 64
-        let chunks = (transactions.count + chunk - 1) / chunk
-        nonisolated(unsafe) let output = results
-        DispatchQueue.concurrentPerform(iterations: chunks) { part in
-            for index in part * chunk..<min(transactions.count, (part + 1) * chunk) {
-                let result: Result<VerifiedTransaction, Error>
-                do {
-                    result = .success(try Transaction.verify(bytes: transactions[index].bytes, chainID: chainID))
-                } catch {
-                    result = .failure(error)
-                }
-                (output.baseAddress! + index).initialize(to: result)
-            }
-        }
-        let array = Array(results)
-        results.baseAddress!.deinitialize(count: transactions.count)
-        return array
     }
 }

@@ -7,18 +7,37 @@ import RWALedger
 import RWANode
 import RWAWire
 
-/// What every submitting subcommand needs: the chain, the arbiter's address, the signer's key.
-struct SubmitOptions: ParsableArguments {
+/// Where the arbiter is and which chain it must serve: what every command that talks to it needs.
+struct ConnectionOptions: ParsableArguments {
     @OptionGroup var chain: ChainOptions
-
-    @Option(help: "Key file of the account that signs (for admin operations: the regulator or an agent).")
-    var key: String
 
     @Option(help: "Arbiter address, host:port.")
     var arbiter = "127.0.0.1:7700"
 
     @Option(help: "Transport: tcp or udp.")
     var transport: TransportKind = .tcp
+
+    /// A session with the arbiter, which must prove the key the genesis names.
+    func connect(as identity: SigningKeyPair) async throws -> ArbiterClient {
+        let genesis = try chain.genesis()
+        let parts = arbiter.split(separator: ":")
+        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--arbiter must be host:port") }
+        do {
+            return try await ArbiterClient.connect(
+                host: String(parts[0]), port: port, transport: transport, identity: identity,
+                chainID: genesis.chainID, arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
+        } catch {
+            throw CLIError("cannot reach the arbiter at \(arbiter): \(error)")
+        }
+    }
+}
+
+/// What every submitting subcommand needs: the arbiter and the signer's key.
+struct SubmitOptions: ParsableArguments {
+    @OptionGroup var connection: ConnectionOptions
+
+    @Option(help: "Key file of the account that signs (for admin operations: the regulator or an agent).")
+    var key: String
 
     @Flag(help: "Print the receipt as one JSON object.")
     var json = false
@@ -28,31 +47,23 @@ struct SubmitOptions: ParsableArguments {
     func submit(_ operation: LedgerOperation, createdName: String? = nil) async throws {
         do throws(Rejection) { try operation.checkLimits() } catch { throw CLIError(error.reason) }
         let signer = try readKey(key)
-        let genesis = try chain.genesis()
-        let parts = arbiter.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--arbiter must be host:port") }
-        let client: ArbiterClient
-        do {
-            client = try await ArbiterClient.connect(
-                host: String(parts[0]), port: port, transport: transport, identity: signer, chainID: genesis.chainID,
-                arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
-        } catch {
-            throw CLIError("cannot reach the arbiter at \(arbiter): \(error)")
-        }
-        defer { Task { await client.close() } }
+        let client = try await connection.connect(as: signer)
         let receipt: Receipt
         do {
             receipt = try await client.sign(operation, with: signer)
+            await client.close()
         } catch let rejection as Rejection {
+            await client.close()
             if json {
                 emit(JSON.render(["ok": false, "code": rejection.code.name, "reason": rejection.reason]))
             } else {
                 FileHandle.standardError.write(Data("rejected: \(rejection.code.name): \(rejection.reason)\n".utf8))
             }
-            await client.close()
             throw ExitCode(1)
+        } catch {
+            await client.close()
+            throw CLIError("the arbiter did not answer: \(error)")
         }
-        await client.close()
         var value: [String: Any] = [
             "ok": true, "operation": operation.name, "hash": "\(receipt.hash)", "height": receipt.height,
             "index": receipt.index,

@@ -16,13 +16,7 @@ struct Watch: AsyncParsableCommand {
             stopped resumes with --from set to the height after the last block it printed.
             """)
 
-    @OptionGroup var chain: ChainOptions
-
-    @Option(help: "Arbiter address, host:port.")
-    var arbiter = "127.0.0.1:7700"
-
-    @Option(help: "Transport: tcp or udp.")
-    var transport: TransportKind = .tcp
+    @OptionGroup var connection: ConnectionOptions
 
     @Option(help: "First height to print.")
     var from: UInt64 = 1
@@ -38,17 +32,7 @@ struct Watch: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let genesis = try chain.genesis()
-        let parts = arbiter.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--arbiter must be host:port") }
-        let client: ArbiterClient
-        do {
-            client = try await ArbiterClient.connect(
-                host: String(parts[0]), port: port, transport: transport, identity: .generate(),
-                chainID: genesis.chainID, arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
-        } catch {
-            throw CLIError("cannot reach the arbiter at \(arbiter): \(error)")
-        }
+        let client = try await connection.connect(as: .generate())
         var printed = 0
         do {
             for try await block in client.subscribe(from: from) {

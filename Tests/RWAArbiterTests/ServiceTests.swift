@@ -62,7 +62,10 @@ final class ServiceTests: XCTestCase {
                 .mint(token: 0, to: alice.publicKey, amount: 1_000), with: running.fixture.issuer)
             XCTAssertGreaterThan(minted.height, 0)
             let located = try await client.transaction(hash: minted.hash)
-            XCTAssertEqual(located?.height, minted.height, "a receipt means the block is in the store")
+            XCTAssertEqual(
+                located?.height, minted.height,
+                "the receipted transaction is in the store (that no receipt precedes its commit is the crash test's to show)"
+            )
             let sent = try await client.sign(.transfer(token: 0, to: bob.publicKey, amount: 400), with: alice)
             XCTAssertGreaterThanOrEqual(sent.height, minted.height)
             let beyond = try await client.blockHeader(height: .max)

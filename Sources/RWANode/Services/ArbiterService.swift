@@ -50,7 +50,8 @@ public final class ArbiterService: Sendable {
     /// Every served session's paced outbox; all answers and events go through it.
     private let outboxes = NIOLockedValueBox<[ObjectIdentifier: PacedOutbox]>([:])
     private let committedHeight: NIOLockedValueBox<UInt64>
-    private let ledgerBox: NIOLockedValueBox<Ledger?>
+    /// The ledger as loaded, until `start` hands it to the sequencer thread, its only owner.
+    private let ledgerAtStart: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
     /// Commits and answers blocks in order, behind the sequencer.
     private let committer = DispatchQueue(label: "rwanet-committer")
@@ -90,7 +91,7 @@ public final class ArbiterService: Sendable {
         self.queueCapacity = queueCapacity
         self.queue = NIOLockedValueBox(Queue())
         self.committedHeight = NIOLockedValueBox(ledger.height)
-        self.ledgerBox = NIOLockedValueBox(ledger)
+        self.ledgerAtStart = NIOLockedValueBox(ledger)
         self.threadPool = NIOThreadPool(numberOfThreads: 2)
         threadPool.start()
     }
@@ -277,9 +278,8 @@ public final class ArbiterService: Sendable {
     }
 
     private func sequence() {
-        var ledger = ledgerBox.withLockedValue { box in
-            defer { box = nil }
-            return box!
+        guard var ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
+            preconditionFailure("an arbiter service is started once")
         }
         var outcomes: [Outcome] = []
         // Slices, so taking a block's worth off the front costs nothing however long the queue.
@@ -289,7 +289,7 @@ public final class ArbiterService: Sendable {
         while true {
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
-                checked = Self.verifyInParallel(backlog.map(\.bytes), chainID: chainID)[...]
+                checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
             var consumed = 0
             for (submission, result) in zip(backlog, checked) {
@@ -321,35 +321,7 @@ public final class ArbiterService: Sendable {
             }
         }
         committer.sync {}  // every sealed block is committed and answered
-        ledgerBox.withLockedValue { $0 = ledger }
         stopped.set()
-    }
-
-    /// Decodes and checks signatures on every core, in chunks, keeping the order.
-    static func verifyInParallel(_ transactions: [[UInt8]], chainID: Digest32)
-        -> [Result<VerifiedTransaction, Rejection>]
-    {
-        guard transactions.count > 1 else {
-            return transactions.map { bytes in
-                Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) }
-            }
-        }
-        let chunk = 32
-        let chunks = (transactions.count + chunk - 1) / chunk
-        let results = UnsafeMutableBufferPointer<Result<VerifiedTransaction, Rejection>>.allocate(
-            capacity: transactions.count)
-        defer { results.deallocate() }
-        nonisolated(unsafe) let output = results
-        DispatchQueue.concurrentPerform(iterations: chunks) { part in
-            for index in part * chunk..<min(transactions.count, (part + 1) * chunk) {
-                let result = Result { () throws(Rejection) in
-                    try Transaction.verify(bytes: transactions[index], chainID: chainID)
-                }
-                (output.baseAddress! + index).initialize(to: result)
-            }
-        }
-        defer { results.baseAddress!.deinitialize(count: transactions.count) }
-        return Array(results)
     }
 
     /// Seals the pending block (if any transaction was accepted) and hands it to the committer,

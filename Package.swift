@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "RWAMarket"),
         .target(
             name: "RWALedger",
-            dependencies: ["RWACrypto", "RWAWire", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RWACrypto", "RWAWire", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "RWAStore",

@@ -51,6 +51,8 @@ public struct ComplianceRules: Equatable, Sendable {
 public enum TokenKind: UInt8, Sendable {
     case stablecoin = 1
     case licenceOwnership = 2
+    /// A pool's liquidity share: a claim on its reserves, minted and burned only by the pool.
+    case poolShare = 3
 }
 
 public struct Token: Equatable, Sendable {

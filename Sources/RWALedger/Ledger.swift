@@ -10,10 +10,16 @@ import RWAWire
 public struct Ledger: Sendable {
     public let genesis: Genesis
     public let chainID: Digest32
-    public private(set) var state: LedgerState
+    public internal(set) var state: LedgerState
     public private(set) var height: UInt64
     public private(set) var tipHash: Digest32
     public private(set) var tipTime: UInt64
+    /// The time of the block being built, in milliseconds: fixed when its first transaction is
+    /// applied, judged by deadlines and pool accumulators, and written into its header, so that
+    /// replaying the block sees the same time.
+    public private(set) var blockTime: UInt64
+    /// What the last applied pool operation moved (nil after any other transaction).
+    public private(set) var lastFill: PoolFill?
     /// Transactions applied since the last block, in order, with what each created.
     public private(set) var pending: [CommittedTransaction] = []
 
@@ -24,6 +30,7 @@ public struct Ledger: Sendable {
         self.height = 0
         self.tipHash = chainID
         self.tipTime = genesis.time
+        self.blockTime = genesis.time
         var state = LedgerState()
         for issuer in genesis.claimIssuers + [genesis.stablecoinIssuer] where state.accounts[issuer] == nil {
             state.setAccount(issuer, Account())
@@ -44,15 +51,20 @@ public struct Ledger: Sendable {
         self.height = tip?.height ?? 0
         self.tipHash = tip?.hash ?? chainID
         self.tipTime = tip?.time ?? genesis.time
+        self.blockTime = tipTime
     }
 
     /// The rows of the genesis state, which the store writes when it creates a chain.
     public mutating func takeStateChanges() -> [(key: StateKey, row: [UInt8]?)] { state.takeChanges() }
 
     /// Applies one transaction on top of the pending ones. On success it joins the next block
-    /// and the result is what it created (an identity or resource id) or 0.
+    /// and the result is what it created (an identity, resource or share token id) or 0. The
+    /// first transaction of a block fixes the block's time at `time` (raised to the previous
+    /// block's if the clock went back); later ones share it.
     @discardableResult
-    public mutating func apply(_ verified: VerifiedTransaction) -> Result<UInt64, Rejection> {
+    public mutating func apply(_ verified: VerifiedTransaction, time: UInt64) -> Result<UInt64, Rejection> {
+        if pending.isEmpty { blockTime = max(time, tipTime) }
+        lastFill = nil
         do throws(Rejection) {
             let created = try execute(verified.transaction)
             pending.append(CommittedTransaction(bytes: verified.bytes, hash: verified.hash, createdID: created))
@@ -62,13 +74,13 @@ public struct Ledger: Sendable {
         }
     }
 
-    /// Closes the pending transactions into the next block, signed by the arbiter. `time` is
-    /// raised to the previous block's if the clock went back.
-    public mutating func sealBlock(time: UInt64, arbiter: SigningKeyPair) -> Block {
+    /// Closes the pending transactions into the next block, signed by the arbiter, at the time
+    /// its first transaction fixed.
+    public mutating func sealBlock(arbiter: SigningKeyPair) -> Block {
         precondition(arbiter.publicKey == genesis.arbiter, "only the genesis arbiter seals blocks")
         let unsigned = BlockHeader(
             height: height + 1, previousHash: tipHash, transactionsRoot: MerkleTree.root(pending.map(\.hash)),
-            time: max(time, tipTime), transactionCount: UInt32(pending.count),
+            time: blockTime, transactionCount: UInt32(pending.count),
             signature: try! Signature(bytes: [UInt8](repeating: 0, count: Signature.byteCount)))
         var header = unsigned
         header.signature = arbiter.sign(unsigned.unsignedBytes, domain: BlockHeader.domain(chainID))
@@ -133,7 +145,7 @@ public struct Ledger: Sendable {
         guard verified.hash == committed.hash else {
             throw .init(height: header.height, "transaction \(index) is not the one committed")
         }
-        switch apply(verified) {
+        switch apply(verified, time: header.time) {
         case .failure(let rejection):
             throw .init(height: header.height, "transaction \(index) \(verified.hash) is rejected: \(rejection)")
         case .success(let created) where created != committed.createdID:
@@ -147,6 +159,7 @@ public struct Ledger: Sendable {
         height = header.height
         tipHash = header.hash
         tipTime = header.time
+        blockTime = header.time
         pending.removeAll(keepingCapacity: true)
     }
 }
@@ -192,6 +205,7 @@ extension Ledger {
         case .transfer(let tokenID, let to, let amount):
             let token = try existingToken(tokenID)
             try requirePositive(amount)
+            try requireNotPool(to)
             try checkTransfer(token, from: signer, to: to, amount: amount)
             move(tokenID, from: signer, to: to, amount: amount, unfreezing: false)
 
@@ -201,22 +215,19 @@ extension Ledger {
             guard amount <= token.maxSupply - token.totalSupply else {
                 throw Rejection(.supplyExceeded, "mint of \(amount) takes token \(tokenID) above \(token.maxSupply)")
             }
+            try requireNotPool(to)
             try checkReceiver(token, from: nil, to: to, amount: amount)
             mint(tokenID, to: to, amount: amount)
 
         case .burn(let tokenID, let from, let amount):
-            let token = try agentToken(tokenID, signer: signer)
+            _ = try agentToken(tokenID, signer: signer)
             try requirePositive(amount)
-            var holding = state.holding(tokenID, from)
+            try requireNotPool(from)
+            let holding = state.holding(tokenID, from)
             guard holding.balance >= amount else {
                 throw Rejection(.insufficientBalance, "\(from) holds \(holding.balance), cannot burn \(amount)")
             }
-            holding.frozenAmount -= min(holding.frozenAmount, amount - min(amount, holding.freeBalance))
-            holding.balance -= amount
-            state.setHolding(tokenID, from, holding)
-            var updated = token
-            updated.totalSupply -= amount
-            state.setToken(updated)
+            burn(tokenID, from: from, amount: amount)
 
         case .setFrozen(let tokenID, let account, let frozen):
             _ = try agentToken(tokenID, signer: signer)
@@ -254,6 +265,8 @@ extension Ledger {
             // modules, but the receiver must still be verified; frozen tokens are released as needed.
             let token = try agentToken(tokenID, signer: signer)
             try requirePositive(amount)
+            try requireNotPool(from)
+            try requireNotPool(to)
             let balance = state.holding(tokenID, from).balance
             guard balance >= amount else {
                 throw Rejection(.insufficientBalance, "\(from) holds \(balance), cannot move \(amount)")
@@ -268,6 +281,8 @@ extension Ledger {
                 throw Rejection(.invalidOperation, "\(lost) holds nothing of token \(tokenID) to recover")
             }
             guard lost != replacement else { throw Rejection(.invalidOperation, "the replacement is the lost wallet") }
+            try requireNotPool(lost)
+            try requireNotPool(replacement)
             if token.compliance != nil {
                 let lostIdentity = state.accounts[lost]?.identity
                 guard let lostIdentity, state.accounts[replacement]?.identity == lostIdentity else {
@@ -352,6 +367,32 @@ extension Ledger {
 
         case .registerResource(let registration):
             return try register(registration, registrar: signer)
+
+        case .createPool(let token, let country):
+            return try createPool(token: token, country: country, signer: signer)
+
+        case .addLiquidity(
+            let token, let licenceDesired, let stablecoinDesired, let licenceMinimum, let stablecoinMinimum,
+            let deadline):
+            lastFill = try addLiquidity(
+                token: token, licenceDesired: licenceDesired, stablecoinDesired: stablecoinDesired,
+                licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum, deadline: deadline, signer: signer
+            )
+
+        case .removeLiquidity(let token, let shares, let licenceMinimum, let stablecoinMinimum, let deadline):
+            lastFill = try removeLiquidity(
+                token: token, shares: shares, licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum,
+                deadline: deadline, signer: signer)
+
+        case .swapExactIn(let token, let side, let amountIn, let minimumOut, let deadline):
+            lastFill = try swap(
+                token: token, side: side, exactIn: true, amount: amountIn, limit: minimumOut, deadline: deadline,
+                signer: signer)
+
+        case .swapExactOut(let token, let side, let amountOut, let maximumIn, let deadline):
+            lastFill = try swap(
+                token: token, side: side, exactIn: false, amount: amountOut, limit: maximumIn, deadline: deadline,
+                signer: signer)
         }
         return 0
     }
@@ -399,7 +440,7 @@ extension Ledger {
     // MARK: Checks (no writes)
 
     /// ERC-3643's order: paused, frozen, free balance, verified receiver, compliance modules.
-    private func checkTransfer(_ token: Token, from: AccountID, to: AccountID, amount: UInt128) throws(Rejection) {
+    func checkTransfer(_ token: Token, from: AccountID, to: AccountID, amount: UInt128) throws(Rejection) {
         if token.paused { throw Rejection(.tokenPaused, "token \(token.id) is paused") }
         let sender = state.holding(token.id, from)
         if sender.frozen { throw Rejection(.accountFrozen, "\(from) is frozen for token \(token.id)") }
@@ -415,7 +456,7 @@ extension Ledger {
     }
 
     /// The receiver side of a transfer or mint: verified identity and the compliance modules.
-    private func checkReceiver(_ token: Token, from: AccountID?, to: AccountID, amount: UInt128) throws(Rejection) {
+    func checkReceiver(_ token: Token, from: AccountID?, to: AccountID, amount: UInt128) throws(Rejection) {
         guard let rules = token.compliance else { return }
         let identity = try checkVerified(token, to)
         if !rules.allowedCountries.isEmpty && !rules.allowedCountries.contains(identity.country) {
@@ -449,7 +490,7 @@ extension Ledger {
     }
 
     @discardableResult
-    private func checkVerified(_ token: Token, _ account: AccountID) throws(Rejection) -> Identity {
+    func checkVerified(_ token: Token, _ account: AccountID) throws(Rejection) -> Identity {
         guard let id = state.accounts[account]?.identity, let identity = state.identities[id] else {
             throw Rejection(.receiverNotVerified, "\(account) has no identity")
         }
@@ -463,12 +504,12 @@ extension Ledger {
         return identity
     }
 
-    private func existingToken(_ id: TokenID) throws(Rejection) -> Token {
+    func existingToken(_ id: TokenID) throws(Rejection) -> Token {
         guard let token = state.tokens[id] else { throw Rejection(.unknownToken, "no token \(id)") }
         return token
     }
 
-    private func agentToken(_ id: TokenID, signer: AccountID) throws(Rejection) -> Token {
+    func agentToken(_ id: TokenID, signer: AccountID) throws(Rejection) -> Token {
         let token = try existingToken(id)
         guard token.agents.contains(signer) else {
             throw Rejection(.notAuthorized, "\(signer) is not an agent of token \(id)")
@@ -485,7 +526,7 @@ extension Ledger {
         guard state.accounts[account] != nil else { throw Rejection(.unknownAccount, "no account \(account)") }
     }
 
-    private func requireClaimIssuer(_ signer: AccountID) throws(Rejection) {
+    func requireClaimIssuer(_ signer: AccountID) throws(Rejection) {
         guard genesis.claimIssuers.contains(signer) else {
             throw Rejection(.notAuthorized, "\(signer) is not a trusted claim issuer")
         }
@@ -500,7 +541,7 @@ extension Ledger {
         }
     }
 
-    private func requirePositive(_ amount: UInt128) throws(Rejection) {
+    func requirePositive(_ amount: UInt128) throws(Rejection) {
         guard amount > 0 else { throw Rejection(.zeroAmount, "amount must be positive") }
     }
 
@@ -513,7 +554,7 @@ extension Ledger {
         }
     }
 
-    private func validate(country: CountryCode) throws(Rejection) {
+    func validate(country: CountryCode) throws(Rejection) {
         guard (1...999).contains(country) else {
             throw Rejection(.invalidOperation, "country \(country) is not an ISO 3166 numeric code")
         }
@@ -525,7 +566,7 @@ extension Ledger {
 
     // MARK: Writes (after every check has passed)
 
-    private mutating func move(
+    mutating func move(
         _ token: TokenID, from: AccountID, to: AccountID, amount: UInt128, unfreezing: Bool
     ) {
         guard from != to else { return }
@@ -538,7 +579,17 @@ extension Ledger {
         state.setHolding(token, to, receiver)
     }
 
-    private mutating func mint(_ tokenID: TokenID, to: AccountID, amount: UInt128) {
+    mutating func burn(_ tokenID: TokenID, from: AccountID, amount: UInt128) {
+        var holding = state.holding(tokenID, from)
+        holding.frozenAmount -= min(holding.frozenAmount, amount - min(amount, holding.freeBalance))
+        holding.balance -= amount
+        state.setHolding(tokenID, from, holding)
+        var token = state.tokens[tokenID]!
+        token.totalSupply -= amount
+        state.setToken(token)
+    }
+
+    mutating func mint(_ tokenID: TokenID, to: AccountID, amount: UInt128) {
         var token = state.tokens[tokenID]!
         token.totalSupply += amount
         state.setToken(token)

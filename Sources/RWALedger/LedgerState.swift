@@ -11,6 +11,8 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
     case token(TokenID)
     case holding(TokenID, AccountID)
     case resource(ResourceID)
+    /// The pool of a licence token.
+    case pool(TokenID)
 
     public var bytes: [UInt8] {
         var buffer = ByteBuffer()
@@ -32,6 +34,9 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
         case .resource(let id):
             buffer.writeInteger(UInt8(0x05))
             buffer.writeInteger(id, endianness: .big)
+        case .pool(let token):
+            buffer.writeInteger(UInt8(0x06))
+            buffer.writeInteger(token, endianness: .big)
         }
         return Array(buffer.readableBytesView)
     }
@@ -48,6 +53,7 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
             self = .holding(
                 try buffer.readInteger(field: "state_key.token"), try buffer.readPublicKey(field: "state_key.account"))
         case 0x05: self = .resource(try buffer.readInteger(field: "state_key.resource"))
+        case 0x06: self = .pool(try buffer.readInteger(field: "state_key.token"))
         default: throw .invalidValue(field: "state_key.kind", reason: "unknown kind \(kind)")
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(message: "state key", count: buffer.readableBytes) }
@@ -61,6 +67,7 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
         case .token(let id): return "token \(id)"
         case .holding(let token, let account): return "holding of token \(token) by \(account)"
         case .resource(let id): return "resource \(id)"
+        case .pool(let token): return "pool of token \(token)"
         }
     }
 }
@@ -84,6 +91,9 @@ public struct LedgerState: Sendable {
     public internal(set) var tokens: [TokenID: Token] = [:]
     public internal(set) var holdings: [StateKey: Holding] = [:]
     public internal(set) var resources: [ResourceID: Resource] = [:]
+    public internal(set) var pools: [TokenID: PoolRecord] = [:]
+    /// Derived, never stored: which token's pool each pool account holds.
+    var poolAccounts: [AccountID: TokenID] = [:]
     public internal(set) var nextIdentity: IdentityID = 1
     public internal(set) var nextResource: ResourceID = 1
     /// Derived, never stored: each security token's balance per identity, for the holder and
@@ -123,6 +133,9 @@ public struct LedgerState: Sendable {
         case .resource(let id):
             guard let resource = resources[id] else { return nil }
             resource.encode(into: &buffer)
+        case .pool(let token):
+            guard let pool = pools[token] else { return nil }
+            pool.encode(into: &buffer)
         }
         return Array(buffer.readableBytesView)
     }
@@ -135,6 +148,7 @@ public struct LedgerState: Sendable {
         keys += tokens.keys.map { .token($0) }
         keys += Array(holdings.keys)
         keys += resources.keys.map { .resource($0) }
+        keys += pools.keys.map { .pool($0) }
         return keys.map { StateRow(key: $0.bytes, value: row($0)!) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
     }
 
@@ -165,6 +179,13 @@ public struct LedgerState: Sendable {
                     throw .invalidValue(field: "resource.id", reason: "differs from its key")
                 }
                 resources[id] = resource
+            case .pool(let token):
+                let pool = try PoolRecord(decoding: &buffer)
+                guard pool.token == token else {
+                    throw .invalidValue(field: "pool.token", reason: "differs from its key")
+                }
+                pools[token] = pool
+                poolAccounts[pool.account] = token
             }
             guard buffer.readableBytes == 0 else {
                 throw .trailingBytes(message: "state row \(key)", count: buffer.readableBytes)
@@ -216,6 +237,12 @@ public struct LedgerState: Sendable {
         dirty.insert(.resource(resource.id))
     }
 
+    mutating func setPool(_ pool: PoolRecord) {
+        pools[pool.token] = pool
+        poolAccounts[pool.account] = pool.token
+        dirty.insert(.pool(pool.token))
+    }
+
     mutating func bumpCounters() { dirty.insert(.counters) }
 
     /// Sets a holding, keeping the per-identity balances of security tokens in step.
@@ -241,6 +268,7 @@ public enum StateRecord: Equatable, Sendable {
     case token(Token)
     case holding(Holding)
     case resource(Resource)
+    case pool(PoolRecord)
 
     public init(key: StateKey, value: [UInt8]) throws(WireError) {
         var buffer = ByteBuffer(bytes: value)
@@ -254,6 +282,7 @@ public enum StateRecord: Equatable, Sendable {
         case .token: self = .token(try Token(decoding: &buffer))
         case .holding: self = .holding(try Holding(decoding: &buffer))
         case .resource: self = .resource(try Resource(decoding: &buffer))
+        case .pool: self = .pool(try PoolRecord(decoding: &buffer))
         }
         guard buffer.readableBytes == 0 else {
             throw .trailingBytes(message: "state row \(key)", count: buffer.readableBytes)

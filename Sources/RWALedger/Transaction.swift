@@ -40,6 +40,30 @@ public enum LedgerOperation: Equatable, Sendable {
     case revokeClaim(identity: IdentityID, topic: UInt16)
     /// Trusted claim issuer (the regulator): record a resource and, for a licence, issue its token.
     case registerResource(ResourceRegistration)
+    /// An agent of a licence token who is a trusted claim issuer: open its pool against the
+    /// stablecoin, with a verified identity of `country` for the pool's account.
+    case createPool(token: TokenID, country: CountryCode)
+    /// Anyone: deposit at the pool's price, at most the desired amounts, at least the minimums.
+    case addLiquidity(
+        token: TokenID, licenceDesired: UInt128, stablecoinDesired: UInt128, licenceMinimum: UInt128,
+        stablecoinMinimum: UInt128, deadline: UInt64)
+    case removeLiquidity(
+        token: TokenID, shares: UInt128, licenceMinimum: UInt128, stablecoinMinimum: UInt128, deadline: UInt64)
+    /// Pay exactly `amountIn`, receive at least `minimumOut`, in a block no later than `deadline` (ms).
+    case swapExactIn(token: TokenID, side: TradeSide, amountIn: UInt128, minimumOut: UInt128, deadline: UInt64)
+    /// Receive exactly `amountOut`, pay at most `maximumIn`.
+    case swapExactOut(token: TokenID, side: TradeSide, amountOut: UInt128, maximumIn: UInt128, deadline: UInt64)
+
+    /// The pool a pool operation acts on.
+    public var poolToken: TokenID? {
+        switch self {
+        case .createPool(let token, _), .addLiquidity(let token, _, _, _, _, _),
+            .removeLiquidity(let token, _, _, _, _),
+            .swapExactIn(let token, _, _, _, _), .swapExactOut(let token, _, _, _, _):
+            return token
+        default: return nil
+        }
+    }
 
     public var name: String {
         switch self {
@@ -58,6 +82,11 @@ public enum LedgerOperation: Equatable, Sendable {
         case .addClaim: return "add_claim"
         case .revokeClaim: return "revoke_claim"
         case .registerResource: return "register_resource"
+        case .createPool: return "create_pool"
+        case .addLiquidity: return "add_liquidity"
+        case .removeLiquidity: return "remove_liquidity"
+        case .swapExactIn: return "swap_exact_in"
+        case .swapExactOut: return "swap_exact_out"
         }
     }
 
@@ -118,6 +147,11 @@ public enum LedgerOperation: Equatable, Sendable {
         case .addClaim: return 0x12
         case .revokeClaim: return 0x13
         case .registerResource: return 0x20
+        case .createPool: return 0x30
+        case .addLiquidity: return 0x31
+        case .removeLiquidity: return 0x32
+        case .swapExactIn: return 0x33
+        case .swapExactOut: return 0x34
         }
     }
 
@@ -128,6 +162,7 @@ public enum LedgerOperation: Equatable, Sendable {
             try buffer.readPublicKey(field: "operation.\(name)")
         }
         func amount() throws(WireError) -> UInt128 { try buffer.readUInt128(field: "operation.amount") }
+        func deadline() throws(WireError) -> UInt64 { try buffer.readInteger(field: "operation.deadline") }
         switch tag {
         case 0x01: self = .transfer(token: try token(), to: try account("to"), amount: try amount())
         case 0x02: self = .mint(token: try token(), to: try account("to"), amount: try amount())
@@ -161,6 +196,24 @@ public enum LedgerOperation: Equatable, Sendable {
                 identity: try buffer.readInteger(field: "operation.identity"),
                 topic: try buffer.readInteger(field: "operation.topic"))
         case 0x20: self = .registerResource(try ResourceRegistration(decoding: &buffer))
+        case 0x30:
+            self = .createPool(token: try token(), country: try buffer.readInteger(field: "operation.country"))
+        case 0x31:
+            self = .addLiquidity(
+                token: try token(), licenceDesired: try amount(), stablecoinDesired: try amount(),
+                licenceMinimum: try amount(), stablecoinMinimum: try amount(), deadline: try deadline())
+        case 0x32:
+            self = .removeLiquidity(
+                token: try token(), shares: try amount(), licenceMinimum: try amount(),
+                stablecoinMinimum: try amount(), deadline: try deadline())
+        case 0x33:
+            self = .swapExactIn(
+                token: try token(), side: try TradeSide(decoding: &buffer), amountIn: try amount(),
+                minimumOut: try amount(), deadline: try deadline())
+        case 0x34:
+            self = .swapExactOut(
+                token: try token(), side: try TradeSide(decoding: &buffer), amountOut: try amount(),
+                maximumIn: try amount(), deadline: try deadline())
         default: throw .invalidValue(field: "operation.tag", reason: "unknown operation 0x\(String(tag, radix: 16))")
         }
     }
@@ -207,6 +260,25 @@ public enum LedgerOperation: Equatable, Sendable {
             buffer.writeInteger(topic, endianness: .big)
         case .registerResource(let registration):
             registration.encode(into: &buffer)
+        case .createPool(let token, let country):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writeInteger(country, endianness: .big)
+        case .addLiquidity(
+            let token, let licence, let stablecoin, let licenceMinimum, let stablecoinMinimum, let deadline):
+            buffer.writeInteger(token, endianness: .big)
+            for amount in [licence, stablecoin, licenceMinimum, stablecoinMinimum] { buffer.writeUInt128(amount) }
+            buffer.writeInteger(deadline, endianness: .big)
+        case .removeLiquidity(let token, let shares, let licenceMinimum, let stablecoinMinimum, let deadline):
+            buffer.writeInteger(token, endianness: .big)
+            for amount in [shares, licenceMinimum, stablecoinMinimum] { buffer.writeUInt128(amount) }
+            buffer.writeInteger(deadline, endianness: .big)
+        case .swapExactIn(let token, let side, let exact, let limit, let deadline),
+            .swapExactOut(let token, let side, let exact, let limit, let deadline):
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writeInteger(side.rawValue)
+            buffer.writeUInt128(exact)
+            buffer.writeUInt128(limit)
+            buffer.writeInteger(deadline, endianness: .big)
         }
     }
 }

@@ -15,6 +15,32 @@ public struct Pool: Hashable, Sendable {
 
     public init() {}
 
+    /// A pool as stored by the ledger that owns it.
+    public init(
+        reserve0: UInt128, reserve1: UInt128, totalShares: UInt128, price0Cumulative: UInt256,
+        price1Cumulative: UInt256, lastTimestamp: UInt32
+    ) {
+        self.reserve0 = reserve0
+        self.reserve1 = reserve1
+        self.totalShares = totalShares
+        self.price0Cumulative = price0Cumulative
+        self.price1Cumulative = price1Cumulative
+        self.lastTimestamp = lastTimestamp
+    }
+
+    /// The cumulative prices as they would read at `timestamp`, without writing (v2's
+    /// `currentCumulativePrices`): what a TWAP reading between blocks needs.
+    public func cumulativePrices(at timestamp: UInt32) -> (price0: UInt256, price1: UInt256) {
+        let elapsed = timestamp &- lastTimestamp
+        guard elapsed > 0, reserve0 != 0, reserve1 != 0 else { return (price0Cumulative, price1Cumulative) }
+        return (
+            price0Cumulative
+                &+ Self.price(numerator: reserve1, denominator: reserve0).wrappingMultiplied(by: UInt128(elapsed)),
+            price1Cumulative
+                &+ Self.price(numerator: reserve0, denominator: reserve1).wrappingMultiplied(by: UInt128(elapsed))
+        )
+    }
+
     /// Adds `amount0` and `amount1` to the reserves and returns the shares minted for them
     /// (`mint`). The first deposit mints `sqrt(amount0 * amount1)` shares and locks
     /// `minimumLiquidity` of them; later ones mint in proportion to the smaller of the two ratios,

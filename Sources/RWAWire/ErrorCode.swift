@@ -49,6 +49,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let arbiterBusy = ErrorCode(rawValue: 0x0117)
     /// A query the arbiter cannot answer as asked (an unknown key kind, for example).
     public static let badQuery = ErrorCode(rawValue: 0x0118)
+    /// Pool operations (purchase mode).
+    public static let unknownPool = ErrorCode(rawValue: 0x0119)
+    public static let deadlinePassed = ErrorCode(rawValue: 0x011A)
+    public static let priceLimit = ErrorCode(rawValue: 0x011B)
+    public static let insufficientLiquidity = ErrorCode(rawValue: 0x011C)
     // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
 
     public var name: String {
@@ -92,6 +97,10 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .identityMismatch: return "identity_mismatch"
         case .arbiterBusy: return "arbiter_busy"
         case .badQuery: return "bad_query"
+        case .unknownPool: return "unknown_pool"
+        case .deadlinePassed: return "deadline_passed"
+        case .priceLimit: return "price_limit"
+        case .insufficientLiquidity: return "insufficient_liquidity"
         default:
             let digits = String(rawValue, radix: 16)
             return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits

@@ -94,6 +94,29 @@ enum Describe {
             result.merge(["identity": identity, "topic": ClaimTopic.name(topic)]) { $1 }
         case .registerResource(let registration):
             result["resource"] = self.registration(registration)
+        case .createPool(let token, let country):
+            result.merge(["token": token, "country": country]) { $1 }
+        case .addLiquidity(
+            let token, let licence, let stablecoin, let licenceMinimum, let stablecoinMinimum, let deadline):
+            result.merge([
+                "token": token, "licence_desired": licence, "stablecoin_desired": stablecoin,
+                "licence_minimum": licenceMinimum, "stablecoin_minimum": stablecoinMinimum, "deadline_ms": deadline,
+            ]) { $1 }
+        case .removeLiquidity(let token, let shares, let licenceMinimum, let stablecoinMinimum, let deadline):
+            result.merge([
+                "token": token, "shares": shares, "licence_minimum": licenceMinimum,
+                "stablecoin_minimum": stablecoinMinimum, "deadline_ms": deadline,
+            ]) { $1 }
+        case .swapExactIn(let token, let side, let amountIn, let minimumOut, let deadline):
+            result.merge([
+                "token": token, "side": "\(side)", "amount_in": amountIn, "minimum_out": minimumOut,
+                "deadline_ms": deadline,
+            ]) { $1 }
+        case .swapExactOut(let token, let side, let amountOut, let maximumIn, let deadline):
+            result.merge([
+                "token": token, "side": "\(side)", "amount_out": amountOut, "maximum_in": maximumIn,
+                "deadline_ms": deadline,
+            ]) { $1 }
         }
         return result
     }
@@ -150,7 +173,8 @@ enum Describe {
             ]
         case .token(let token):
             var result: [String: Any] = [
-                "id": token.id, "kind": token.kind == .stablecoin ? "stablecoin" : "licence-ownership",
+                "id": token.id,
+                "kind": ["stablecoin", "licence-ownership", "pool-share"][Int(token.kind.rawValue) - 1],
                 "symbol": token.symbol, "decimals": token.decimals, "agents": token.agents.map { "\($0)" },
                 "paused": token.paused, "total_supply": token.totalSupply, "max_supply": token.maxSupply,
             ]
@@ -170,6 +194,14 @@ enum Describe {
             result.merge(registration(resource.registration)) { $1 }
             if let token = resource.token { result["token"] = token }
             return result
+        case .pool(let pool):
+            return [
+                "token": pool.token, "share_token": pool.shareToken, "account": "\(pool.account)",
+                "licence_reserve": pool.licenceReserve, "stablecoin_reserve": pool.stablecoinReserve,
+                "total_shares": pool.market.totalShares, "last_timestamp": pool.market.lastTimestamp,
+                "licence_price_cumulative": "\(pool.market.price0Cumulative)",
+                "stablecoin_price_cumulative": "\(pool.market.price1Cumulative)",
+            ]
         }
     }
 

@@ -68,10 +68,10 @@ func commitBlock(
     file: StaticString = #filePath, line: UInt = #line
 ) throws -> Block {
     for transaction in transactions {
-        let result = ledger.apply(try transaction.verified(chainID: ledger.chainID))
+        let result = ledger.apply(try transaction.verified(chainID: ledger.chainID), time: time)
         if case .failure(let rejection) = result { XCTFail("\(rejection)", file: file, line: line) }
     }
-    let block = ledger.sealBlock(time: time, arbiter: arbiter)
+    let block = ledger.sealBlock(arbiter: arbiter)
     try store.commit(block, changes: ledger.takeStateChanges())
     return block
 }

@@ -55,6 +55,8 @@ struct Chain {
     let stranger: SigningKeyPair
     let genesis: Genesis
     var ledger: Ledger
+    /// The wall clock the test's arbiter reads (ms): a block takes it when its first transaction applies.
+    var clock: UInt64 = Chain.genesisTime
     /// Each signer's next sequence number, advanced only when a transaction is applied.
     var sequences: [AccountID: UInt64] = [:]
 
@@ -119,7 +121,7 @@ struct Chain {
         } catch {
             return .failure(error)
         }
-        let result = ledger.apply(verified)
+        let result = ledger.apply(verified, time: clock)
         if case .success = result { sequences[transaction.signer] = transaction.sequence + 1 }
         return result
     }
@@ -252,15 +254,17 @@ struct Chain {
     /// stablecoin mint. Block 2: licence 1 owned by alice, transfers of both tokens to bob, a
     /// partial freeze of bob's licence tokens.
     mutating func sealTwoBlocks() -> [Block] {
+        clock = Chain.genesisTime + 1_000
         register(alice)
         register(bob)
         fund(alice, 1_000_000)
-        let first = ledger.sealBlock(time: Chain.genesisTime + 1_000, arbiter: arbiter)
+        let first = ledger.sealBlock(arbiter: arbiter)
+        clock = Chain.genesisTime + 2_000
         let licenceToken = registerLicence(owner: alice)
         expectApplied(alice, .transfer(token: licenceToken, to: bob.publicKey, amount: 5 * Chain.slice))
         expectApplied(alice, .transfer(token: Chain.stablecoin, to: bob.publicKey, amount: 250_000))
         expectApplied(regulator, .freezePartial(token: licenceToken, account: bob.publicKey, amount: Chain.slice))
-        let second = ledger.sealBlock(time: Chain.genesisTime + 2_000, arbiter: arbiter)
+        let second = ledger.sealBlock(arbiter: arbiter)
         return [first, second]
     }
 }
@@ -662,7 +666,8 @@ final class LedgerOperationTests: XCTestCase {
         XCTAssertEqual(resource.assessment.legalClarity.score, 1)
 
         // The owner contests one criterion; the other two stay Table I's. Registered in block 2.
-        _ = chain.ledger.sealBlock(time: Chain.genesisTime + 1_000, arbiter: chain.arbiter)
+        _ = chain.ledger.sealBlock(arbiter: chain.arbiter)
+        chain.clock = Chain.genesisTime + 1_000
         let argued = CriterionScore(score: 2, reason: "multi-year contracts are the norm")
         let compute = ResourceRegistration(
             kind: .computationalPower, owner: alice.publicKey, name: "GPU rack 7", valuation: 9_000_000,
@@ -1487,9 +1492,9 @@ final class LedgerEncodingTests: XCTestCase {
     func testStateKeyBytesRoundTrip() throws {
         let account = try deterministicKey(10).publicKey
         let keys: [StateKey] = [
-            .counters, .account(account), .identity(7), .token(3), .holding(3, account), .resource(0x0102),
+            .counters, .account(account), .identity(7), .token(3), .holding(3, account), .resource(0x0102), .pool(3),
         ]
-        let lengths = [1, 33, 9, 9, 41, 9]
+        let lengths = [1, 33, 9, 9, 41, 9, 9]
         for (index, key) in keys.enumerated() {
             XCTAssertEqual(key.bytes.count, lengths[index], "\(key)")
             XCTAssertEqual(key.bytes.first, UInt8(index), "\(key)")
@@ -1498,7 +1503,7 @@ final class LedgerEncodingTests: XCTestCase {
         XCTAssertEqual(StateKey.resource(0x0102).bytes, [5, 0, 0, 0, 0, 0, 0, 1, 2])
         XCTAssertEqual(StateKey.holding(3, account).bytes, [4, 0, 0, 0, 0, 0, 0, 0, 3] + account.bytes)
         XCTAssertEqual(Set(keys.map(\.bytes)).count, keys.count)
-        XCTAssertEqual(decodingFault { try StateKey(bytes: [6]) }, WireFault("invalidValue", "state_key.kind"))
+        XCTAssertEqual(decodingFault { try StateKey(bytes: [7]) }, WireFault("invalidValue", "state_key.kind"))
         XCTAssertEqual(
             decodingFault { try StateKey(bytes: StateKey.token(3).bytes + [0]) },
             WireFault("trailingBytes", "state key"))
@@ -1642,12 +1647,14 @@ func assertRefused(
 final class BlockTests: XCTestCase {
     func testSealBlockSignsAHeaderOverThePendingTransactions() throws {
         var chain = try Chain()
+        let time = Chain.genesisTime + 5_000
+        chain.clock = time
         chain.register(chain.alice)
+        chain.clock = time + 1_000  // later transactions share the block's time
         chain.fund(chain.alice, 1_000)
         let pending = chain.ledger.pending
         XCTAssertEqual(pending.count, 3)
-        let time = Chain.genesisTime + 5_000
-        let block = chain.ledger.sealBlock(time: time, arbiter: chain.arbiter)
+        let block = chain.ledger.sealBlock(arbiter: chain.arbiter)
         let header = block.header
         XCTAssertEqual(header.height, 1)
         XCTAssertEqual(header.previousHash, chain.genesis.chainID)
@@ -1674,7 +1681,7 @@ final class BlockTests: XCTestCase {
         XCTAssertEqual(header.hash, Blake2b.hash256(Array(header.encoded.dropLast(Signature.byteCount))))
 
         // The next block chains on; an empty block is allowed; time never goes back.
-        let next = chain.ledger.sealBlock(time: time - 1, arbiter: chain.arbiter)
+        let next = chain.ledger.sealBlock(arbiter: chain.arbiter)
         XCTAssertEqual(next.header.height, 2)
         XCTAssertEqual(next.header.previousHash, header.hash)
         XCTAssertEqual(next.header.time, time)
@@ -1830,15 +1837,15 @@ final class BlockTests: XCTestCase {
 
         let next = try chain.sign(chain.bob, .transfer(token: 1, to: chain.alice.publicKey, amount: Chain.slice))
         let verified = try next.verified(chainID: chain.genesis.chainID)
-        let original = chain.ledger.apply(verified)
-        let again = restored.apply(verified)
+        let time = Chain.genesisTime + 3_000
+        let original = chain.ledger.apply(verified, time: time)
+        let again = restored.apply(verified, time: time)
         XCTAssertEqual(try original.get(), 0)
         XCTAssertEqual(try again.get(), 0)
         XCTAssertEqual(restored.state.allRows(), chain.ledger.state.allRows())
         // Ed25519 signatures are deterministic, so both seal the same block.
-        let time = Chain.genesisTime + 3_000
-        let sealedByRestored = restored.sealBlock(time: time, arbiter: chain.arbiter)
-        let sealedByOriginal = chain.ledger.sealBlock(time: time, arbiter: chain.arbiter)
+        let sealedByRestored = restored.sealBlock(arbiter: chain.arbiter)
+        let sealedByOriginal = chain.ledger.sealBlock(arbiter: chain.arbiter)
         XCTAssertEqual(sealedByRestored, sealedByOriginal)
         XCTAssertEqual(sealedByRestored.header.height, 3)
     }

@@ -83,7 +83,7 @@ final class LedgerVectorTests: XCTestCase {
             sequences[signer.publicKey] = sequence + 1
             let transaction = try Transaction(
                 signedBy: signer, chainID: Self.genesis.chainID, sequence: sequence, operation: operation)
-            let result = ledger.apply(try transaction.verified(chainID: Self.genesis.chainID))
+            let result = ledger.apply(try transaction.verified(chainID: Self.genesis.chainID), time: 1_767_225_601_000)
             if case .failure(let rejection) = result { XCTFail("\(name): \(rejection)") }
             valid.append(
                 .init(
@@ -96,7 +96,7 @@ final class LedgerVectorTests: XCTestCase {
             .init(
                 name: "transaction_hash_register_identity", description: "BLAKE2b-256 of transaction_register_identity",
                 hex: hashes[0].bytes.hexString))
-        let block = ledger.sealBlock(time: 1_767_225_601_000, arbiter: Self.arbiter)
+        let block = ledger.sealBlock(arbiter: Self.arbiter)
         valid.append(
             .init(
                 name: "block_header",

@@ -292,11 +292,12 @@ public final class ArbiterService: Sendable {
                 checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
             var consumed = 0
+            let now = UInt64(Date().timeIntervalSince1970 * 1000)  // the block's time, if this opens one
             for (submission, result) in zip(backlog, checked) {
                 if ledger.pending.count >= rules.maxTransactions { break }
                 consumed += 1
                 if blockDeadline == nil { blockDeadline = .now() + rules.maxDelay }
-                switch result.flatMap({ verified in ledger.apply(verified).map { _ in verified.hash } }) {
+                switch result.flatMap({ verified in ledger.apply(verified, time: now).map { _ in verified.hash } }) {
                 case .success(let hash):
                     outcomes.append(Outcome(reply: submission.reply, hash: hash, index: ledger.pending.count - 1))
                 case .failure(let rejection):
@@ -330,7 +331,7 @@ public final class ArbiterService: Sendable {
         var block: Block?
         var changes: [(key: StateKey, row: [UInt8]?)] = []
         if !ledger.pending.isEmpty {
-            block = ledger.sealBlock(time: UInt64(Date().timeIntervalSince1970 * 1000), arbiter: arbiterKey)
+            block = ledger.sealBlock(arbiter: arbiterKey)
             changes = ledger.takeStateChanges()
         }
         let sealed = block.map { (block: $0, changes: changes) }

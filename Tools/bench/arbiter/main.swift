@@ -64,9 +64,11 @@ func fundedChain(_ name: String) throws -> (Ledger, LedgerStore, Genesis) {
         let mint = try Transaction(
             signedBy: issuer, chainID: genesis.chainID, sequence: UInt64(sequence),
             operation: .mint(token: 0, to: account.publicKey, amount: 1_000_000_000))
-        guard case .success = ledger.apply(try mint.verified(chainID: genesis.chainID)) else { fatalError("mint") }
+        guard case .success = ledger.apply(try mint.verified(chainID: genesis.chainID), time: 1) else {
+            fatalError("mint")
+        }
     }
-    try store.commit(ledger.sealBlock(time: 1, arbiter: arbiter), changes: ledger.takeStateChanges())
+    try store.commit(ledger.sealBlock(arbiter: arbiter), changes: ledger.takeStateChanges())
     return (ledger, store, genesis)
 }
 
@@ -177,9 +179,9 @@ func stageCosts() throws {
     let verify = try microseconds {
         verified = try encoded.map { try Transaction(decoding: $0).verified(chainID: genesis.chainID) }
     }
-    let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction) } }
+    let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction, time: 2) } }
     var block: Block!
-    let seal = microseconds { block = ledger.sealBlock(time: 2, arbiter: arbiter) }
+    let seal = microseconds { block = ledger.sealBlock(arbiter: arbiter) }
     let changes = ledger.takeStateChanges()
     let commit = try microseconds { try store.commit(block, changes: changes) }
     print(

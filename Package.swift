@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "RWACrypto", dependencies: ["CSodium"]),
         .target(
             name: "RWAWire",
-            dependencies: ["RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RWACrypto", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(name: "RWAMarket"),
         .target(
@@ -43,17 +43,27 @@ let package = Package(
         .target(
             name: "RWANode",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore",
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(
+            name: "RWACommandLine",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         .executableTarget(
             name: "rwa-arbiter",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode", "RWACommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -83,7 +93,22 @@ let package = Package(
         ),
         .executableTarget(
             name: "rwa-amm",
-            dependencies: ["RWAMarket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "RWAMarket", "RWACrypto", "RWAWire", "RWALedger", "RWANode", "RWACommandLine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "bench-amm",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            path: "Tools/bench/amm"
         ),
         .executableTarget(name: "bench-sim", dependencies: ["RWASim"], path: "Tools/bench/sim"),
         .executableTarget(
@@ -104,7 +129,7 @@ let package = Package(
         .testTarget(
             name: "RWAArbiterTests",
             dependencies: [
-                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport",
+                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -112,7 +137,7 @@ let package = Package(
         ),
         .testTarget(
             name: "RWAWireTests",
-            dependencies: ["RWAWire", "RWACrypto", "RWATestSupport", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["RWAWire", "RWACrypto", "RWATestSupport", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "RWANodeTests",

@@ -113,6 +113,31 @@ public struct Ledger: Sendable {
         try applyTransactions(of: block, verified: verified)
     }
 
+    /// Replays a block as a follower that trusts the arbiter (the exchange): the header must follow
+    /// the tip and carry the arbiter's signature, and its transactions root commits to every
+    /// transaction, so their signatures are not checked again. `observe` sees each transaction
+    /// after it applies, with what it moved in a pool.
+    public mutating func follow(
+        _ block: Block, observe: (_ index: Int, _ transaction: Transaction, _ fill: PoolFill?) -> Void
+    ) throws(ReplayError) {
+        try checkHeader(of: block)
+        var verified: [VerifiedTransaction] = []
+        verified.reserveCapacity(block.transactions.count)
+        for (index, committed) in block.transactions.enumerated() {
+            do {
+                let transaction = try Transaction(decoding: committed.bytes)
+                guard transaction.chainID == chainID else { throw Rejection(.wrongChainID, "another chain's") }
+                verified.append(
+                    VerifiedTransaction(transaction: transaction, bytes: committed.bytes, hash: committed.hash))
+            } catch {
+                throw .init(height: block.header.height, "transaction \(index): \(error)")
+            }
+        }
+        try applyTransactions(of: block, verified: verified) { index, fill in
+            observe(index, verified[index].transaction, fill)
+        }
+    }
+
     private func checkHeader(of block: Block) throws(ReplayError) {
         let header = block.header
         guard header.height == height + 1 else { throw .init(height: header.height, "height follows \(height)") }
@@ -131,10 +156,13 @@ public struct Ledger: Sendable {
         }
     }
 
-    private mutating func applyTransactions(of block: Block, verified: [VerifiedTransaction]) throws(ReplayError) {
+    private mutating func applyTransactions(
+        of block: Block, verified: [VerifiedTransaction], observe: (Int, PoolFill?) -> Void = { _, _ in }
+    ) throws(ReplayError) {
         precondition(pending.isEmpty, "replay runs on a ledger with nothing pending")
         for (index, committed) in block.transactions.enumerated() {
             try replayVerified(verified[index], committed: committed, header: block.header, index: index)
+            observe(index, lastFill)
         }
         advance(to: block.header)
     }

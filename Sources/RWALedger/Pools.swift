@@ -12,7 +12,7 @@ public enum TradeSide: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     public var description: String { self == .buy ? "buy" : "sell" }
 
     /// The pool's orientation: token 0 is the licence token, token 1 the stablecoin.
-    var direction: Pool.Direction { self == .buy ? .oneForZero : .zeroForOne }
+    public var direction: Pool.Direction { self == .buy ? .oneForZero : .zeroForOne }
 
     init(decoding buffer: inout ByteBuffer) throws(WireError) {
         let raw: UInt8 = try buffer.readInteger(field: "operation.side")

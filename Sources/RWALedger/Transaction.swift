@@ -130,7 +130,8 @@ public enum LedgerOperation: Equatable, Sendable {
         }
     }
 
-    var tag: UInt8 {
+    /// The operation's wire number.
+    public var tag: UInt8 {
         switch self {
         case .transfer: return 0x01
         case .mint: return 0x02

@@ -133,3 +133,49 @@ public struct FeatureBits: Hashable, Sendable {
         bits.filter { $0 % 2 == 0 && !known.contains($0) }.sorted()
     }
 }
+
+extension ByteBuffer {
+    /// Reads a `u8 count` followed by that many items, refusing more than `maximum`.
+    public mutating func readList<T>(
+        field: String, maximum: Int, _ readItem: (inout ByteBuffer) throws(WireError) -> T
+    ) throws(WireError) -> [T] {
+        let count = Int(try readInteger(field: "\(field) count", as: UInt8.self))
+        guard count <= maximum else { throw .lengthAboveMaximum(field: field, length: count, maximum: maximum) }
+        var items: [T] = []
+        items.reserveCapacity(count)
+        for _ in 0..<count { items.append(try readItem(&self)) }
+        return items
+    }
+
+    public mutating func writeList<T>(_ items: [T], maximum: Int, _ writeItem: (inout ByteBuffer, T) -> Void) {
+        precondition(items.count <= maximum, "encoding a list above its declared maximum is a caller bug")
+        writeInteger(UInt8(items.count))
+        for item in items { writeItem(&self, item) }
+    }
+
+    /// A list of `u16` values that must be strictly increasing: one set, one encoding.
+    public mutating func readSortedUInt16Set(field: String, maximum: Int) throws(WireError) -> [UInt16] {
+        let values = try readList(field: field, maximum: maximum) { (buffer) throws(WireError) -> UInt16 in
+            try buffer.readInteger(field: field)
+        }
+        for index in values.indices.dropFirst() where values[index - 1] >= values[index] {
+            throw .nonCanonical(field: field, reason: "values must be strictly increasing")
+        }
+        return values
+    }
+
+    public mutating func writeSortedUInt16Set(_ values: [UInt16], maximum: Int) {
+        writeList(values.sorted(), maximum: maximum) { $0.writeInteger($1, endianness: .big) }
+    }
+
+    public mutating func readOptional<T>(
+        field: String, _ readItem: (inout ByteBuffer) throws(WireError) -> T
+    ) throws(WireError) -> T? {
+        try readBool(field: "\(field) present") ? try readItem(&self) : nil
+    }
+
+    public mutating func writeOptional<T>(_ value: T?, _ writeItem: (inout ByteBuffer, T) -> Void) {
+        writeBool(value != nil)
+        if let value { writeItem(&self, value) }
+    }
+}

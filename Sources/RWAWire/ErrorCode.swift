@@ -55,6 +55,11 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let priceLimit = ErrorCode(rawValue: 0x011B)
     public static let insufficientLiquidity = ErrorCode(rawValue: 0x011C)
     // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
+    /// The exchange was sent a transaction that is not an order (`add_liquidity`,
+    /// `remove_liquidity`, `swap_exact_in` or `swap_exact_out`).
+    public static let notAnOrder = ErrorCode(rawValue: 0x0301)
+    /// The exchange cannot reach the arbiter, or the order's outcome is unknown to it.
+    public static let exchangeUnavailable = ErrorCode(rawValue: 0x0302)
 
     public var name: String {
         switch self {
@@ -101,6 +106,8 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case .deadlinePassed: return "deadline_passed"
         case .priceLimit: return "price_limit"
         case .insufficientLiquidity: return "insufficient_liquidity"
+        case .notAnOrder: return "not_an_order"
+        case .exchangeUnavailable: return "exchange_unavailable"
         default:
             let digits = String(rawValue, radix: 16)
             return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits

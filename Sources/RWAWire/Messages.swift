@@ -273,6 +273,8 @@ public enum Message: Equatable, Sendable {
     case signedNote(SignedNote)
     /// Requests to the arbiter, its answers and its events (types 0x0100–0x03FF).
     case arbiter(ArbiterMessage)
+    /// Requests to the exchange peer and its answers (types 0x0600–0x07FF).
+    case exchange(ExchangeMessage)
     /// An odd type this implementation does not know: decoded only so it can be ignored.
     case ignored(MessageType)
 
@@ -287,6 +289,7 @@ public enum Message: Equatable, Sendable {
         case .pong: return .pong
         case .signedNote: return .signedNote
         case .arbiter(let message): return message.type
+        case .exchange(let message): return message.type
         case .ignored(let type): return type
         }
     }
@@ -309,6 +312,10 @@ public enum Message: Equatable, Sendable {
         default:
             if let arbiter = try ArbiterMessage.decode(type: type, body: &reader) {
                 message = .arbiter(arbiter)
+                break
+            }
+            if let exchange = try ExchangeMessage.decode(type: type, body: &reader) {
+                message = .exchange(exchange)
                 break
             }
             guard !type.isRequired else { throw .unknownRequiredType(type.rawValue) }
@@ -341,6 +348,7 @@ public enum Message: Equatable, Sendable {
         case .pong(let m): m.encode(into: &buffer)
         case .signedNote(let m): m.encode(into: &buffer)
         case .arbiter(let m): m.encode(into: &buffer)
+        case .exchange(let m): m.encode(into: &buffer)
         case .ignored: preconditionFailure("an ignored message has no body to send")
         }
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWAStore

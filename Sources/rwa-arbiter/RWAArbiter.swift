@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWANode
@@ -31,59 +32,6 @@ struct RWAArbiter: AsyncParsableCommand {
             ClaimCommand.self,
             StablecoinCommand.self, TransferCommand.self, ResourceCommand.self, TokenCommand.self,
         ])
-}
-
-/// Where a chain lives: `--dir` holds `chain.sqlite`, `genesis.bin` and the keys `init` made.
-struct ChainOptions: ParsableArguments {
-    @Option(help: "Chain directory made by `rwa-arbiter init`.")
-    var dir: String = "chain"
-
-    @Option(help: "Chain database (default: <dir>/chain.sqlite).")
-    var db: String?
-
-    var databasePath: String { db ?? dir + "/chain.sqlite" }
-    var genesisPath: String { dir + "/genesis.bin" }
-
-    func genesis() throws -> Genesis {
-        if FileManager.default.fileExists(atPath: genesisPath) {
-            guard let data = FileManager.default.contents(atPath: genesisPath) else {
-                throw CLIError("cannot read \(genesisPath)")
-            }
-            return try Genesis(decoding: [UInt8](data))
-        }
-        return try LedgerStore.open(path: databasePath, readonly: true).genesis()
-    }
-}
-
-struct CLIError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
-}
-
-extension TransportKind: ExpressibleByArgument {}
-extension Logger.Level: @retroactive ExpressibleByArgument {}
-
-/// Writes a whole line to stdout at once, so a script reading it sees it immediately.
-func emit(_ line: String) {
-    FileHandle.standardOutput.write(Data((line + "\n").utf8))
-}
-
-func readKey(_ path: String) throws -> SigningKeyPair {
-    do { return try KeyFile.read(from: path) } catch { throw CLIError("key file \(path): \(error)") }
-}
-
-func parseAccount(_ text: String, _ name: String) throws -> AccountID {
-    guard let bytes = [UInt8](hex: text), let key = try? SigningPublicKey(validating: bytes) else {
-        throw ValidationError("\(name) must be a 64-hex-digit Ed25519 public key, not '\(text)'")
-    }
-    return key
-}
-
-func parseAmount(_ text: String, _ name: String) throws -> UInt128 {
-    guard let value = UInt128(text) else {
-        throw ValidationError("\(name) must be a decimal integer of base units below 2^128, not '\(text)'")
-    }
-    return value
 }
 
 struct Init: ParsableCommand {

@@ -1,48 +1,8 @@
 import Foundation
+import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWAWire
-
-/// A small JSON writer with sorted keys, so the output of `--json` is stable byte for byte.
-/// Amounts (`UInt128`) are written as decimal strings: JSON numbers lose precision above 2^53.
-enum JSON {
-    static func render(_ value: Any) -> String {
-        switch value {
-        case let dictionary as [String: Any]:
-            let members = dictionary.keys.sorted().map { "\(quote($0)):\(render(dictionary[$0]!))" }
-            return "{" + members.joined(separator: ",") + "}"
-        case let array as [Any]:
-            return "[" + array.map(render).joined(separator: ",") + "]"
-        case let text as String: return quote(text)
-        case let flag as Bool: return flag ? "true" : "false"
-        case let amount as UInt128: return quote(String(amount))
-        case let number as UInt64: return String(number)
-        case let number as UInt32: return String(number)
-        case let number as UInt16: return String(number)
-        case let number as UInt8: return String(number)
-        case let number as Int: return String(number)
-        case let number as Double: return String(format: "%.6f", number)
-        case Optional<Any>.none: return "null"
-        default: return quote("\(value)")
-        }
-    }
-
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let c where c.value < 0x20: out += String(format: "\\u%04x", c.value)
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
-    }
-}
 
 /// Each ledger record as a JSON-ready dictionary; the readable text form is derived from it.
 enum Describe {

@@ -2,35 +2,11 @@ import ArgumentParser
 import Foundation
 import NIOCore
 import NIOPosix
+import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWANode
 import RWAWire
-
-/// Where the arbiter is and which chain it must serve: what every command that talks to it needs.
-struct ConnectionOptions: ParsableArguments {
-    @OptionGroup var chain: ChainOptions
-
-    @Option(help: "Arbiter address, host:port.")
-    var arbiter = "127.0.0.1:7700"
-
-    @Option(help: "Transport: tcp or udp.")
-    var transport: TransportKind = .tcp
-
-    /// A session with the arbiter, which must prove the key the genesis names.
-    func connect(as identity: SigningKeyPair) async throws -> ArbiterClient {
-        let genesis = try chain.genesis()
-        let parts = arbiter.split(separator: ":")
-        guard parts.count == 2, let port = Int(parts[1]) else { throw ValidationError("--arbiter must be host:port") }
-        do {
-            return try await ArbiterClient.connect(
-                host: String(parts[0]), port: port, transport: transport, identity: identity,
-                chainID: genesis.chainID, arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
-        } catch {
-            throw CLIError("cannot reach the arbiter at \(arbiter): \(error)")
-        }
-    }
-}
 
 /// What every submitting subcommand needs: the arbiter and the signer's key.
 struct SubmitOptions: ParsableArguments {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import NIOPosix
+import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWANode

@@ -62,7 +62,30 @@ final class LedgerVectorTests: XCTestCase {
             "recover_wallet", regulator,
             .recoverWallet(token: 1, lost: alice.publicKey, replacement: spare.publicKey)
         ),
+        ("set_paused_off", regulator, .setPaused(token: 1, paused: false)),
+        ("create_pool", regulator, .createPool(token: 1, country: 826)),
+        ("mint_spare", issuer, .mint(token: 0, to: spare.publicKey, amount: 1_000_000)),
+        (
+            "add_liquidity", spare,
+            .addLiquidity(
+                token: 1, licenceDesired: 10_000_000, stablecoinDesired: 500_000, licenceMinimum: 0,
+                stablecoinMinimum: 0, deadline: deadline)
+        ),
+        (
+            "swap_exact_in", alice,
+            .swapExactIn(token: 1, side: .buy, amountIn: 100_000, minimumOut: 1, deadline: deadline)
+        ),
+        (
+            "swap_exact_out", bob,
+            .swapExactOut(token: 1, side: .sell, amountOut: 10_000, maximumIn: 1_000_000, deadline: deadline)
+        ),
+        (
+            "remove_liquidity", spare,
+            .removeLiquidity(token: 1, shares: 1_000_000, licenceMinimum: 0, stablecoinMinimum: 0, deadline: deadline)
+        ),
     ]
+    /// Orders' deadline: a minute and a half after the block's time.
+    static let deadline: UInt64 = 1_767_225_700_000
 
     func built() throws -> VectorFile {
         var valid: [VectorFile.Valid] = []
@@ -117,7 +140,9 @@ final class LedgerVectorTests: XCTestCase {
         let keys: [(String, StateKey)] = [
             ("counters", .counters), ("account_alice", .account(Self.alice.publicKey)), ("identity_1", .identity(1)),
             ("token_0", .token(0)), ("token_1", .token(1)), ("holding_1_bob", .holding(1, Self.bob.publicKey)),
-            ("resource_1", .resource(1)),
+            ("resource_1", .resource(1)), ("pool_1", .pool(1)),
+            ("token_share_1", .token(PoolRecord.shareToken(for: 1))),
+            ("holding_share_1_spare", .holding(PoolRecord.shareToken(for: 1), Self.spare.publicKey)),
         ]
         for (name, key) in keys {
             valid.append(.init(name: "state_key_\(name)", description: "\(key)", hex: key.bytes.hexString))

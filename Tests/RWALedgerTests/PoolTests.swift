@@ -1,5 +1,6 @@
 import RWACrypto
 import RWAMarket
+import RWATestSupport
 import RWAWire
 import XCTest
 
@@ -364,18 +365,5 @@ final class LedgerPoolInvariantTests: XCTestCase {
         XCTAssertEqual(market.pool.market.totalShares, ConstantProduct.minimumLiquidity)
         XCTAssertGreaterThan(market.pool.licenceReserve, 0)
         XCTAssertGreaterThan(market.pool.stablecoinReserve, 0)
-    }
-}
-
-/// SplitMix64: a seeded generator, so a failing run can be repeated.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -5,6 +5,7 @@
 import Foundation
 import NIOCore
 import RWACrypto
+import RWAMarket
 import RWATestSupport
 import XCTest
 
@@ -147,6 +148,73 @@ enum Fixtures {
                 .transactionCommitted(
                     CommittedTransactionInfo(height: 3, index: 0, createdID: 0, transaction: [0xde, 0xad])))
         ),
+        (
+            "exchange_quote", "request 20: buy licence units of token 1 with exactly 1,000,000 stablecoin units",
+            .exchange(.quote(requestID: 20, token: 1, side: 1, exactOutput: false, amount: 1_000_000))
+        ),
+        (
+            "exchange_get_market", "request 21: token 1, an hour's average, depth for two sizes",
+            .exchange(.getMarket(requestID: 21, token: 1, twapSeconds: 3600, sizes: [1_000_000, 10_000_000]))
+        ),
+        (
+            "exchange_get_trades", "request 22: the last 10 trades of token 1",
+            .exchange(.getTrades(requestID: 22, token: 1, limit: 10))
+        ),
+        (
+            "exchange_submit_order", "request 23 with 4 placeholder transaction bytes",
+            .exchange(.submitOrder(requestID: 23, transaction: [0xde, 0xad, 0xbe, 0xef]))
+        ),
+        (
+            "exchange_quote_answer",
+            "at height 9: 1,000,000 in, 9,871 out; nothing expected (no liquidity after 2 in flight)",
+            .exchange(
+                .quoteAnswer(
+                    requestID: 20, height: 9, confirmed: SwapAmounts(amountIn: 1_000_000, amountOut: 9_871),
+                    expected: nil, ordersInFlight: 2))
+        ),
+        (
+            "exchange_market_answer",
+            "height 9: reserves, an average price of exactly 100 (100 << 112), one depth level",
+            .exchange(
+                .marketAnswer(
+                    requestID: 21,
+                    market: MarketData(
+                        height: 9, time: 1_767_225_601_000, licenceReserve: 40_000_000,
+                        stablecoinReserve: 4_000_000_000, totalShares: 400_000_000, twapSeconds: 3600,
+                        twap: UInt256(high: 0, low: 100).shiftedLeft(by: 112),
+                        depth: [DepthLevel(size: 1_000_000, buyCost: 102_871_331, sellProceeds: 97_319_773)])))
+        ),
+        (
+            "exchange_trades_answer", "one trade: block 9 index 0, a buy by the initiator",
+            .exchange(
+                .tradesAnswer(
+                    requestID: 22,
+                    trades: [
+                        TradeRecord(
+                            height: 9, index: 0, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)),
+                            trader: initiator.publicKey, side: 1, amountIn: 1_000_000, amountOut: 9_871)
+                    ]))
+        ),
+        (
+            "exchange_order_filled", "swap_exact_in (0x33) in block 9 at index 0",
+            .exchange(
+                .orderFilled(
+                    requestID: 23,
+                    fill: OrderFill(
+                        hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)), height: 9, index: 0,
+                        operation: 0x33, licence: 9_871, stablecoin: 1_000_000, shares: 0)))
+        ),
+        (
+            "exchange_order_rejected", "price_limit (0x011B)",
+            .exchange(
+                .orderRejected(
+                    requestID: 23, hash: try! Digest32(bytes: [UInt8](repeating: 0x22, count: 32)), code: .priceLimit,
+                    reason: "the pool gives 9871, below the minimum out 10000"))
+        ),
+        (
+            "exchange_failed", "unknown_pool (0x0119)",
+            .exchange(.failed(requestID: 20, code: .unknownPool, reason: "no pool for token 9"))
+        ),
     ]
 
     /// Every invalid vector: name, description, frame bytes, error class.
@@ -183,6 +251,21 @@ enum Fixtures {
             ("error_bad_utf8", "error whose text is not UTF-8", badUTF8, "invalid_value"),
             (
                 "ping_padding_too_long", "ping with 1025 bytes of padding (maximum 1024)", pingTooLong,
+                "length_above_maximum"
+            ),
+            (
+                "exchange_quote_side_3", "exchange_quote whose side is 3 (1 buy, 2 sell)",
+                {
+                    var frame = Message.exchange(
+                        .quote(requestID: 20, token: 1, side: 1, exactOutput: false, amount: 1)
+                    ).frameBytes()
+                    frame[2 + 8 + 8] = 3
+                    return frame
+                }(), "invalid_value"
+            ),
+            (
+                "exchange_get_trades_limit_11", "exchange_get_trades asking for 11 trades (at most 10)",
+                Message.exchange(.getTrades(requestID: 22, token: 1, limit: 10)).frameBytes().dropLast() + [11],
                 "length_above_maximum"
             ),
             (

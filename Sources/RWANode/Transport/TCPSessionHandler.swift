@@ -146,7 +146,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             fail(context: context, SessionError(report.code, report.text, fromPeer: true))
         case .hello, .helloReply, .helloFinish:
             fail(context: context, SessionError(.unexpectedMessage, "\(message.type) after the handshake"))
-        case .signedNote, .arbiter:
+        case .signedNote, .arbiter, .exchange:
             guard let inbox else { return }
             if !inbox.push(message) { inboxFull = true }
         }

@@ -457,7 +457,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             throw SessionError(report.code, report.text, fromPeer: true)
         case .hello, .helloReply, .helloFinish:
             throw SessionError(.unexpectedMessage, "\(message.type) after the handshake")
-        case .signedNote, .arbiter:
+        case .signedNote, .arbiter, .exchange:
             peer.inbox?.push(message)
         }
     }

@@ -1,0 +1,129 @@
+import Logging
+import NIOCore
+import RWACrypto
+import RWALedger
+import RWAWire
+
+/// A quote: against the confirmed reserves, and after the orders the exchange has in flight.
+public struct ExchangeQuote: Sendable, Equatable {
+    public var height: UInt64
+    public var confirmed: SwapAmounts?
+    public var expected: SwapAmounts?
+    public var ordersInFlight: UInt32
+}
+
+/// A trader's session with the exchange peer: quotes, market data, and orders that come back
+/// filled or rejected. Requests may be pipelined; answers are matched by request id.
+public final class ExchangeClient: Sendable {
+    public let session: PeerSession
+    private let state: NIOLoopBoundBox<State>
+
+    private struct State {
+        var nextRequestID: UInt64 = 1
+        var waiting: [UInt64: EventLoopPromise<ExchangeMessage>] = [:]
+        var ended: SessionError?
+    }
+
+    /// Wraps an established session with the exchange. Takes over the session's inbox.
+    public init(session: PeerSession) async {
+        self.session = session
+        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: session.eventLoop)
+        let state = self.state
+        try? await session.eventLoop.submit {
+            session.inbox.consumeOnEventLoop { event in
+                switch event {
+                case .message(.exchange(let message)):
+                    state.value.waiting.removeValue(forKey: message.requestID)?.succeed(message)
+                case .message:
+                    return
+                case .finished(let error):
+                    let failure = error ?? SessionError(.closed, "the exchange closed the session", fromPeer: true)
+                    state.value.ended = failure
+                    for promise in state.value.waiting.values { promise.fail(failure) }
+                    state.value.waiting.removeAll()
+                }
+            }
+        }.get()
+    }
+
+    /// Dials the exchange (whose key, if given, the handshake must prove).
+    public static func connect(
+        host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
+        exchange: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.trader")
+    ) async throws -> ExchangeClient {
+        var configuration = SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: exchange))
+        configuration.inboxCapacity = 4096
+        let session = try await transport.dial(
+            host: host, port: port, configuration: configuration, group: group, logger: logger)
+        return await ExchangeClient(session: session)
+    }
+
+    public func close() async { await session.close() }
+
+    private func request(_ build: @escaping @Sendable (UInt64) -> ExchangeMessage) -> EventLoopFuture<ExchangeMessage> {
+        let state = state
+        let session = session
+        @Sendable func send() -> EventLoopFuture<ExchangeMessage> {
+            if let ended = state.value.ended { return session.eventLoop.makeFailedFuture(ended) }
+            let id = state.value.nextRequestID
+            state.value.nextRequestID += 1
+            let promise = session.eventLoop.makePromise(of: ExchangeMessage.self)
+            state.value.waiting[id] = promise
+            session.sendPipelined(.exchange(build(id))).whenFailure { error in
+                state.value.waiting.removeValue(forKey: id)?.fail(error)
+            }
+            return promise.futureResult
+        }
+        return session.eventLoop.inEventLoop ? send() : session.eventLoop.flatSubmit(send)
+    }
+
+    private static func unexpected(_ answer: ExchangeMessage, _ what: String) -> Error {
+        if case .failed(_, let code, let reason) = answer { return Rejection(code, reason) }
+        return Rejection(.unexpectedMessage, "\(answer.type) answers \(what)")
+    }
+
+    public func quote(token: TokenID, side: TradeSide, exactOutput: Bool, amount: UInt128) async throws
+        -> ExchangeQuote
+    {
+        let answer = try await request {
+            .quote(requestID: $0, token: token, side: side.rawValue, exactOutput: exactOutput, amount: amount)
+        }.get()
+        guard case .quoteAnswer(_, let height, let confirmed, let expected, let inFlight) = answer else {
+            throw Self.unexpected(answer, "a quote")
+        }
+        return ExchangeQuote(height: height, confirmed: confirmed, expected: expected, ordersInFlight: inFlight)
+    }
+
+    public func market(token: TokenID, twapSeconds: UInt32 = 0, sizes: [UInt128] = []) async throws -> MarketData {
+        let answer = try await request {
+            .getMarket(requestID: $0, token: token, twapSeconds: twapSeconds, sizes: sizes)
+        }.get()
+        guard case .marketAnswer(_, let market) = answer else { throw Self.unexpected(answer, "get_market") }
+        return market
+    }
+
+    public func trades(token: TokenID, limit: Int = WireLimits.tradesPerAnswerMax) async throws -> [TradeRecord] {
+        let limit = UInt8(min(limit, WireLimits.tradesPerAnswerMax))
+        let answer = try await request { .getTrades(requestID: $0, token: token, limit: limit) }.get()
+        guard case .tradesAnswer(_, let trades) = answer else { throw Self.unexpected(answer, "get_trades") }
+        return trades
+    }
+
+    /// Sends a signed order; the future succeeds with its fill once its block is durable, and
+    /// fails with the ledger's (or the exchange's) `Rejection`, or the session's error.
+    public func submitPipelined(_ transaction: Transaction) -> EventLoopFuture<OrderFill> {
+        let bytes = transaction.encoded
+        return request { .submitOrder(requestID: $0, transaction: bytes) }.flatMapThrowing { answer in
+            switch answer {
+            case .orderFilled(_, let fill): return fill
+            case .orderRejected(_, _, let code, let reason): throw Rejection(code, reason)
+            default: throw Self.unexpected(answer, "an order")
+            }
+        }
+    }
+
+    public func submit(_ transaction: Transaction) async throws -> OrderFill {
+        try await submitPipelined(transaction).get()
+    }
+}

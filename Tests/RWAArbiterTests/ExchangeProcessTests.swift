@@ -1,0 +1,297 @@
+// Goal: purchase mode with real processes. `rwa-arbiter run` and `rwa-amm run` on loopback; the
+// regulator opens a licence's pool and its owner seeds it through the CLI; then 20 traders, half
+// over TCP and half over UDP, send signed swap orders to the exchange at once, some with limits
+// or deadlines that must fail. Afterwards every fill the exchange reported is checked, to the
+// base unit, against a replay of the committed orders through `RWAMarket` alone, every balance
+// against the fills, and the chain against `rwa-arbiter verify`.
+import Foundation
+import NIOCore
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWAMarket
+import RWANode
+import RWATestSupport
+import RWAWire
+import XCTest
+
+final class AMMProcess: ToolProcess {
+    init(_ arguments: [String]) throws { try super.init(tool: "rwa-amm", arguments) }
+
+    static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> (
+        status: Int32?, output: [String], errors: [String]
+    ) {
+        let process = try AMMProcess(arguments)
+        let status = process.waitForExit(timeout: timeout)
+        var output: [String] = []
+        while let line = process.nextLine(timeout: 0.2) { output.append(line) }
+        var errors: [String] = []
+        while let line = process.nextErrorLine(timeout: 0.2) { errors.append(line) }
+        return (status, output, errors)
+    }
+
+    static func json(_ result: (status: Int32?, output: [String], errors: [String])) throws -> [String: Any] {
+        XCTAssertEqual(result.status, 0, result.errors.joined(separator: "\n"))
+        return try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(result.output.joined().utf8)) as? [String: Any],
+            result.output.joined())
+    }
+}
+
+final class ExchangeProcessTests: XCTestCase {
+    static let traderCount = 20
+    static let ordersPerTrader = 12
+    static let seedLicence: UInt128 = 40_000_000
+    static let seedStablecoin: UInt128 = 4_000_000_000
+
+    /// One order a trader sent and what the exchange said.
+    struct Sent: Sendable {
+        var transaction: Transaction
+        var fill: OrderFill?
+        var rejection: Rejection?
+    }
+
+    func testTwentyTradersThroughTheExchangeFillExactlyAsTheMarketMathReplays() async throws {
+        let scratch = try Scratch()
+        let dir = scratch.directory.appendingPathComponent("chain").path
+        XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", dir]).status, 0)
+        let arbiter = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--no-udp"])
+        defer { arbiter.stop() }
+        _ = try XCTUnwrap(arbiter.nextLine(timeout: 30), "arbiter did not start")
+        let arbiterPort = Int(try XCTUnwrap(arbiter.nextLine(timeout: 30)).split(separator: " ")[3])!
+        let genesis = try Genesis(decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
+        let chainID = genesis.chainID
+        let group = MultiThreadedEventLoopGroup.singleton
+
+        // Identities, the licence, stablecoin and slices for everyone, pipelined in-process.
+        let regulator = try KeyFile.read(from: "\(dir)/regulator.key")
+        let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
+        let owner = try scratch.key("owner")
+        let traders = try (0..<Self.traderCount).map { try scratch.key("trader\($0)") }
+        let outsider = try scratch.key("outsider")  // a wallet in a country the licence does not allow
+        let admin = try await ArbiterClient.connect(
+            host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: chainID, arbiter: genesis.arbiter,
+            group: group)
+        var sequences: [AccountID: UInt64] = [:]
+        func signed(_ signer: SigningKeyPair, _ operation: LedgerOperation) throws -> Transaction {
+            let sequence = sequences[signer.publicKey, default: 0]
+            sequences[signer.publicKey] = sequence + 1
+            return try Transaction(signedBy: signer, chainID: chainID, sequence: sequence, operation: operation)
+        }
+        var setup: [Transaction] = []
+        for (index, wallet) in ([owner] + traders + [outsider]).enumerated() {
+            let country: CountryCode = wallet.path == outsider.path ? 250 : 826
+            setup.append(try signed(regulator, .registerIdentity(account: wallet.pair.publicKey, country: country)))
+            setup.append(try signed(regulator, .addClaim(identity: UInt64(index + 1), topic: ClaimTopic.kyc)))
+        }
+        setup.append(
+            try signed(
+                regulator,
+                .registerResource(
+                    ResourceRegistration(
+                        kind: .radioSpectrum, owner: owner.pair.publicKey, name: "n78 Leeds", metadata: "",
+                        valuation: 5_000_000_000,
+                        spectrum: SpectrumLicence(
+                            centreHz: 3_500_000_000, widthHz: 10_000_000, country: 826, region: "Leeds",
+                            validFrom: 1_767_225_600, validUntil: 1_924_992_000),
+                        compliance: ComplianceRules(allowedCountries: [826, 372])))))
+        for wallet in [owner] + traders + [outsider] {
+            setup.append(try signed(issuer, .mint(token: 0, to: wallet.pair.publicKey, amount: 10_000_000_000)))
+        }
+        for trader in traders {
+            setup.append(try signed(owner.pair, .transfer(token: 1, to: trader.pair.publicKey, amount: 2_000_000)))
+        }
+        for future in setup.map({ admin.submitPipelined($0) }) {
+            let receipt = try await future.get()
+            XCTAssertGreaterThan(receipt.height, 0)
+        }
+
+        // The pool, opened and seeded through the CLI.
+        let address = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
+        let created = try AMMProcess.json(
+            try AMMProcess.run(
+                ["pool", "create", "--key", "\(dir)/regulator.key"] + address + [
+                    "--token", "1", "--country", "826", "--json",
+                ]))
+        XCTAssertEqual(created["share_token"] as? String, "\(PoolRecord.shareToken(for: 1))")
+        let exchange = try AMMProcess(
+            ["run"] + address + [
+                "--key", scratch.directory.appendingPathComponent("amm.key").path, "--port", "0",
+                "--udp-port", "0",
+            ])
+        defer { exchange.stop() }
+        let following = try XCTUnwrap(exchange.nextLine(timeout: 30), "the exchange did not start")
+        XCTAssertTrue(following.hasPrefix("following "), following)
+        let tcpLine = try XCTUnwrap(exchange.nextLine(timeout: 30)).split(separator: " ")
+        let udpLine = try XCTUnwrap(exchange.nextLine(timeout: 30)).split(separator: " ")
+        XCTAssertEqual([tcpLine[1], udpLine[1]], ["tcp", "udp"])
+        let (tcpPort, udpPort) = (Int(tcpLine[3])!, Int(udpLine[3])!)
+        let exchangeKey = try SigningPublicKey(bytes: [UInt8](hex: String(tcpLine[4]))!)
+        let at = address + ["--amm", "127.0.0.1:\(tcpPort)"]
+        let seeded = try AMMProcess.json(
+            try AMMProcess.run(
+                ["add-liquidity", "--key", owner.path] + at + [
+                    "--token", "1", "--licence", "\(Self.seedLicence)", "--stablecoin", "\(Self.seedStablecoin)",
+                    "--json",
+                ]))
+        XCTAssertEqual(seeded["licence"] as? String, "\(Self.seedLicence)")
+        let quoted = try AMMProcess.json(
+            try AMMProcess.run(["quote"] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000000", "--json"]))
+        XCTAssertEqual(
+            quoted["amount_out"] as? String,
+            "\(try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: Self.seedStablecoin, reserveOut: Self.seedLicence))"
+        )
+        // Compliance holds through the exchange: the outsider's buy is refused, and the CLI says why.
+        let refused = try AMMProcess.run(
+            ["swap", "--key", outsider.path] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000", "--json"])
+        XCTAssertEqual(refused.status, 1)
+        XCTAssertTrue(refused.output.joined().contains("country_not_allowed"), refused.output.joined())
+
+        // Twenty traders at once, each with its own session, orders one after another.
+        let sent = try await withThrowingTaskGroup(of: [Sent].self) { tasks in
+            for (number, trader) in traders.enumerated() {
+                tasks.addTask {
+                    let client = try await ExchangeClient.connect(
+                        host: "127.0.0.1", port: number % 2 == 0 ? tcpPort : udpPort,
+                        transport: number % 2 == 0 ? .tcp : .udp, identity: trader.pair, chainID: chainID,
+                        exchange: exchangeKey, group: group)
+                    var random = SplitMix(seed: UInt64(number) &* 7919 &+ 1)
+                    var sequence: UInt64 = 0
+                    var orders: [Sent] = []
+                    for step in 0..<Self.ordersPerTrader {
+                        let side: TradeSide = random.next() % 2 == 0 ? .buy : .sell
+                        let exactOut = random.next() % 2 == 0
+                        let amount = UInt128(random.next() % (side == .buy ? 20_000_000 : 150_000)) + 1
+                        let impossible = random.next() % 6 == 0
+                        let deadline = step == 3 ? UInt64(1) : UInt64(Date().timeIntervalSince1970 * 1000) + 60_000
+                        let operation: LedgerOperation =
+                            exactOut
+                            ? .swapExactOut(
+                                token: 1, side: side, amountOut: side == .buy ? amount / 200 + 1 : amount * 50,
+                                maximumIn: impossible ? 1 : .max, deadline: deadline)
+                            : .swapExactIn(
+                                token: 1, side: side, amountIn: amount, minimumOut: impossible ? .max : 0,
+                                deadline: deadline)
+                        let transaction = try Transaction(
+                            signedBy: trader.pair, chainID: chainID, sequence: sequence, operation: operation)
+                        do {
+                            let fill = try await client.submit(transaction)
+                            orders.append(Sent(transaction: transaction, fill: fill))
+                            sequence += 1
+                        } catch let rejection as Rejection {
+                            orders.append(Sent(transaction: transaction, rejection: rejection))
+                        }
+                    }
+                    await client.close()
+                    return orders
+                }
+            }
+            var all: [Sent] = []
+            for try await orders in tasks { all += orders }
+            return all
+        }
+        XCTAssertEqual(sent.count, Self.traderCount * Self.ordersPerTrader)
+        let fills = sent.filter { $0.fill != nil }
+        let rejections = sent.compactMap(\.rejection)
+        XCTAssertGreaterThan(fills.count, Self.traderCount * Self.ordersPerTrader / 2, "\(rejections.prefix(5))")
+        XCTAssertTrue(rejections.contains { $0.code == .deadlinePassed }, "\(rejections.map(\.code.name))")
+        XCTAssertTrue(rejections.contains { $0.code == .priceLimit }, "\(rejections.map(\.code.name))")
+        XCTAssertTrue(
+            rejections.allSatisfy { [.deadlinePassed, .priceLimit, .insufficientBalance].contains($0.code) },
+            "\(rejections.map(\.description))")
+
+        // The chain, block by block, replayed through the market math alone.
+        let height = try await admin.status().height
+        var committed:
+            [(hash: Digest32, height: UInt64, index: UInt32, operation: LedgerOperation, signer: AccountID)] = []
+        var blocksSeen: UInt64 = 0
+        for try await block in admin.subscribe(from: 1) {
+            for (index, transaction) in block.transactions.enumerated() {
+                let decoded = try Transaction(decoding: transaction.bytes)
+                committed.append(
+                    (transaction.hash, block.header.height, UInt32(index), decoded.operation, decoded.signer))
+            }
+            blocksSeen = block.header.height
+            if blocksSeen == height { break }
+        }
+        var pool = Pool()
+        var delta: [AccountID: (licence: Int128, stablecoin: Int128)] = [:]
+        let reported = Dictionary(uniqueKeysWithValues: fills.map { ($0.transaction.hash, $0.fill!) })
+        var replayedSwaps = 0
+        for entry in committed {
+            switch entry.operation {
+            case .addLiquidity(_, let licence, let stablecoin, _, _, _):
+                XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
+                _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestamp: 0)
+            case .swapExactIn(_, let side, let amountIn, let minimumOut, _):
+                let out = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
+                let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
+                XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
+                XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, amountIn)
+                XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
+                record(&delta, entry.signer, side, paid: amountIn, received: out)
+                replayedSwaps += 1
+            case .swapExactOut(_, let side, let amountOut, let maximumIn, _):
+                let paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
+                let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
+                XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
+                XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
+                record(&delta, entry.signer, side, paid: paid, received: amountOut)
+                replayedSwaps += 1
+            default:
+                break
+            }
+        }
+        XCTAssertEqual(replayedSwaps, fills.count, "every reported fill is a committed swap, and only those")
+        // The ledger's reserves and every trader's balances agree with the replay.
+        guard case .pool(let record)? = try await admin.record(.pool(1)) else { return XCTFail("no pool") }
+        XCTAssertEqual([record.licenceReserve, record.stablecoinReserve], [pool.reserve0, pool.reserve1])
+        for trader in traders {
+            let change = delta[trader.pair.publicKey, default: (0, 0)]
+            let licence = try await admin.holding(token: 1, account: trader.pair.publicKey).balance
+            let stablecoin = try await admin.holding(token: 0, account: trader.pair.publicKey).balance
+            XCTAssertEqual(Int128(licence), 2_000_000 + change.licence)
+            XCTAssertEqual(Int128(stablecoin), 10_000_000_000 + change.stablecoin)
+        }
+        // Market data from the exchange matches too, and the trades it lists are the last ones.
+        let trader = try await ExchangeClient.connect(
+            host: "127.0.0.1", port: tcpPort, identity: owner.pair, chainID: chainID, exchange: exchangeKey,
+            group: group)
+        let market = try await trader.market(token: 1, twapSeconds: 3600, sizes: [1_000_000])
+        XCTAssertEqual([market.licenceReserve, market.stablecoinReserve], [pool.reserve0, pool.reserve1])
+        XCTAssertEqual(
+            market.depth.first?.sellProceeds,
+            try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: pool.reserve0, reserveOut: pool.reserve1))
+        let trades = try await trader.trades(token: 1)
+        let lastSwaps = committed.filter { $0.operation.name.hasPrefix("swap") }.suffix(trades.count).reversed()
+        XCTAssertEqual(trades.map(\.hash), lastSwaps.map(\.hash))
+        do {
+            _ = try await trader.quote(token: 9, side: .buy, exactOutput: false, amount: 1)
+            XCTFail("a quote for a pool that does not exist")
+        } catch let rejection as Rejection {
+            XCTAssertEqual(rejection.code, .unknownPool)
+        }
+        await trader.close()
+        await admin.close()
+
+        exchange.stop()
+        arbiter.stop()
+        let verified = try ArbiterProcess.run(["verify", "--dir", dir])
+        XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
+    }
+
+    private func record(
+        _ delta: inout [AccountID: (licence: Int128, stablecoin: Int128)], _ trader: AccountID, _ side: TradeSide,
+        paid: UInt128, received: UInt128
+    ) {
+        var change = delta[trader, default: (0, 0)]
+        if side == .buy {
+            change.stablecoin -= Int128(paid)
+            change.licence += Int128(received)
+        } else {
+            change.licence -= Int128(paid)
+            change.stablecoin += Int128(received)
+        }
+        delta[trader] = change
+    }
+}

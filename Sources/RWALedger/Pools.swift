@@ -25,8 +25,8 @@ public enum TradeSide: UInt8, Sendable, CaseIterable, CustomStringConvertible {
 
 /// A constant-product pool of one licence token against the stablecoin (proto/README.md,
 /// "Pools"). Its tokens sit in `account`, a key derived from the chain and the token that nobody
-/// can sign for; the ledger moves them only through pool operations, so the holdings of that
-/// account always equal the reserves.
+/// can sign for; once the pool exists the ledger moves them only through pool operations, so the
+/// holdings of that account equal the reserves (plus whatever was sent to the address before).
 public struct PoolRecord: Equatable, Sendable {
     /// The licence token (the pool's token 0); the stablecoin, token 0 of the chain, is token 1.
     public var token: TokenID
@@ -158,8 +158,11 @@ extension Ledger {
         try validate(country: country)
         let account = PoolRecord.account(for: tokenID, chainID: chainID)
         let shareToken = PoolRecord.shareToken(for: tokenID)
-        guard state.accounts[account] == nil, state.tokens[shareToken] == nil else {
-            throw Rejection(.alreadyRegistered, "the pool's account or share token exists")
+        // The address is known in advance, so anyone may have sent it tokens already: the pool
+        // adopts such an account (those tokens stay there, outside the reserves), unless a claim
+        // issuer gave it an identity.
+        guard state.accounts[account]?.identity == nil, state.tokens[shareToken] == nil else {
+            throw Rejection(.alreadyRegistered, "the pool's account already has an identity, or its share token exists")
         }
         // The pool is a verified holder like any other: an identity of the given country with the
         // claims the token requires, issued by the agent that opens the market.
@@ -173,7 +176,9 @@ extension Ledger {
         state.nextIdentity += 1
         state.bumpCounters()
         state.setIdentity(identity)
-        state.setAccount(account, Account(identity: identity.id))
+        var poolAccount = state.accounts[account] ?? Account()
+        poolAccount.identity = identity.id
+        state.setAccount(account, poolAccount)
         state.setToken(
             Token(
                 id: shareToken, kind: .poolShare, symbol: "LP\(tokenID)", decimals: token.decimals, agents: [],

@@ -13,7 +13,7 @@ struct Inspect: ParsableCommand {
         discussion: "Readable text by default, one JSON object with --json. Safe while the arbiter runs.",
         subcommands: [
             Status.self, Blocks.self, BlockDetail.self, TransactionDetail.self, AccountDetail.self,
-            IdentityDetail.self, TokenDetail.self, Tokens.self, ResourceDetail.self, Resources.self,
+            IdentityDetail.self, TokenDetail.self, Tokens.self, ResourceDetail.self, Resources.self, PoolDetail.self,
         ])
 
     struct Options: ParsableArguments {
@@ -176,6 +176,15 @@ struct Inspect: ParsableCommand {
         @Argument(help: "Resource id.") var id: UInt64
 
         func run() throws { options.show(Describe.record(try options.record(try options.open(), .resource(id)))) }
+    }
+
+    struct PoolDetail: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "pool", abstract: "A licence token's pool: reserves, shares, price accumulators.")
+        @OptionGroup var options: Options
+        @Argument(help: "Licence token id.") var token: UInt64
+
+        func run() throws { options.show(Describe.record(try options.record(try options.open(), .pool(token)))) }
     }
 
     struct Resources: ParsableCommand {

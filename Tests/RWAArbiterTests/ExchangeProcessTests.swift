@@ -265,6 +265,12 @@ final class ExchangeProcessTests: XCTestCase {
         let trades = try await trader.trades(token: 1)
         let lastSwaps = committed.filter { $0.operation.name.hasPrefix("swap") }.suffix(trades.count).reversed()
         XCTAssertEqual(trades.map(\.hash), lastSwaps.map(\.hash))
+        // An order sent again gets its original fill, and is not counted in flight.
+        let again = try await trader.submit(fills[0].transaction)
+        XCTAssertEqual(again, fills[0].fill)
+        let settled = try await trader.quote(token: 1, side: .sell, exactOutput: false, amount: 1_000)
+        XCTAssertEqual(settled.ordersInFlight, 0)
+        XCTAssertEqual(settled.confirmed, settled.expected)
         do {
             _ = try await trader.quote(token: 9, side: .buy, exactOutput: false, amount: 1)
             XCTFail("a quote for a pool that does not exist")
@@ -278,6 +284,9 @@ final class ExchangeProcessTests: XCTestCase {
         arbiter.stop()
         let verified = try ArbiterProcess.run(["verify", "--dir", dir])
         XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
+        let inspected = try AMMProcess.json(try ArbiterProcess.run(["inspect", "pool", "--dir", dir, "1", "--json"]))
+        XCTAssertEqual(inspected["licence_reserve"] as? String, "\(pool.reserve0)")
+        XCTAssertEqual(inspected["stablecoin_reserve"] as? String, "\(pool.reserve1)")
     }
 
     private func record(

@@ -72,6 +72,22 @@ final class PoolTests: XCTestCase {
         XCTAssertEqual(restored.poolAccounts, chain.ledger.state.poolAccounts)
     }
 
+    func testStablecoinSentToThePoolsAddressBeforehandCannotBlockThePool() throws {
+        var chain = try Chain()
+        chain.register(chain.alice)
+        chain.registerLicence(owner: chain.alice)
+        chain.fund(chain.bob, 500)
+        let address = PoolRecord.account(for: 1, chainID: chain.genesis.chainID)
+        chain.expectApplied(chain.bob, .transfer(token: 0, to: address, amount: 500))
+        chain.expectApplied(chain.regulator, .createPool(token: 1, country: Chain.unitedStates))
+        XCTAssertNotNil(chain.ledger.state.accounts[address]?.identity)
+        XCTAssertEqual(chain.ledger.state.holding(0, address).balance, 500, "it stays, outside the reserves")
+        XCTAssertEqual(chain.ledger.state.pools[1]?.stablecoinReserve, 0)
+        // Once the pool exists nothing more is sent there but through the pool.
+        chain.fund(chain.bob, 1)
+        chain.expectRejected(.invalidOperation, chain.bob, .transfer(token: 0, to: address, amount: 1))
+    }
+
     func testAPoolInADeniedCountryIsRefused() throws {
         var chain = try Chain()
         chain.register(chain.alice)

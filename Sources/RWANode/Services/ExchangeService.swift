@@ -330,26 +330,40 @@ public final class ExchangeService: Sendable {
             return
         }
         let hash = Blake2b.hash256(bytes)
-        let unavailable = book.withLockedValue { book -> String? in
-            if let failure = book.failure { return failure }
+        // An order sent again after its fill is answered from memory, not counted in flight.
+        let early = book.withLockedValue { book -> Result<OrderFill, Rejection>? in
+            if let fill = book.outcomes[hash] { return .success(fill) }
+            if let failure = book.failure {
+                return .failure(Rejection(.exchangeUnavailable, "the exchange lost the chain: \(failure)"))
+            }
             book.inFlight[hash] = (book.nextOrderNumber, transaction.operation)
             book.nextOrderNumber += 1
             return nil
         }
-        if let unavailable {
-            completion(.failure(Rejection(.exchangeUnavailable, "the exchange lost the chain: \(unavailable)")))
+        if let early {
+            completion(early)
             return
         }
         arbiter.submitPipelined(transaction).whenComplete { [self] result in
             switch result {
-            case .success:
+            case .success(let receipt):
                 // Committed: the fill is known once the subscription delivers its block (which
                 // may already have happened).
                 let known = book.withLockedValue { book -> Result<OrderFill, Rejection>? in
                     if let fill = book.outcomes[hash] { return .success(fill) }
                     if let failure = book.failure {
+                        book.inFlight[hash] = nil
                         return .failure(
                             Rejection(.exchangeUnavailable, "committed, but the exchange lost the chain: \(failure)"))
+                    }
+                    if receipt.height <= book.ledger.height {
+                        // A receipt for an order replayed so long ago its fill is forgotten.
+                        book.inFlight[hash] = nil
+                        return .failure(
+                            Rejection(
+                                .exchangeUnavailable,
+                                "committed in block \(receipt.height) at index \(receipt.index), too long ago for the "
+                                    + "exchange to remember its fill; read the block"))
                     }
                     book.waiting[hash, default: []].append(completion)
                     return nil

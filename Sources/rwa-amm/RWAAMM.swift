@@ -90,18 +90,11 @@ struct Run: AsyncParsableCommand {
         for listener in listeners {
             emit("listening \(listener.transport.rawValue) \(host) \(listener.port) \(identity.publicKey)")
         }
-        await withDiscardingTaskGroup { tasks in
-            for listener in listeners {
-                tasks.addTask {
-                    for await session in listener.sessions { service.serve(session) }
-                }
-            }
-            tasks.addTask {
-                try? await arbiter.session.closeFuture.get()
-            }
-            try? await arbiter.session.closeFuture.get()
-            tasks.cancelAll()
+        for listener in listeners {
+            Task { for await session in listener.sessions { service.serve(session) } }
         }
+        // The exchange is only as good as its view of the chain: without the arbiter it stops.
+        try? await arbiter.session.closeFuture.get()
         throw CLIError("lost the arbiter's session")
     }
 }

@@ -83,16 +83,24 @@ public final class ExchangeClient: Sendable {
         return Rejection(.unexpectedMessage, "\(answer.type) answers \(what)")
     }
 
+    /// Asks for a quote; callable on the session's event loop, where it costs no thread hop.
+    public func quotePipelined(token: TokenID, side: TradeSide, exactOutput: Bool, amount: UInt128)
+        -> EventLoopFuture<ExchangeQuote>
+    {
+        request { .quote(requestID: $0, token: token, side: side.rawValue, exactOutput: exactOutput, amount: amount) }
+            .flatMapThrowing { answer in
+                guard case .quoteAnswer(_, let height, let confirmed, let expected, let inFlight) = answer else {
+                    throw Self.unexpected(answer, "a quote")
+                }
+                return ExchangeQuote(
+                    height: height, confirmed: confirmed, expected: expected, ordersInFlight: inFlight)
+            }
+    }
+
     public func quote(token: TokenID, side: TradeSide, exactOutput: Bool, amount: UInt128) async throws
         -> ExchangeQuote
     {
-        let answer = try await request {
-            .quote(requestID: $0, token: token, side: side.rawValue, exactOutput: exactOutput, amount: amount)
-        }.get()
-        guard case .quoteAnswer(_, let height, let confirmed, let expected, let inFlight) = answer else {
-            throw Self.unexpected(answer, "a quote")
-        }
-        return ExchangeQuote(height: height, confirmed: confirmed, expected: expected, ordersInFlight: inFlight)
+        try await quotePipelined(token: token, side: side, exactOutput: exactOutput, amount: amount).get()
     }
 
     public func market(token: TokenID, twapSeconds: UInt32 = 0, sizes: [UInt128] = []) async throws -> MarketData {

@@ -280,6 +280,29 @@ final class ExchangeProcessTests: XCTestCase {
         await trader.close()
         await admin.close()
 
+        // The rest of the trader's command line: market data, trades, an exact-output swap, and the
+        // owner taking part of the liquidity out, each checked against the replayed pool.
+        let price = try AMMProcess.json(
+            try AMMProcess.run(["price"] + at + ["--token", "1", "--depth", "1000000", "--json"]))
+        XCTAssertEqual(price["licence_reserve"] as? String, "\(pool.reserve0)")
+        let listed = try AMMProcess.json(try AMMProcess.run(["trades"] + at + ["--token", "1", "--json"]))
+        XCTAssertEqual((listed["trades"] as? [[String: Any]])?.count, trades.count)
+        let cost = try ConstantProduct.amountIn(amountOut: 5_000, reserveIn: pool.reserve1, reserveOut: pool.reserve0)
+        let bought = try AMMProcess.json(
+            try AMMProcess.run(
+                ["swap", "--key", traders[0].path] + at + [
+                    "--token", "1", "--side", "buy", "--amount-out", "5000", "--max-in", "\(cost)", "--json",
+                ]))
+        XCTAssertEqual(bought["amount_in"] as? String, "\(cost)")
+        XCTAssertEqual(bought["amount_out"] as? String, "5000")
+        _ = try pool.swap(exactOut: 5_000, .oneForZero, maximumIn: cost, timestamp: 0)
+        let removed = try AMMProcess.json(
+            try AMMProcess.run(
+                ["remove-liquidity", "--key", owner.path] + at + ["--token", "1", "--shares", "1000000", "--json"]))
+        let (licenceOut, stablecoinOut) = try pool.withdraw(shares: 1_000_000, timestamp: 0)
+        XCTAssertEqual(removed["licence"] as? String, "\(licenceOut)")
+        XCTAssertEqual(removed["stablecoin"] as? String, "\(stablecoinOut)")
+
         exchange.stop()
         arbiter.stop()
         let verified = try ArbiterProcess.run(["verify", "--dir", dir])

@@ -116,7 +116,8 @@ let package = Package(
             dependencies: ["RWACrypto", "RWAWire", "RWANode"],
             path: "Tools/bench/session"
         ),
-        .target(name: "RWATestSupport", dependencies: ["RWACrypto", "RWAWire"], path: "Tests/RWATestSupport"),
+        .target(
+            name: "RWATestSupport", dependencies: ["RWACrypto", "RWAWire", "RWASim"], path: "Tests/RWATestSupport"),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),

@@ -94,8 +94,81 @@ public struct ConnectionOptions: ParsableArguments {
     }
 }
 
+/// What every submitting subcommand needs: the arbiter and the signer's key.
+public struct SubmitOptions: ParsableArguments {
+    public init() {}
+
+    @OptionGroup public var connection: ConnectionOptions
+
+    @Option(help: "Key file of the account that signs (for admin operations: the regulator or an agent).")
+    public var key: String
+
+    @Flag(help: "Print the receipt as one JSON object.")
+    public var json = false
+
+    /// Signs `operation` at the signer's next sequence number, submits it, waits for the block to
+    /// be durable and prints the receipt. A rejection exits 1 with the ledger's code and reason.
+    public func submit(_ operation: LedgerOperation, createdName: String? = nil) async throws {
+        do throws(Rejection) { try operation.checkLimits() } catch { throw CLIError(error.reason) }
+        let signer = try readKey(key)
+        let client = try await connection.connect(as: signer)
+        let receipt: Receipt
+        do {
+            receipt = try await client.sign(operation, with: signer)
+            await client.close()
+        } catch let rejection as Rejection {
+            await client.close()
+            throw report(rejection, json: json)
+        } catch {
+            await client.close()
+            throw CLIError("the arbiter did not answer: \(error)")
+        }
+        var value: [String: Any] = [
+            "ok": true, "operation": operation.name, "hash": "\(receipt.hash)", "height": receipt.height,
+            "index": receipt.index,
+        ]
+        if let createdName { value[createdName] = receipt.createdID }
+        if json {
+            emit(JSON.render(value))
+        } else {
+            var line = "\(operation.name) committed in block \(receipt.height) as \(receipt.hash)"
+            if let createdName { line += "; \(createdName) \(receipt.createdID)" }
+            emit(line)
+        }
+    }
+}
+
+/// A server's listeners: TCP on `port`, and UDP on `udpPort` unless `udp` is false.
+public func listen(
+    host: String, port: Int, udpPort: Int, udp: Bool, configuration: SessionConfiguration, logger: Logger
+) async throws -> [SessionListener] {
+    let group = MultiThreadedEventLoopGroup.singleton
+    var listeners = [
+        try await TransportKind.tcp.listen(
+            host: host, port: port, configuration: configuration, group: group, logger: logger)
+    ]
+    if udp {
+        listeners.append(
+            try await TransportKind.udp.listen(
+                host: host, port: udpPort, configuration: configuration, group: group, logger: logger))
+    }
+    return listeners
+}
+
+/// Prints a ledger's (or the exchange's) refusal, readable on standard error or as one JSON
+/// object, and returns the exit status 1 to throw.
+public func report(_ rejection: Rejection, json: Bool) -> ExitCode {
+    if json {
+        emit(JSON.render(["ok": false, "code": rejection.code.name, "reason": rejection.reason]))
+    } else {
+        FileHandle.standardError.write(Data("rejected: \(rejection.code.name): \(rejection.reason)\n".utf8))
+    }
+    return ExitCode(1)
+}
+
 /// A small JSON writer with sorted keys, so the output of `--json` is stable byte for byte.
-/// Amounts (`UInt128`) are written as decimal strings: JSON numbers lose precision above 2^53.
+/// Integers JSON numbers cannot hold exactly (above 2^53: amounts, share token ids) are written
+/// as decimal strings.
 public enum JSON {
     public static func render(_ value: Any) -> String {
         switch value {
@@ -107,7 +180,7 @@ public enum JSON {
         case let text as String: return quote(text)
         case let flag as Bool: return flag ? "true" : "false"
         case let amount as UInt128: return quote(String(amount))
-        case let number as UInt64: return String(number)
+        case let number as UInt64: return number <= 1 << 53 ? String(number) : quote(String(number))
         case let number as UInt32: return String(number)
         case let number as UInt16: return String(number)
         case let number as UInt8: return String(number)

@@ -347,14 +347,7 @@ extension Ledger {
                 throw Rejection(.alreadyRegistered, "\(account) already belongs to an identity")
             }
             try requireNoSecurityHoldings(account)
-            let identity = Identity(id: state.nextIdentity, country: country)
-            state.nextIdentity += 1
-            state.bumpCounters()
-            state.setIdentity(identity)
-            var updated = state.accounts[account] ?? Account()
-            updated.identity = identity.id
-            state.setAccount(account, updated)
-            return identity.id
+            return createIdentity(for: account, country: country)
 
         case .linkWallet(let account, let identityID):
             try requireClaimIssuer(signer)
@@ -605,6 +598,20 @@ extension Ledger {
         var receiver = state.holding(token, to)
         receiver.balance += amount
         state.setHolding(token, to, receiver)
+    }
+
+    /// A new identity (the next number) for `account`, whose account record is created if needed.
+    @discardableResult
+    mutating func createIdentity(for account: AccountID, country: CountryCode, claims: [Claim] = []) -> IdentityID {
+        var identity = Identity(id: state.nextIdentity, country: country)
+        identity.claims = claims
+        state.nextIdentity += 1
+        state.bumpCounters()
+        state.setIdentity(identity)
+        var updated = state.accounts[account] ?? Account()
+        updated.identity = identity.id
+        state.setAccount(account, updated)
+        return identity.id
     }
 
     mutating func burn(_ tokenID: TokenID, from: AccountID, amount: UInt128) {

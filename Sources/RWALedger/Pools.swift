@@ -164,21 +164,15 @@ extension Ledger {
         guard state.accounts[account]?.identity == nil, state.tokens[shareToken] == nil else {
             throw Rejection(.alreadyRegistered, "the pool's account already has an identity, or its share token exists")
         }
-        // The pool is a verified holder like any other: an identity of the given country with the
-        // claims the token requires, issued by the agent that opens the market.
-        var identity = Identity(id: state.nextIdentity, country: country)
-        identity.claims = rules.requiredClaims.map { Claim(topic: $0, issuer: signer) }
         if !rules.allowedCountries.isEmpty && !rules.allowedCountries.contains(country)
             || rules.deniedCountries.contains(country)
         {
             throw Rejection(.countryNotAllowed, "token \(tokenID) may not be held in country \(country)")
         }
-        state.nextIdentity += 1
-        state.bumpCounters()
-        state.setIdentity(identity)
-        var poolAccount = state.accounts[account] ?? Account()
-        poolAccount.identity = identity.id
-        state.setAccount(account, poolAccount)
+        // The pool is a verified holder like any other: an identity of the given country with the
+        // claims the token requires, issued by the agent that opens the market.
+        createIdentity(
+            for: account, country: country, claims: rules.requiredClaims.map { Claim(topic: $0, issuer: signer) })
         state.setToken(
             Token(
                 id: shareToken, kind: .poolShare, symbol: "LP\(tokenID)", decimals: token.decimals, agents: [],

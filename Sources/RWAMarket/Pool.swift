@@ -202,6 +202,24 @@ public struct Pool: Hashable, Sendable {
         return (end &- start).quotientAndRemainder(dividingBy: UInt128(seconds)).quotient
     }
 
+    /// The time-weighted average of price 0 (UQ112x112) over the `window` seconds before `now`,
+    /// from `history`: the pool after each change, oldest first, `now` at or after the last. The window starts at the latest
+    /// state at or before its start, or at the first if the pool is younger; nil if no time has
+    /// passed. Also returns the seconds actually covered.
+    public static func averagePrice0(history: [Pool], now: UInt32, window: UInt32) -> (
+        price: UInt256, seconds: UInt32
+    )? {
+        guard window > 0, let first = history.first, let current = history.last else { return nil }
+        let start = now >= window ? now - window : 0
+        let reading = history.last { $0.lastTimestamp <= start } ?? first
+        let from = max(start, reading.lastTimestamp)
+        guard now > from else { return nil }
+        let average = averagePrice(
+            from: reading.cumulativePrices(at: from).price0, to: current.cumulativePrices(at: now).price0,
+            seconds: now - from)
+        return (average, now - from)
+    }
+
     /// A UQ112x112 price as a `Double`, for display only.
     public static func approximate(_ price: UInt256) -> Double {
         (Double(price.high) * 0x1p128 + Double(price.low)) / 0x1p112

@@ -74,39 +74,12 @@ struct PoolCommand: AsyncParsableCommand {
                 registered the licence). The pool's account gets an identity of --country holding the \
                 claims the token requires, so that it can hold the token under its rules.
                 """)
-        @OptionGroup var connection: ConnectionOptions
-        @Option(help: "Key file of the token's agent.") var key: String
+        @OptionGroup var options: SubmitOptions
         @Option(help: "Licence token id.") var token: TokenID
         @Option(help: "ISO 3166 numeric country of the pool's identity.") var country: CountryCode
-        @Flag(help: "Print one JSON object.") var json = false
 
         func run() async throws {
-            let signer = try readKey(key)
-            let client = try await connection.connect(as: signer)
-            let receipt: Receipt
-            do {
-                receipt = try await client.sign(.createPool(token: token, country: country), with: signer)
-                await client.close()
-            } catch let rejection as Rejection {
-                await client.close()
-                if json {
-                    emit(JSON.render(["ok": false, "code": rejection.code.name, "reason": rejection.reason]))
-                } else {
-                    FileHandle.standardError.write(Data("rejected: \(rejection.code.name): \(rejection.reason)\n".utf8))
-                }
-                throw ExitCode(1)
-            }
-            let account = PoolRecord.account(for: token, chainID: client.chainID)
-            if json {
-                emit(
-                    JSON.render([
-                        "ok": true, "hash": "\(receipt.hash)", "height": receipt.height, "token": token,
-                        // Above 2^53, so a string, like amounts.
-                        "share_token": "\(receipt.createdID)", "account": "\(account)",
-                    ]))
-            } else {
-                emit("pool of token \(token) created in block \(receipt.height); share token \(receipt.createdID)")
-            }
+            try await options.submit(.createPool(token: token, country: country), createdName: "share_token")
         }
     }
 }

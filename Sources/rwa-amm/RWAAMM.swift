@@ -76,16 +76,8 @@ struct Run: AsyncParsableCommand {
         do { try await service.start() } catch { throw CLIError("cannot follow the chain: \(error)") }
         let configuration = SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: genesis.chainID))
-        let group = MultiThreadedEventLoopGroup.singleton
-        var listeners: [SessionListener] = []
-        listeners.append(
-            try await TransportKind.tcp.listen(
-                host: host, port: port, configuration: configuration, group: group, logger: logger))
-        if !noUDP {
-            listeners.append(
-                try await TransportKind.udp.listen(
-                    host: host, port: udpPort, configuration: configuration, group: group, logger: logger))
-        }
+        let listeners = try await listen(
+            host: host, port: port, udpPort: udpPort, udp: !noUDP, configuration: configuration, logger: logger)
         emit("following \(service.height)")
         for listener in listeners {
             emit("listening \(listener.transport.rawValue) \(host) \(listener.port) \(identity.publicKey)")
@@ -140,14 +132,7 @@ struct TraderOptions: ParsableArguments {
     }
 
     /// Prints a refusal (readable or JSON) and exits 1.
-    func refuse(_ rejection: Rejection) -> Error {
-        if json {
-            emit(JSON.render(["ok": false, "code": rejection.code.name, "reason": rejection.reason]))
-        } else {
-            FileHandle.standardError.write(Data("rejected: \(rejection.code.name): \(rejection.reason)\n".utf8))
-        }
-        return ExitCode(1)
-    }
+    func refuse(_ rejection: Rejection) -> Error { report(rejection, json: json) }
 }
 
 extension TradeSide: ExpressibleByArgument {

@@ -165,16 +165,8 @@ struct Run: AsyncParsableCommand {
         service.start()
         let configuration = SessionConfiguration(
             handshake: HandshakeConfiguration(identity: arbiterKey, chainID: service.chainID))
-        let group = MultiThreadedEventLoopGroup.singleton
-        var listeners: [SessionListener] = []
-        listeners.append(
-            try await TransportKind.tcp.listen(
-                host: host, port: port, configuration: configuration, group: group, logger: logger))
-        if !noUDP {
-            listeners.append(
-                try await TransportKind.udp.listen(
-                    host: host, port: udpPort, configuration: configuration, group: group, logger: logger))
-        }
+        let listeners = try await listen(
+            host: host, port: port, udpPort: udpPort, udp: !noUDP, configuration: configuration, logger: logger)
         emit("chain \(service.chainID) height \(service.height)")
         for listener in listeners {
             emit("listening \(listener.transport.rawValue) \(host) \(listener.port) \(arbiterKey.publicKey)")

@@ -8,53 +8,6 @@ import RWALedger
 import RWANode
 import RWAWire
 
-/// What every submitting subcommand needs: the arbiter and the signer's key.
-struct SubmitOptions: ParsableArguments {
-    @OptionGroup var connection: ConnectionOptions
-
-    @Option(help: "Key file of the account that signs (for admin operations: the regulator or an agent).")
-    var key: String
-
-    @Flag(help: "Print the receipt as one JSON object.")
-    var json = false
-
-    /// Signs `operation` at the signer's next sequence number, submits it, waits for the block to
-    /// be durable and prints the receipt. A rejection exits 1 with the ledger's code and reason.
-    func submit(_ operation: LedgerOperation, createdName: String? = nil) async throws {
-        do throws(Rejection) { try operation.checkLimits() } catch { throw CLIError(error.reason) }
-        let signer = try readKey(key)
-        let client = try await connection.connect(as: signer)
-        let receipt: Receipt
-        do {
-            receipt = try await client.sign(operation, with: signer)
-            await client.close()
-        } catch let rejection as Rejection {
-            await client.close()
-            if json {
-                emit(JSON.render(["ok": false, "code": rejection.code.name, "reason": rejection.reason]))
-            } else {
-                FileHandle.standardError.write(Data("rejected: \(rejection.code.name): \(rejection.reason)\n".utf8))
-            }
-            throw ExitCode(1)
-        } catch {
-            await client.close()
-            throw CLIError("the arbiter did not answer: \(error)")
-        }
-        var value: [String: Any] = [
-            "ok": true, "operation": operation.name, "hash": "\(receipt.hash)", "height": receipt.height,
-            "index": receipt.index,
-        ]
-        if let createdName { value[createdName] = receipt.createdID }
-        if json {
-            emit(JSON.render(value))
-        } else {
-            var line = "\(operation.name) committed in block \(receipt.height) as \(receipt.hash)"
-            if let createdName { line += "; \(createdName) \(receipt.createdID)" }
-            emit(line)
-        }
-    }
-}
-
 struct IdentityCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "identity", abstract: "Register identities and link wallets (trusted claim issuers).",

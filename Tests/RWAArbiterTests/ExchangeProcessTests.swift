@@ -18,19 +18,11 @@ import XCTest
 final class AMMProcess: ToolProcess {
     init(_ arguments: [String]) throws { try super.init(tool: "rwa-amm", arguments) }
 
-    static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> (
-        status: Int32?, output: [String], errors: [String]
-    ) {
-        let process = try AMMProcess(arguments)
-        let status = process.waitForExit(timeout: timeout)
-        var output: [String] = []
-        while let line = process.nextLine(timeout: 0.2) { output.append(line) }
-        var errors: [String] = []
-        while let line = process.nextErrorLine(timeout: 0.2) { errors.append(line) }
-        return (status, output, errors)
+    static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> Outcome {
+        try run(tool: "rwa-amm", arguments, timeout: timeout)
     }
 
-    static func json(_ result: (status: Int32?, output: [String], errors: [String])) throws -> [String: Any] {
+    static func json(_ result: Outcome) throws -> [String: Any] {
         XCTAssertEqual(result.status, 0, result.errors.joined(separator: "\n"))
         return try XCTUnwrap(
             JSONSerialization.jsonObject(with: Data(result.output.joined().utf8)) as? [String: Any],

@@ -81,15 +81,7 @@ final class ArbiterProcess: ToolProcess {
     init(_ arguments: [String]) throws { try super.init(tool: "rwa-arbiter", arguments) }
 
     /// Runs a subcommand to its end; returns its exit status, standard output and standard error.
-    static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> (
-        status: Int32?, output: [String], errors: [String]
-    ) {
-        let process = try ArbiterProcess(arguments)
-        let status = process.waitForExit(timeout: timeout)
-        var output: [String] = []
-        while let line = process.nextLine(timeout: 0.2) { output.append(line) }
-        var errors: [String] = []
-        while let line = process.nextErrorLine(timeout: 0.2) { errors.append(line) }
-        return (status, output, errors)
+    static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> Outcome {
+        try run(tool: "rwa-arbiter", arguments, timeout: timeout)
     }
 }

@@ -27,8 +27,7 @@ struct PoolChain {
             chain.regulator, .createPool(token: Self.token, country: Chain.unitedStates))
         XCTAssertEqual(shareToken, PoolRecord.shareToken(for: Self.token))
         if seedLiquidity {
-            // 40 slices against 4,000 stablecoin units each: 0.001 stablecoin units per licence unit... priced
-            // 100 stablecoin base units per licence base unit.
+            // 40 slices against 4,000,000,000 stablecoin units: 100 stablecoin units per licence unit.
             chain.expectApplied(
                 chain.alice,
                 .addLiquidity(
@@ -209,7 +208,6 @@ final class PoolTests: XCTestCase {
         var market = try PoolChain()
         let bob = market.chain.bob
         // Bob offers 10 slices and up to 2,000,000,000 units: the router takes 1,000,000,000.
-        market.chain.expectApplied(bob, .transfer(token: 0, to: bob.publicKey, amount: 1))  // no-op move keeps a nonce step
         market.chain.expectApplied(market.chain.alice, .transfer(token: 1, to: bob.publicKey, amount: 10 * Chain.slice))
         let before = market.pool.market
         market.chain.expectRejected(

@@ -287,3 +287,29 @@ final class PoolInvariantTests: XCTestCase {
         }
     }
 }
+
+final class AveragePriceTests: XCTestCase {
+    /// Price 2 from t=0 to t=100, then whatever the swap leaves until t=200: a 150-second window
+    /// ending at 200 averages 50 s of the first price and 100 s of the second.
+    func testTheAverageWeighsEachPriceByHowLongItHeld() throws {
+        var pool = Pool()
+        _ = try pool.deposit(amount0: 1_000_000, amount1: 2_000_000, timestamp: 0)
+        let opened = pool
+        _ = try pool.swap(exactIn: 100_000, .zeroForOne, timestamp: 100)
+        let history = [opened, pool]
+        let first = Pool.price(numerator: 2_000_000, denominator: 1_000_000)
+        let second = Pool.price(numerator: pool.reserve1, denominator: pool.reserve0)
+        let expected = (first.wrappingMultiplied(by: 50) &+ second.wrappingMultiplied(by: 100))
+            .quotientAndRemainder(dividingBy: 150).quotient
+        let average = try XCTUnwrap(Pool.averagePrice0(history: history, now: 200, window: 150))
+        XCTAssertEqual(average.seconds, 150)
+        XCTAssertEqual(average.price, expected)
+        // A window longer than the pool's life covers it from its first state; one ending at a
+        // price that held throughout is that price; none when no time has passed.
+        XCTAssertEqual(Pool.averagePrice0(history: history, now: 200, window: 10_000)?.seconds, 200)
+        XCTAssertEqual(Pool.averagePrice0(history: history, now: 200, window: 50)?.price, second)
+        XCTAssertEqual(Pool.averagePrice0(history: [opened], now: 80, window: 30)?.price, first)
+        XCTAssertNil(Pool.averagePrice0(history: [opened], now: 0, window: 60))
+        XCTAssertNil(Pool.averagePrice0(history: [], now: 200, window: 60))
+    }
+}

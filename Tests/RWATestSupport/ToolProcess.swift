@@ -37,6 +37,24 @@ open class ToolProcess {
         try process.run()
     }
 
+    /// What a subcommand run to its end printed, and how it exited.
+    public struct Outcome {
+        public var status: Int32?
+        public var output: [String]
+        public var errors: [String]
+    }
+
+    /// Runs `tool` with `arguments` to its end, collecting both outputs.
+    public static func run(tool: String, _ arguments: [String], timeout: TimeInterval = 60) throws -> Outcome {
+        let process = try ToolProcess(tool: tool, arguments)
+        let status = process.waitForExit(timeout: timeout)
+        var output: [String] = []
+        while let line = process.nextLine(timeout: 0.2) { output.append(line) }
+        var errors: [String] = []
+        while let line = process.nextErrorLine(timeout: 0.2) { errors.append(line) }
+        return Outcome(status: status, output: output, errors: errors)
+    }
+
     /// The next line printed on standard error, waiting at most `timeout` seconds.
     public func nextErrorLine(timeout: TimeInterval = 30) -> String? { errorLines.next(timeout: timeout) }
 

@@ -37,13 +37,11 @@ public final class ArbiterClient: Sendable {
     public let session: PeerSession
     public let chainID: Digest32
     private let state: NIOLoopBoundBox<State>
+    private let requests: PendingRequests<ArbiterMessage>
 
     private struct State {
-        var nextRequestID: UInt64 = 1
-        var waiting: [UInt64: EventLoopPromise<ArbiterMessage>] = [:]
         var subscription: AsyncThrowingStream<Block, Error>.Continuation?
         var partial: (header: BlockHeader, transactions: [CommittedTransaction])?
-        var ended: SessionError?
     }
 
     /// Wraps an established session with the arbiter. Takes over the session's inbox.
@@ -51,19 +49,19 @@ public final class ArbiterClient: Sendable {
         self.session = session
         self.chainID = chainID
         self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: session.eventLoop)
+        let requests = PendingRequests<ArbiterMessage>(session: session)
+        self.requests = requests
         let state = self.state
         try? await session.eventLoop.submit {
             session.inbox.consumeOnEventLoop { event in
                 switch event {
                 case .message(.arbiter(let message)):
-                    Self.handle(message, state: state, session: session)
+                    Self.handle(message, state: state, requests: requests, session: session)
                 case .message:
                     return
                 case .finished(let error):
                     let failure = error ?? SessionError(.closed, "the arbiter closed the session", fromPeer: true)
-                    state.value.ended = failure
-                    for promise in state.value.waiting.values { promise.fail(failure) }
-                    state.value.waiting.removeAll()
+                    requests.end(failure)
                     state.value.subscription?.finish(throwing: failure)
                     state.value.subscription = nil
                 }
@@ -86,7 +84,10 @@ public final class ArbiterClient: Sendable {
 
     public func close() async { await session.close() }
 
-    private static func handle(_ message: ArbiterMessage, state: NIOLoopBoundBox<State>, session: PeerSession) {
+    private static func handle(
+        _ message: ArbiterMessage, state: NIOLoopBoundBox<State>, requests: PendingRequests<ArbiterMessage>,
+        session: PeerSession
+    ) {
         switch message {
         case .blockCommitted(let headerBytes):
             if let unfinished = state.value.partial {
@@ -112,9 +113,7 @@ public final class ArbiterClient: Sendable {
             state.value.partial = partial
             deliverIfComplete(state)
         default:
-            if let promise = state.value.waiting.removeValue(forKey: message.requestID) {
-                promise.succeed(message)
-            }
+            requests.answer(message.requestID, message)
         }
     }
 
@@ -128,21 +127,7 @@ public final class ArbiterClient: Sendable {
 
     /// Sends a request built around a fresh request id and waits for its answer.
     private func request(_ build: @escaping @Sendable (UInt64) -> ArbiterMessage) -> EventLoopFuture<ArbiterMessage> {
-        let state = state
-        let session = session
-        @Sendable func send() -> EventLoopFuture<ArbiterMessage> {
-            if let ended = state.value.ended { return session.eventLoop.makeFailedFuture(ended) }
-            let id = state.value.nextRequestID
-            state.value.nextRequestID += 1
-            let promise = session.eventLoop.makePromise(of: ArbiterMessage.self)
-            state.value.waiting[id] = promise
-            session.sendPipelined(.arbiter(build(id))).whenFailure { error in
-                state.value.waiting.removeValue(forKey: id)?.fail(error)
-            }
-            return promise.futureResult
-        }
-        // Called on the session's loop (a pipelining consumer), the request goes out in this turn.
-        return session.eventLoop.inEventLoop ? send() : session.eventLoop.flatSubmit(send)
+        requests.send { .arbiter(build($0)) }
     }
 
     /// Submits a signed transaction; the future succeeds with its receipt once its block is
@@ -244,9 +229,10 @@ public final class ArbiterClient: Sendable {
     public func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error> {
         let (stream, continuation) = AsyncThrowingStream<Block, Error>.makeStream(bufferingPolicy: .unbounded)
         let state = state
+        let requests = requests
         let session = session
         session.eventLoop.execute {
-            if let ended = state.value.ended {
+            if let ended = requests.ended {
                 continuation.finish(throwing: ended)
                 return
             }

@@ -16,31 +16,22 @@ public struct ExchangeQuote: Sendable, Equatable {
 /// filled or rejected. Requests may be pipelined; answers are matched by request id.
 public final class ExchangeClient: Sendable {
     public let session: PeerSession
-    private let state: NIOLoopBoundBox<State>
-
-    private struct State {
-        var nextRequestID: UInt64 = 1
-        var waiting: [UInt64: EventLoopPromise<ExchangeMessage>] = [:]
-        var ended: SessionError?
-    }
+    private let requests: PendingRequests<ExchangeMessage>
 
     /// Wraps an established session with the exchange. Takes over the session's inbox.
     public init(session: PeerSession) async {
         self.session = session
-        self.state = NIOLoopBoundBox.makeBoxSendingValue(State(), eventLoop: session.eventLoop)
-        let state = self.state
+        let requests = PendingRequests<ExchangeMessage>(session: session)
+        self.requests = requests
         try? await session.eventLoop.submit {
             session.inbox.consumeOnEventLoop { event in
                 switch event {
                 case .message(.exchange(let message)):
-                    state.value.waiting.removeValue(forKey: message.requestID)?.succeed(message)
+                    requests.answer(message.requestID, message)
                 case .message:
                     return
                 case .finished(let error):
-                    let failure = error ?? SessionError(.closed, "the exchange closed the session", fromPeer: true)
-                    state.value.ended = failure
-                    for promise in state.value.waiting.values { promise.fail(failure) }
-                    state.value.waiting.removeAll()
+                    requests.end(error ?? SessionError(.closed, "the exchange closed the session", fromPeer: true))
                 }
             }
         }.get()
@@ -62,20 +53,7 @@ public final class ExchangeClient: Sendable {
     public func close() async { await session.close() }
 
     private func request(_ build: @escaping @Sendable (UInt64) -> ExchangeMessage) -> EventLoopFuture<ExchangeMessage> {
-        let state = state
-        let session = session
-        @Sendable func send() -> EventLoopFuture<ExchangeMessage> {
-            if let ended = state.value.ended { return session.eventLoop.makeFailedFuture(ended) }
-            let id = state.value.nextRequestID
-            state.value.nextRequestID += 1
-            let promise = session.eventLoop.makePromise(of: ExchangeMessage.self)
-            state.value.waiting[id] = promise
-            session.sendPipelined(.exchange(build(id))).whenFailure { error in
-                state.value.waiting.removeValue(forKey: id)?.fail(error)
-            }
-            return promise.futureResult
-        }
-        return session.eventLoop.inEventLoop ? send() : session.eventLoop.flatSubmit(send)
+        requests.send { .exchange(build($0)) }
     }
 
     private static func unexpected(_ answer: ExchangeMessage, _ what: String) -> Error {

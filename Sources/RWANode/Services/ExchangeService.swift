@@ -29,28 +29,14 @@ public final class ExchangeService: Sendable {
     static let outcomesKept = 100_000
     static let observationsKept = 10_000
 
-    /// A cumulative price reading after a pool changed, for time-weighted averages.
-    struct Observation {
-        var timestamp: UInt32
-        var price0Cumulative: UInt256
-        var reserve0: UInt128
-        var reserve1: UInt128
-
-        /// The cumulative price at `time` (at or after this reading, before the next).
-        func cumulative(at time: UInt32) -> UInt256 {
-            guard reserve0 > 0, reserve1 > 0, time > timestamp else { return price0Cumulative }
-            return price0Cumulative
-                &+ Pool.price(numerator: reserve1, denominator: reserve0).wrappingMultiplied(
-                    by: UInt128(time &- timestamp))
-        }
-    }
-
     typealias FillWaiter = @Sendable (Result<OrderFill, Rejection>) -> Void
 
     struct Book {
         var ledger: Ledger
         var trades: [TokenID: [TradeRecord]] = [:]
-        var observations: [TokenID: [Observation]] = [:]
+        /// Each pool as it stood after every block that changed it: its accumulators and reserves
+        /// give the cumulative price at any later time, for time-weighted averages.
+        var observations: [TokenID: [Pool]] = [:]
         var outcomes: [Digest32: OrderFill] = [:]
         var outcomeOrder: [Digest32] = []
         var waiting: [Digest32: [FillWaiter]] = [:]
@@ -146,12 +132,9 @@ public final class ExchangeService: Sendable {
             // Every transaction of a block shares its time, so one reading per block and pool,
             // after the block, is the whole price history.
             for token in Set(fills.map(\.fill.token)) {
-                let market = book.ledger.state.pools[token]!.market
-                let observation = Observation(
-                    timestamp: market.lastTimestamp, price0Cumulative: market.price0Cumulative,
-                    reserve0: market.reserve0, reserve1: market.reserve1)
+                let observation = book.ledger.state.pools[token]!.market
                 var observations = book.observations[token, default: []]
-                if observations.last?.timestamp == observation.timestamp {
+                if observations.last?.lastTimestamp == observation.lastTimestamp {
                     observations[observations.count - 1] = observation
                 } else {
                     observations.append(observation)
@@ -233,7 +216,7 @@ public final class ExchangeService: Sendable {
             }
             func swap(_ market: Pool) -> SwapAmounts? {
                 var market = market
-                let direction: Pool.Direction = side == .buy ? .oneForZero : .zeroForOne
+                let direction = side.direction
                 if exactOutput {
                     guard let paid = try? market.swap(exactOut: amount, direction, timestamp: market.lastTimestamp)
                     else { return nil }
@@ -283,29 +266,17 @@ public final class ExchangeService: Sendable {
                     sellProceeds: (try? ConstantProduct.amountOut(
                         amountIn: size, reserveIn: market.reserve0, reserveOut: market.reserve1)) ?? 0)
             }
-            // The window ends at the last block's time; it starts at the latest reading at or
-            // before its start, or at the first reading if the pool is younger than the window.
-            let now = UInt32(truncatingIfNeeded: book.ledger.tipTime / 1000)
-            var twap: UInt256?
-            var covered: UInt32 = 0
-            let observations = book.observations[token, default: []]
-            if twapSeconds > 0, let first = observations.first {
-                let start = now >= twapSeconds ? now - twapSeconds : 0
-                let reading = observations.last { $0.timestamp <= start } ?? first
-                let from = max(start, reading.timestamp)
-                if now > from {
-                    covered = now - from
-                    twap = Pool.averagePrice(
-                        from: reading.cumulative(at: from), to: market.cumulativePrices(at: now).price0,
-                        seconds: covered)
-                }
-            }
+            // The window ends at the last block's time.
+            let twap = Pool.averagePrice0(
+                history: book.observations[token, default: []],
+                now: UInt32(truncatingIfNeeded: book.ledger.tipTime / 1000), window: twapSeconds)
             return .marketAnswer(
                 requestID: id,
                 market: MarketData(
                     height: book.ledger.height, time: book.ledger.tipTime, licenceReserve: market.reserve0,
-                    stablecoinReserve: market.reserve1, totalShares: market.totalShares, twapSeconds: covered,
-                    twap: twap, depth: depth))
+                    stablecoinReserve: market.reserve1, totalShares: market.totalShares,
+                    twapSeconds: twap?.seconds ?? 0,
+                    twap: twap?.price, depth: depth))
         }
     }
 

@@ -74,7 +74,7 @@ struct Run: AsyncParsableCommand {
         let arbiter = try await connection.connect(as: identity)
         let service = ExchangeService(genesis: genesis, arbiter: arbiter, logger: logger)
         do { try await service.start() } catch { throw CLIError("cannot follow the chain: \(error)") }
-        let configuration = SessionConfiguration(
+        let configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: genesis.chainID))
         let listeners = try await listen(
             host: host, port: port, udpPort: udpPort, udp: !noUDP, configuration: configuration, logger: logger)

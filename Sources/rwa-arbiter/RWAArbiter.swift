@@ -163,7 +163,7 @@ struct Run: AsyncParsableCommand {
         let store = try LedgerStore.open(path: chain.databasePath)
         let service = try ArbiterService(store: store, arbiterKey: arbiterKey, rules: rules, logger: logger)
         service.start()
-        let configuration = SessionConfiguration(
+        let configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: arbiterKey, chainID: service.chainID))
         let listeners = try await listen(
             host: host, port: port, udpPort: udpPort, udp: !noUDP, configuration: configuration, logger: logger)

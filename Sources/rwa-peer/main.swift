@@ -43,7 +43,7 @@ struct SessionOptions: ParsableArguments {
         guard let chainBytes = [UInt8](hex: chainID), let chain = try? Digest32(bytes: chainBytes) else {
             throw ValidationError("--chain-id must be 64 hexadecimal digits")
         }
-        return SessionConfiguration(
+        return try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: chain, expectedPeer: expectedPeer))
     }
 
@@ -101,7 +101,8 @@ struct Listen: AsyncParsableCommand {
                 tasks.addTask {
                     do {
                         let summary = try await NoteExchange.serve(session, identity: identity, chainID: chainID).get()
-                        emit("session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)")
+                        let udp = await session.udpStatistics().map { " udp \($0.summary)" } ?? ""
+                        emit("session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)\(udp)")
                     } catch {
                         emit("session \(session.peerIdentity) failed: \(error)")
                     }
@@ -152,10 +153,13 @@ struct Send: AsyncParsableCommand {
             session, identity: configuration.handshake.identity, chainID: configuration.handshake.chainID, count: count,
             window: window
         ).get()
+        let udp = await session.udpStatistics().map { s in
+            #","udp":{"datagrams":\#(s.datagrams),"dropped":\#(s.dropped),"duplicated":\#(s.duplicated),"reordered":\#(s.reordered),"retransmitted":\#(s.retransmitted),"duplicates_received":\#(s.duplicatesReceived)}"#
+        }
         await session.close()
         let seconds = (ContinuousClock.now - started) / .seconds(1)
         emit(
-            #"{"transport":"\#(options.transport.rawValue)","peer":"\#(session.peerIdentity)","sent":\#(summary.sent),"verified":\#(summary.verified),"seconds":\#(String(format: "%.3f", seconds))}"#
+            #"{"transport":"\#(options.transport.rawValue)","peer":"\#(session.peerIdentity)","sent":\#(summary.sent),"verified":\#(summary.verified),"seconds":\#(String(format: "%.3f", seconds))\#(udp ?? "")}"#
         )
     }
 }

@@ -18,12 +18,9 @@ final class ArbiterProcessTests: XCTestCase {
     /// Starts `rwa-arbiter run` on free ports; returns the process and its TCP port.
     func startArbiter(dir: String, extra: [String] = []) throws -> (ArbiterProcess, Int) {
         let process = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--no-udp"] + extra)
-        let chainLine = try XCTUnwrap(process.nextLine(timeout: 30), "arbiter did not start")
+        let chainLine = try process.requireLine("the chain line")
         XCTAssertTrue(chainLine.hasPrefix("chain "), chainLine)
-        let ready = try XCTUnwrap(process.nextLine(timeout: 30), "arbiter did not listen")
-        let fields = ready.split(separator: " ")
-        XCTAssertEqual(fields.first, "listening", ready)
-        return (process, Int(fields[3])!)
+        return (process, try process.requireListening("tcp").port)
     }
 
     func testCommandLineFlowFromInitToVerify() throws {
@@ -112,17 +109,47 @@ final class ArbiterProcessTests: XCTestCase {
         XCTAssertTrue(verified.output.joined().contains("\"transactions\":4"), verified.output.joined())
     }
 
-    /// Receipts collected by the clients, and the port of the arbiter currently running.
+    /// What the clients saw across the kills: receipts by epoch (the arbiter process they came
+    /// from), the port of the arbiter currently running, and every error, sorted by cause.
     actor CrashLedger {
-        var receipted: [Digest32] = []
+        var receipts: [(transaction: Digest32, receipt: Receipt, epoch: Int)] = []
         var port = 0
+        var epoch = 0
         var done = false
-        func record(_ hash: Digest32) { receipted.append(hash) }
-        func setPort(_ value: Int) { port = value }
+        /// Errors a kill explains: the session ended, or the new arbiter was not listening yet.
+        var sessionEnds = 0
+        var refusedConnections = 0
+        var unexplained: [String] = []
+
+        func record(_ transaction: Digest32, _ receipt: Receipt) {
+            receipts.append((transaction, receipt, epoch))
+        }
+        func receiptCount(epoch: Int) -> Int { receipts.lazy.filter { $0.epoch == epoch }.count }
+        func restarted(port: Int) {
+            self.port = port
+            epoch += 1
+        }
+        func started(port: Int) { self.port = port }
         func finish() { done = true }
+        func failed(_ error: Error, connecting: Bool) {
+            switch error {
+            case is SessionError: sessionEnds += 1
+            case let failure as ArbiterRequestError where failure.code == .closed: sessionEnds += 1
+            case let failure as IOError where connecting && failure.errnoCode == ECONNREFUSED: refusedConnections += 1
+            case let failure as NIOConnectionError where connecting:
+                if failure.connectionErrors.allSatisfy({ ($0.error as? IOError)?.errnoCode == ECONNREFUSED }) {
+                    refusedConnections += 1
+                } else {
+                    unexplained.append("connecting: \(failure)")
+                }
+            default: unexplained.append("\(connecting ? "connecting: " : "")\(type(of: error)): \(error)")
+            }
+        }
     }
 
     func testEveryReceiptedTransactionSurvivesTwentyKills() async throws {
+        let seed = testSeed()
+        var schedule = SplitMix(seed: seed)
         let scratch = try Scratch()
         let dir = scratch.directory.appendingPathComponent("chain").path
         XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", dir]).status, 0)
@@ -130,29 +157,37 @@ final class ArbiterProcessTests: XCTestCase {
         let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
         let senders = (0..<4).map { _ in SigningKeyPair.generate() }
         var (arbiter, port) = try startArbiter(dir: dir, extra: ["--block-interval-ms", "2"])
+        defer { arbiter.kill() }
         let group = MultiThreadedEventLoopGroup.singleton
-        func connect(_ identity: SigningKeyPair, port: Int) async throws -> ArbiterClient {
+        @Sendable func connect(_ identity: SigningKeyPair, port: Int) async throws -> ArbiterClient {
             try await ArbiterClient.connect(
                 host: "127.0.0.1", port: port, identity: identity, chainID: genesis.chainID, arbiter: genesis.arbiter,
                 group: group)
         }
-        let setup = try await connect(issuer, port: port)
-        for sender in senders {
-            _ = try await setup.sign(.mint(token: 0, to: sender.publicKey, amount: 1_000_000_000), with: issuer)
+        try await withTimeout(30, "funding the senders") {
+            let setup = try await connect(issuer, port: port)
+            for sender in senders {
+                _ = try await setup.sign(.mint(token: 0, to: sender.publicKey, amount: 1_000_000_000), with: issuer)
+            }
+            await setup.close()
         }
-        await setup.close()
 
         let ledger = CrashLedger()
-        await ledger.setPort(port)
+        await ledger.started(port: port)
         // Each client sends transfers in windows of 8 until told to stop; a dead session means
         // the arbiter was killed: it reconnects to the new port and reads its sequence again.
+        // Every receipt must name the transaction the client computed itself.
         let clients = Task {
             await withTaskGroup(of: Void.self) { tasks in
                 for (index, sender) in senders.enumerated() {
                     tasks.addTask {
                         let receiver = senders[(index + 1) % senders.count].publicKey
                         while await !ledger.done {
-                            guard let client = try? await connect(sender, port: await ledger.port) else {
+                            let client: ArbiterClient
+                            do {
+                                client = try await connect(sender, port: await ledger.port)
+                            } catch {
+                                await ledger.failed(error, connecting: true)
                                 try? await Task.sleep(for: .milliseconds(20))
                                 continue
                             }
@@ -165,39 +200,84 @@ final class ArbiterProcessTests: XCTestCase {
                                             operation: .transfer(token: 0, to: receiver, amount: 1))
                                     }
                                     let futures = window.map { client.submitPipelined($0) }
-                                    for future in futures {
+                                    for (transaction, future) in zip(window, futures) {
                                         let receipt = try await future.get()
-                                        await ledger.record(receipt.hash)
+                                        await ledger.record(transaction.hash, receipt)
                                     }
                                 }
-                            } catch {}
+                            } catch {
+                                await ledger.failed(error, connecting: false)
+                            }
                             await client.close()
                         }
                     }
                 }
             }
         }
-        var generator = SystemRandomNumberGenerator()
         let kills = 20
-        for _ in 0..<kills {
-            try await Task.sleep(for: .milliseconds(Int.random(in: 100...400, using: &generator)))
+        var killFailure: String?
+        for kill in 0..<kills {
+            // Each arbiter process serves under load before it dies: at least a few receipts
+            // come from it (waiting at most 30 s), then it lives a seeded while longer.
+            let epoch = await ledger.epoch
+            let deadline = Date().addingTimeInterval(30)
+            while await ledger.receiptCount(epoch: epoch) < 8 && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            try await Task.sleep(for: .milliseconds(Int.random(in: 0...300, using: &schedule)))
             arbiter.kill()
-            (arbiter, port) = try startArbiter(dir: dir, extra: ["--block-interval-ms", "2"])
-            await ledger.setPort(port)
+            do {
+                (arbiter, port) = try startArbiter(dir: dir, extra: ["--block-interval-ms", "2"])
+            } catch {
+                killFailure = "restart after kill \(kill + 1): \(error)"
+                break
+            }
+            await ledger.restarted(port: port)
         }
-        try await Task.sleep(for: .milliseconds(300))
+        let lastEpoch = await ledger.epoch
+        let deadline = Date().addingTimeInterval(30)
+        while await ledger.receiptCount(epoch: lastEpoch) < 8 && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(5))
+        }
         await ledger.finish()
-        await clients.value
+        try await withTimeout(60, "the clients stopping") { await clients.value }
         arbiter.kill()
+        XCTAssertNil(killFailure, "seed \(seed)")
 
-        let receipted = await ledger.receipted
-        XCTAssertGreaterThan(receipted.count, 200, "the clients kept the arbiter busy")
+        let receipts = await ledger.receipts
+        let epochs = await ledger.epoch
+        let perEpoch = (0...epochs).map { epoch in receipts.lazy.filter { $0.epoch == epoch }.count }
+        print("receipts per arbiter process: \(perEpoch)")
+        XCTAssertEqual(epochs, kills, "seed \(seed)")
+        XCTAssertFalse(perEpoch.contains(0), "every arbiter process served receipts before its kill: \(perEpoch), seed \(seed)")
+        let sessionEnds = await ledger.sessionEnds
+        let refused = await ledger.refusedConnections
+        let unexplained = await ledger.unexplained
+        print("client errors: \(sessionEnds) sessions ended by a kill, \(refused) connections refused during a restart")
+        XCTAssertEqual(unexplained, [], "client errors no kill explains (seed \(seed))")
+        XCTAssertGreaterThanOrEqual(sessionEnds, kills, "each kill ended the sessions open at the time")
+
+        for entry in receipts {
+            XCTAssertEqual(entry.receipt.hash, entry.transaction, "a receipt names the transaction that was sent")
+        }
         let store = try LedgerStore.open(path: "\(dir)/chain.sqlite", readonly: true)
         var missing = 0
-        for hash in receipted where try store.transaction(hash: hash) == nil { missing += 1 }
-        XCTAssertEqual(missing, 0, "every transaction that got a receipt is in the chain")
-        XCTAssertEqual(Set(receipted).count, receipted.count, "no transaction was receipted twice")
+        var misplaced: [String] = []
+        for entry in receipts {
+            guard let located = try store.transaction(hash: entry.transaction) else {
+                missing += 1
+                continue
+            }
+            if located.height != entry.receipt.height || located.index != entry.receipt.index {
+                misplaced.append(
+                    "receipt \(entry.receipt.height)/\(entry.receipt.index), stored \(located.height)/\(located.index)")
+            }
+        }
+        XCTAssertEqual(missing, 0, "every transaction that got a receipt is in the chain (seed \(seed))")
+        XCTAssertEqual(misplaced, [], "every receipt's height and index are where the store has it (seed \(seed))")
+        XCTAssertEqual(
+            Set(receipts.map(\.transaction)).count, receipts.count, "no transaction was receipted twice (seed \(seed))")
         let verified = try ArbiterProcess.run(["verify", "--dir", dir])
-        XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
+        XCTAssertEqual(verified.status, 0, verified.transcript)
     }
 }

@@ -1,9 +1,11 @@
 // Goal: purchase mode with real processes. `rwa-arbiter run` and `rwa-amm run` on loopback; the
 // regulator opens a licence's pool and its owner seeds it through the CLI; then 20 traders, half
-// over TCP and half over UDP, send signed swap orders to the exchange at once, some with limits
-// or deadlines that must fail. Afterwards every fill the exchange reported is checked, to the
-// base unit, against a replay of the committed orders through `RWAMarket` alone, every balance
-// against the fills, and the chain against `rwa-arbiter verify`.
+// over TCP and half over UDP, each send their orders one after another, all twenty at once, some
+// with limits or deadlines that must fail. Afterwards every fill the exchange reported is checked,
+// to the base unit and to its block and position, against a replay of the committed orders
+// through `RWAMarket` alone that honours deadlines by the block's time; every refusal must be one
+// the replay justifies; every balance is checked against the fills, and the chain against
+// `rwa-arbiter verify`.
 import Foundation
 import NIOCore
 import NIOPosix
@@ -41,6 +43,47 @@ final class ExchangeProcessTests: XCTestCase {
         var transaction: Transaction
         var fill: OrderFill?
         var rejection: Rejection?
+        /// Wall-clock milliseconds when the answer arrived: a deadline refusal must be before it.
+        var answeredAt: UInt64 = 0
+    }
+
+    /// How many orders are awaiting their answer, and the most there ever were at once.
+    actor InFlight {
+        var now = 0
+        var most = 0
+        func begin() {
+            now += 1
+            most = max(most, now)
+        }
+        func end() { now -= 1 }
+    }
+
+    static var wallClockMilliseconds: UInt64 { UInt64(Date().timeIntervalSince1970 * 1000) }
+
+    /// What the ledger answers a swap against `pool` with the trader's `balance` of what it pays
+    /// at block time `time`, in the ledger's order of checks (Pools.swift): the deadline, the pool's
+    /// math and the signed limit, then the balance. nil: it fills.
+    static func judge(_ operation: LedgerOperation, pool: Pool, balance: UInt128, time: UInt64) -> ErrorCode? {
+        var pool = pool
+        let paid: UInt128
+        do {
+            switch operation {
+            case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
+                if time > deadline { return .deadlinePassed }
+                _ = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
+                paid = amountIn
+            case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
+                if time > deadline { return .deadlinePassed }
+                paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
+            default:
+                return .unexpectedMessage
+            }
+        } catch SwapError.limitExceeded {
+            return .priceLimit
+        } catch {
+            return .insufficientLiquidity
+        }
+        return paid > balance ? .insufficientBalance : nil
     }
 
     func testTwentyTradersThroughTheExchangeFillExactlyAsTheMarketMathReplays() async throws {
@@ -49,8 +92,8 @@ final class ExchangeProcessTests: XCTestCase {
         XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", dir]).status, 0)
         let arbiter = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--no-udp"])
         defer { arbiter.stop() }
-        _ = try XCTUnwrap(arbiter.nextLine(timeout: 30), "arbiter did not start")
-        let arbiterPort = Int(try XCTUnwrap(arbiter.nextLine(timeout: 30)).split(separator: " ")[3])!
+        _ = try arbiter.requireLine("the chain line")
+        let arbiterPort = try arbiter.requireListening("tcp").port
         let genesis = try Genesis(decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
         let chainID = genesis.chainID
         let group = MultiThreadedEventLoopGroup.singleton
@@ -112,13 +155,13 @@ final class ExchangeProcessTests: XCTestCase {
                 "--udp-port", "0",
             ])
         defer { exchange.stop() }
-        let following = try XCTUnwrap(exchange.nextLine(timeout: 30), "the exchange did not start")
+        let following = try exchange.requireLine("the `following` line")
         XCTAssertTrue(following.hasPrefix("following "), following)
-        let tcpLine = try XCTUnwrap(exchange.nextLine(timeout: 30)).split(separator: " ")
-        let udpLine = try XCTUnwrap(exchange.nextLine(timeout: 30)).split(separator: " ")
-        XCTAssertEqual([tcpLine[1], udpLine[1]], ["tcp", "udp"])
-        let (tcpPort, udpPort) = (Int(tcpLine[3])!, Int(udpLine[3])!)
-        let exchangeKey = try SigningPublicKey(bytes: [UInt8](hex: String(tcpLine[4]))!)
+        let tcpListening = try exchange.requireListening("tcp")
+        let udpPort = try exchange.requireListening("udp").port
+        let tcpPort = tcpListening.port
+        let exchangeKey = try SigningPublicKey(
+            bytes: try XCTUnwrap([UInt8](hex: tcpListening.publicKey), tcpListening.publicKey))
         let at = address + ["--amm", "127.0.0.1:\(tcpPort)"]
         let seeded = try AMMProcess.json(
             try AMMProcess.run(
@@ -140,6 +183,7 @@ final class ExchangeProcessTests: XCTestCase {
         XCTAssertTrue(refused.output.joined().contains("country_not_allowed"), refused.output.joined())
 
         // Twenty traders at once, each with its own session, orders one after another.
+        let inFlight = InFlight()
         let sent = try await withThrowingTaskGroup(of: [Sent].self) { tasks in
             for (number, trader) in traders.enumerated() {
                 tasks.addTask {
@@ -155,7 +199,7 @@ final class ExchangeProcessTests: XCTestCase {
                         let exactOut = random.next() % 2 == 0
                         let amount = UInt128(random.next() % (side == .buy ? 20_000_000 : 150_000)) + 1
                         let impossible = random.next() % 6 == 0
-                        let deadline = step == 3 ? UInt64(1) : UInt64(Date().timeIntervalSince1970 * 1000) + 60_000
+                        let deadline = step == 3 ? UInt64(1) : Self.wallClockMilliseconds + 60_000
                         let operation: LedgerOperation =
                             exactOut
                             ? .swapExactOut(
@@ -166,13 +210,19 @@ final class ExchangeProcessTests: XCTestCase {
                                 deadline: deadline)
                         let transaction = try Transaction(
                             signedBy: trader.pair, chainID: chainID, sequence: sequence, operation: operation)
+                        await inFlight.begin()
                         do {
                             let fill = try await client.submit(transaction)
-                            orders.append(Sent(transaction: transaction, fill: fill))
+                            orders.append(
+                                Sent(transaction: transaction, fill: fill, answeredAt: Self.wallClockMilliseconds))
                             sequence += 1
                         } catch let rejection as Rejection {
-                            orders.append(Sent(transaction: transaction, rejection: rejection))
+                            orders.append(
+                                Sent(
+                                    transaction: transaction, rejection: rejection,
+                                    answeredAt: Self.wallClockMilliseconds))
                         }
+                        await inFlight.end()
                     }
                     await client.close()
                     return orders
@@ -183,25 +233,30 @@ final class ExchangeProcessTests: XCTestCase {
             return all
         }
         XCTAssertEqual(sent.count, Self.traderCount * Self.ordersPerTrader)
+        let mostInFlight = await inFlight.most
+        XCTAssertGreaterThan(mostInFlight, Self.traderCount / 2, "orders from many traders were in flight together")
         let fills = sent.filter { $0.fill != nil }
         let rejections = sent.compactMap(\.rejection)
         XCTAssertGreaterThan(fills.count, Self.traderCount * Self.ordersPerTrader / 2, "\(rejections.prefix(5))")
         XCTAssertTrue(rejections.contains { $0.code == .deadlinePassed }, "\(rejections.map(\.code.name))")
         XCTAssertTrue(rejections.contains { $0.code == .priceLimit }, "\(rejections.map(\.code.name))")
-        XCTAssertTrue(
-            rejections.allSatisfy { [.deadlinePassed, .priceLimit, .insufficientBalance].contains($0.code) },
-            "\(rejections.map(\.description))")
 
         // The chain, block by block, replayed through the market math alone.
         let height = try await admin.status().height
         var committed:
-            [(hash: Digest32, height: UInt64, index: UInt32, operation: LedgerOperation, signer: AccountID)] = []
+            [(
+                hash: Digest32, height: UInt64, index: UInt32, time: UInt64, operation: LedgerOperation,
+                signer: AccountID
+            )] = []
         var blocksSeen: UInt64 = 0
         for try await block in admin.subscribe(from: 1) {
             for (index, transaction) in block.transactions.enumerated() {
                 let decoded = try Transaction(decoding: transaction.bytes)
                 committed.append(
-                    (transaction.hash, block.header.height, UInt32(index), decoded.operation, decoded.signer))
+                    (
+                        transaction.hash, block.header.height, UInt32(index), block.header.time, decoded.operation,
+                        decoded.signer
+                    ))
             }
             blocksSeen = block.header.height
             if blocksSeen == height { break }
@@ -210,12 +265,18 @@ final class ExchangeProcessTests: XCTestCase {
         var delta: [AccountID: (licence: Int128, stablecoin: Int128)] = [:]
         let reported = Dictionary(uniqueKeysWithValues: fills.map { ($0.transaction.hash, $0.fill!) })
         var replayedSwaps = 0
-        for entry in committed {
+        // The pool after each committed swap, with its position, to judge the refusals below.
+        var poolAfter: [(position: Int, pool: Pool)] = []
+        var position: [Digest32: Int] = [:]
+        for (offset, entry) in committed.enumerated() {
+            position[entry.hash] = offset
             switch entry.operation {
             case .addLiquidity(_, let licence, let stablecoin, _, _, _):
                 XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
                 _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestamp: 0)
-            case .swapExactIn(_, let side, let amountIn, let minimumOut, _):
+                poolAfter.append((offset, pool))
+            case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
+                XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
                 let out = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
                 let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
                 XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
@@ -223,18 +284,65 @@ final class ExchangeProcessTests: XCTestCase {
                 XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
                 record(&delta, entry.signer, side, paid: amountIn, received: out)
                 replayedSwaps += 1
-            case .swapExactOut(_, let side, let amountOut, let maximumIn, _):
+                poolAfter.append((offset, pool))
+            case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
+                XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
                 let paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
                 let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
                 XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
                 XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
+                XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
                 record(&delta, entry.signer, side, paid: paid, received: amountOut)
                 replayedSwaps += 1
+                poolAfter.append((offset, pool))
             default:
                 break
             }
         }
         XCTAssertEqual(replayedSwaps, fills.count, "every reported fill is a committed swap, and only those")
+
+        // Every refusal must be one the replay justifies. A trader waits for each answer before
+        // sending its next order, so a refused order was judged against the pool as it stood
+        // somewhere between the trader's previous committed order and its next one, with the
+        // trader's balances as its own fills left them (nobody else pays it during the trading).
+        for trader in traders {
+            let orders = sent.filter { $0.transaction.signer == trader.pair.publicKey }
+            var balances: (licence: Int128, stablecoin: Int128) = (2_000_000, 10_000_000_000)
+            var lastCommitted = try XCTUnwrap(poolAfter.first?.position, "the seeding deposit is in the chain")
+            for (number, order) in orders.enumerated() {
+                let side: TradeSide
+                switch order.transaction.operation {
+                case .swapExactIn(_, let s, _, _, _), .swapExactOut(_, let s, _, _, _): side = s
+                default: return XCTFail("only swaps were sent")
+                }
+                if let fill = order.fill {
+                    lastCommitted = try XCTUnwrap(position[order.transaction.hash])
+                    let (licence, stablecoin) = (Int128(fill.licence), Int128(fill.stablecoin))
+                    balances =
+                        side == .buy
+                        ? (balances.licence + licence, balances.stablecoin - stablecoin)
+                        : (balances.licence - licence, balances.stablecoin + stablecoin)
+                    continue
+                }
+                let rejection = try XCTUnwrap(order.rejection)
+                let nextCommitted =
+                    orders[(number + 1)...].lazy.compactMap { $0.fill == nil ? nil : position[$0.transaction.hash] }
+                    .first ?? committed.count
+                let candidates =
+                    poolAfter.filter { $0.position > lastCommitted && $0.position < nextCommitted }
+                    + (poolAfter.last { $0.position <= lastCommitted }.map { [$0] } ?? [])
+                let paysLicence = side == .sell
+                let balance = UInt128(clamping: paysLicence ? balances.licence : balances.stablecoin)
+                // The block that refused it had a time at or before the answer's arrival.
+                let verdicts = candidates.map {
+                    Self.judge(order.transaction.operation, pool: $0.pool, balance: balance, time: order.answeredAt)
+                }
+                XCTAssertTrue(
+                    verdicts.contains(rejection.code),
+                    "refused with \(rejection.code.name) (\(rejection.reason)), but the replay gives \(verdicts.map { $0?.name ?? "a fill" })"
+                )
+            }
+        }
         // The ledger's reserves and every trader's balances agree with the replay.
         guard case .pool(let record)? = try await admin.record(.pool(1)) else { return XCTFail("no pool") }
         XCTAssertEqual([record.licenceReserve, record.stablecoinReserve], [pool.reserve0, pool.reserve1])

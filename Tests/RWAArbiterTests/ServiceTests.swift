@@ -40,7 +40,7 @@ final class ServiceTests: XCTestCase {
         let store = try fixture.createStore()
         let service = try ArbiterService(store: store, arbiterKey: fixture.arbiter, rules: rules)
         service.start()
-        let configuration = SessionConfiguration(
+        let configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID))
         var listeners: [SessionListener] = []
         for transport in TransportKind.allCases {
@@ -167,7 +167,7 @@ final class ServiceTests: XCTestCase {
         // Malformed bytes never reach the ledger; they are refused by the decoder with their own code.
         let raw = try await TransportKind.tcp.dial(
             host: "127.0.0.1", port: running.port(.tcp),
-            configuration: SessionConfiguration(
+            configuration: try SessionConfiguration(
                 handshake: HandshakeConfiguration(identity: .generate(), chainID: fixture.chainID)),
             group: MultiThreadedEventLoopGroup.singleton)
         var garbage = try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1)).encoded

@@ -33,7 +33,9 @@ final class RawTCPClient {
         }
         guard result == 0 else { throw SessionError(.closed, "connect failed: errno \(errno)") }
         var timeout = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        guard setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size)) == 0 else {
+            throw SessionError(.closed, "no receive timeout: errno \(errno)")
+        }
     }
 
     deinit { close(fd) }
@@ -65,21 +67,27 @@ final class RawTCPClient {
         }
     }
 
-    /// True when the server has closed the connection (after draining what it sent).
+    /// True when the server has closed the connection (after draining what it sent), within 20 s.
     func isClosedByServer() -> Bool {
-        while readPayload() != nil {}
+        let deadline = Date().addingTimeInterval(20)
+        while readPayload() != nil {
+            if Date() > deadline { return false }
+        }
         var byte: UInt8 = 0
         return recv(fd, &byte, 1, 0) == 0
     }
 
-    /// Runs the initiator's side of the handshake; returns the established session keys.
-    func handshake(identity: SigningKeyPair, tamperFinish: Bool = false) throws -> EstablishedSession? {
+    /// Runs the initiator's side of the handshake; returns the established session keys, or
+    /// throws saying what went wrong.
+    func handshake(identity: SigningKeyPair, tamperFinish: Bool = false) throws -> EstablishedSession {
         var machine = HandshakeStateMachine(
             initiator: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet), ephemeral: .generate())
         sendRecord(machine.start())
-        guard let payload = readPayload() else { return nil }
+        guard let payload = readPayload() else { throw ToolOutputError("no hello_reply within 10 s") }
         let reply = try Message.decode(frame: ByteBuffer(bytes: payload))
-        guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else { return nil }
+        guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else {
+            throw ToolOutputError("the hello_reply did not establish the session: \(reply.type)")
+        }
         if tamperFinish, case .helloFinish(var f) = finish {
             var bytes = f.signature.bytes
             bytes[10] ^= 1

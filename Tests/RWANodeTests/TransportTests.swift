@@ -17,8 +17,8 @@ final class TransportTests: XCTestCase {
 
     func configuration(
         _ identity: SigningKeyPair = .generate(), _ adjust: (inout SessionConfiguration) -> Void = { _ in }
-    ) -> SessionConfiguration {
-        var configuration = SessionConfiguration(
+    ) throws -> SessionConfiguration {
+        var configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: ChainIDs.devnet))
         configuration.keyLog = nil
         configuration.udpFaults = nil
@@ -89,7 +89,7 @@ final class TransportTests: XCTestCase {
                 $0.idleTimeout = .milliseconds(300)
             })
         let client = try RawTCPClient(port: listener.port)
-        let session = try XCTUnwrap(try client.handshake(identity: .generate()))
+        let session = try client.handshake(identity: .generate())
         var cipher: RecordCipher? = RecordCipher(session)
         var codes: [ErrorCode] = []
         while let payload = client.readPayload() {  // pings, then the error

@@ -46,7 +46,7 @@ final class RawUDPPeer {
 
 final class UDPSessionTests: XCTestCase {
     func testEstablishedSessionIgnoresEverythingThatDoesNotAuthenticate() async throws {
-        var configuration = SessionConfiguration(
+        var configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
         configuration.udpFaults = nil
         configuration.keyLog = nil

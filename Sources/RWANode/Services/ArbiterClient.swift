@@ -74,7 +74,7 @@ public final class ArbiterClient: Sendable {
         host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
         arbiter: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.client")
     ) async throws -> ArbiterClient {
-        var configuration = SessionConfiguration(
+        var configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: arbiter))
         configuration.inboxCapacity = 4096
         let session = try await transport.dial(
@@ -131,14 +131,25 @@ public final class ArbiterClient: Sendable {
     }
 
     /// Submits a signed transaction; the future succeeds with its receipt once its block is
-    /// durable, and fails with the ledger's `Rejection` or the session's error.
+    /// durable, and fails with the ledger's `Rejection` or the session's error. An answer about
+    /// another transaction than the one sent (by its hash, computed here) is an error, not a receipt.
     public func submitPipelined(_ transaction: Transaction) -> EventLoopFuture<Receipt> {
         let bytes = transaction.encoded
+        let expected = Blake2b.hash256(bytes)
         return request { .submitTransaction(requestID: $0, transaction: bytes) }.flatMapThrowing { answer in
             switch answer {
             case .transactionReceipt(_, let hash, let height, let index, let createdID):
+                guard hash == expected else {
+                    throw ArbiterRequestError(
+                        code: .unexpectedMessage, reason: "the receipt names transaction \(hash), not \(expected)")
+                }
                 return Receipt(hash: hash, height: height, index: index, createdID: createdID)
-            case .transactionRejected(_, _, let code, let reason):
+            case .transactionRejected(_, let hash, let code, let reason):
+                // A transaction that does not decode is rejected under the hash of its bytes too.
+                guard hash == expected else {
+                    throw ArbiterRequestError(
+                        code: .unexpectedMessage, reason: "the rejection names transaction \(hash), not \(expected)")
+                }
                 throw Rejection(code, reason)
             default:
                 throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers a submission")

@@ -42,7 +42,7 @@ public final class ExchangeClient: Sendable {
         host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
         exchange: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.trader")
     ) async throws -> ExchangeClient {
-        var configuration = SessionConfiguration(
+        var configuration = try SessionConfiguration(
             handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: exchange))
         configuration.inboxCapacity = 4096
         let session = try await transport.dial(

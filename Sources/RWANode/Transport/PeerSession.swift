@@ -23,6 +23,7 @@ public final class PeerSession: Sendable {
     public let eventLoop: EventLoop
     private let sendOperation: @Sendable (Message) -> EventLoopFuture<Void>
     private let closeOperation: @Sendable (SessionError?) -> Void
+    private let statisticsOperation: (@Sendable () -> EventLoopFuture<UDPStatistics>)?
     /// Completes when the session has closed, for whatever reason.
     public let closeFuture: EventLoopFuture<Void>
 
@@ -30,7 +31,8 @@ public final class PeerSession: Sendable {
         peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind,
         remoteAddress: SocketAddress?,
         inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
-        send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void
+        send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void,
+        statistics: (@Sendable () -> EventLoopFuture<UDPStatistics>)? = nil
     ) {
         self.peerIdentity = peerIdentity
         self.peerFeatures = peerFeatures
@@ -41,6 +43,13 @@ public final class PeerSession: Sendable {
         self.closeFuture = closeFuture
         self.sendOperation = send
         self.closeOperation = close
+        self.statisticsOperation = statistics
+    }
+
+    /// What the UDP endpoint carrying this session has seen so far (nil over TCP). Readable after
+    /// the session has closed, as long as its event loop runs.
+    public func udpStatistics() async -> UDPStatistics? {
+        try? await statisticsOperation?().get()
     }
 
     /// Sends one message. Returns when the transport has taken it: written to the socket (TCP) or
@@ -61,6 +70,30 @@ public final class PeerSession: Sendable {
 
     /// Starts closing without waiting, for code running on the event loop; see `closeFuture`.
     public func beginClose(reporting error: SessionError? = nil) { closeOperation(error) }
+}
+
+/// What one UDP endpoint (one socket, every session on it) did: the faults its test hook
+/// injected into outgoing datagrams, and the repairs of reliable delivery. Tests read it to show
+/// that the faults they ask for really happened and were repaired.
+public struct UDPStatistics: Sendable, Equatable {
+    /// Datagrams handed to the socket (or to the fault hook, when one is set).
+    public var datagrams = 0
+    /// Outgoing datagrams the fault hook dropped, sent twice, or held back behind a later one.
+    public var dropped = 0
+    public var duplicated = 0
+    public var reordered = 0
+    /// Frames sent again because their acknowledgement did not come in time.
+    public var retransmitted = 0
+    /// Frames that arrived again after they had been delivered, or as a replayed packet.
+    public var duplicatesReceived = 0
+
+    public init() {}
+
+    /// `datagrams=… dropped=… duplicated=… reordered=… retransmitted=… duplicates_received=…`
+    public var summary: String {
+        "datagrams=\(datagrams) dropped=\(dropped) duplicated=\(duplicated) reordered=\(reordered) "
+            + "retransmitted=\(retransmitted) duplicates_received=\(duplicatesReceived)"
+    }
 }
 
 extension TransportKind {

@@ -21,9 +21,14 @@ public struct SessionConfiguration: Sendable {
     /// `RWANET_KEYLOG` names a file: like SSLKEYLOGFILE, never in production.
     public var keyLog: KeyLog? = KeyLog.fromEnvironment()
     /// Test hook: loss, duplication and reordering applied to outgoing UDP datagrams.
-    public var udpFaults: FaultInjection.Settings? = FaultInjection.Settings.fromEnvironment()
+    public var udpFaults: FaultInjection.Settings?
 
-    public init(handshake: HandshakeConfiguration) { self.handshake = handshake }
+    /// Reads the test hooks from the environment (`RWANET_KEYLOG`, `RWANET_UDP_FAULTS`); a
+    /// malformed `RWANET_UDP_FAULTS` is an error, not a hook silently left off.
+    public init(handshake: HandshakeConfiguration) throws(FaultSettingsError) {
+        self.handshake = handshake
+        self.udpFaults = try FaultInjection.Settings.fromEnvironment()
+    }
 }
 
 /// The debug key log: one line per session,
@@ -54,6 +59,12 @@ public final class KeyLog: Sendable {
     }
 }
 
+/// A malformed `RWANET_UDP_FAULTS`.
+public struct FaultSettingsError: Error, CustomStringConvertible {
+    public let description: String
+    init(_ reason: String) { description = "RWANET_UDP_FAULTS: \(reason)" }
+}
+
 /// Deterministic datagram faults for tests: the kernel here has no netem, so the UDP transport
 /// can drop, duplicate and hold back its own outgoing datagrams from a seeded generator.
 public struct FaultInjection: Sendable {
@@ -70,24 +81,51 @@ public struct FaultInjection: Sendable {
             self.seed = seed
         }
 
-        /// `RWANET_UDP_FAULTS="loss=0.2,dup=0.05,reorder=0.1,seed=7"`.
-        public static func fromEnvironment() -> Settings? {
+        /// `RWANET_UDP_FAULTS="loss=0.2,dup=0.05,reorder=0.1,seed=7"`; nil when unset or empty.
+        public static func fromEnvironment() throws(FaultSettingsError) -> Settings? {
             guard let text = ProcessInfo.processInfo.environment["RWANET_UDP_FAULTS"], !text.isEmpty else { return nil }
-            var settings = Settings()
-            for pair in text.split(separator: ",") {
-                let parts = pair.split(separator: "=")
-                guard parts.count == 2 else { continue }
-                switch parts[0] {
-                case "loss": settings.lossRate = Double(parts[1]) ?? 0
-                case "dup": settings.duplicateRate = Double(parts[1]) ?? 0
-                case "reorder": settings.reorderRate = Double(parts[1]) ?? 0
-                case "seed": settings.seed = UInt64(parts[1]) ?? 1
-                default: continue
+            return try Settings(parsing: text)
+        }
+
+        /// Parses `key=value` pairs separated by commas. Keys: `loss`, `dup`, `reorder` (rates
+        /// from 0 to 1) and `seed` (an unsigned 64-bit integer). An unknown key, a repeated key or a
+        /// bad value is an error: a hook that silently ignored a typo would test nothing.
+        public init(parsing text: String) throws(FaultSettingsError) {
+            self.init()
+            var seen: Set<Substring> = []
+            for pair in text.split(separator: ",", omittingEmptySubsequences: false) {
+                let parts = pair.split(separator: "=", omittingEmptySubsequences: false)
+                guard parts.count == 2, !parts[0].isEmpty else {
+                    throw FaultSettingsError("`\(pair)` is not key=value")
+                }
+                let (key, value) = (parts[0], parts[1])
+                guard seen.insert(key).inserted else { throw FaultSettingsError("`\(key)` given twice") }
+                func rate() throws(FaultSettingsError) -> Double {
+                    guard let rate = Double(value), (0...1).contains(rate) else {
+                        throw FaultSettingsError("\(key)=\(value): a rate is a number from 0 to 1")
+                    }
+                    return rate
+                }
+                switch key {
+                case "loss": lossRate = try rate()
+                case "dup": duplicateRate = try rate()
+                case "reorder": reorderRate = try rate()
+                case "seed":
+                    guard let seed = UInt64(value) else {
+                        throw FaultSettingsError("seed=\(value): the seed is an unsigned 64-bit integer")
+                    }
+                    self.seed = seed
+                default:
+                    throw FaultSettingsError("unknown key `\(key)` (known: loss, dup, reorder, seed)")
                 }
             }
-            return settings
         }
     }
+
+    /// Counts of what `apply` did, for the endpoint's `UDPStatistics`.
+    public private(set) var dropped = 0
+    public private(set) var duplicated = 0
+    public private(set) var reordered = 0
 
     public let settings: Settings
     private var state: UInt64
@@ -110,16 +148,23 @@ public struct FaultInjection: Sendable {
 
     /// The datagrams to actually write in place of `envelope`.
     public mutating func apply(_ envelope: AddressedEnvelope<ByteBuffer>) -> [AddressedEnvelope<ByteBuffer>] {
-        if nextUnit() < settings.lossRate { return [] }
+        if nextUnit() < settings.lossRate {
+            dropped += 1
+            return []
+        }
         var out: [AddressedEnvelope<ByteBuffer>] = []
         if nextUnit() < settings.reorderRate && heldBack.count < 8 {
             heldBack.append(envelope)  // goes out after a later datagram
+            reordered += 1
         } else {
             out.append(envelope)
             out.append(contentsOf: heldBack)
             heldBack.removeAll()
         }
-        if nextUnit() < settings.duplicateRate { out.append(envelope) }
+        if nextUnit() < settings.duplicateRate {
+            out.append(envelope)
+            duplicated += 1
+        }
         return out
     }
 }

@@ -154,6 +154,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private var context: ChannelHandlerContext?
     private var ticker: RepeatedTask?
     private(set) var drops = UDPDropCounters()
+    private var statistics = UDPStatistics()
 
     init(
         configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger,
@@ -364,6 +365,18 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     handler.fail(peer, error ?? SessionError(.closed, "session closed by the peer"))
                 }
                 if loopBound.eventLoop.inEventLoop { closeNow() } else { loopBound.eventLoop.execute(closeNow) }
+            },
+            statistics: {
+                loopBound.eventLoop.submit {
+                    let (handler, _) = loopBound.value
+                    var statistics = handler.statistics
+                    if let faults = handler.faults {
+                        (statistics.dropped, statistics.duplicated, statistics.reordered) = (
+                            faults.dropped, faults.duplicated, faults.reordered
+                        )
+                    }
+                    return statistics
+                }
             })
         if let established = peer.established {
             established.succeed(session)
@@ -388,6 +401,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         case .fresh: break
         case .duplicate, .tooOld:
             drops.replayed += 1
+            statistics.duplicatesReceived += 1
             return
         }
         let header = UDPSealedContent.header(kind: kind, packetNumber: packetNumber)
@@ -430,7 +444,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                         do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
                         try receiveEstablished(message, peer: peer)
                     }
-                case .duplicate, .beyondWindow:
+                case .duplicate:
+                    statistics.duplicatesReceived += 1
+                    sendAck(peer)
+                case .beyondWindow:
                     sendAck(peer)
                 }
                 if peer.acksOwed >= 16 { sendAck(peer) }
@@ -502,6 +519,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 UDPSealedContent(
                     acknowledgement: peer.receiver.acknowledgement,
                     sequencedFrame: (transmission.sequence, transmission.frame)), peer: peer)
+            if transmission.isRetransmission { statistics.retransmitted += 1 }
             if !transmission.isRetransmission, !peer.sendPromises.isEmpty {
                 peer.sendPromises.removeFirst()?.succeed()
             }
@@ -547,6 +565,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     private func write(_ envelope: AddressedEnvelope<ByteBuffer>) {
         guard let context else { return }
+        statistics.datagrams += 1
         if faults != nil {
             for disturbed in faults!.apply(envelope) { context.write(wrapOutboundOut(disturbed), promise: nil) }
         } else {

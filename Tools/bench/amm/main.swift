@@ -96,7 +96,7 @@ func percentile(_ sorted: [Double], _ p: Double) -> Double {
 let (store, genesis, sequences) = try preparedChain()
 let service = try ArbiterService(store: store, arbiterKey: arbiterKey)
 service.start()
-var arbiterConfiguration = SessionConfiguration(
+var arbiterConfiguration = try SessionConfiguration(
     handshake: HandshakeConfiguration(identity: arbiterKey, chainID: genesis.chainID))
 arbiterConfiguration.keyLog = nil
 arbiterConfiguration.inboxCapacity = 4096
@@ -111,7 +111,7 @@ let exchange = ExchangeService(
         host: "127.0.0.1", port: arbiterListener.port, identity: exchangeKey, chainID: genesis.chainID,
         arbiter: arbiterKey.publicKey, group: group))
 try await exchange.start()
-var exchangeConfiguration = SessionConfiguration(
+var exchangeConfiguration = try SessionConfiguration(
     handshake: HandshakeConfiguration(identity: exchangeKey, chainID: genesis.chainID))
 exchangeConfiguration.keyLog = nil
 exchangeConfiguration.inboxCapacity = 4096

@@ -77,7 +77,7 @@ func startChain(_ name: String, rules: BlockRules) async throws -> (ArbiterServi
     let (_, store, genesis) = try fundedChain(name)
     let service = try ArbiterService(store: store, arbiterKey: arbiter, rules: rules)
     service.start()
-    var configuration = SessionConfiguration(
+    var configuration = try SessionConfiguration(
         handshake: HandshakeConfiguration(identity: arbiter, chainID: genesis.chainID))
     configuration.keyLog = nil
     configuration.inboxCapacity = 4096

@@ -35,8 +35,8 @@ func seconds(_ body: () async throws -> Void) async rethrows -> Double {
     return (ContinuousClock.now - start) / .seconds(1)
 }
 
-func configuration(_ identity: SigningKeyPair) -> SessionConfiguration {
-    var configuration = SessionConfiguration(handshake: HandshakeConfiguration(identity: identity, chainID: chain))
+func configuration(_ identity: SigningKeyPair) throws -> SessionConfiguration {
+    var configuration = try SessionConfiguration(handshake: HandshakeConfiguration(identity: identity, chainID: chain))
     configuration.keyLog = nil
     configuration.udpFaults = nil
     return configuration
@@ -119,7 +119,7 @@ func startResponder(_ transport: TransportKind, on placement: Placement) async t
 
 func handshakesPerSecond(_ transport: TransportKind, on placement: Placement) async throws -> Double {
     let (listener, serving) = try await startResponder(transport, on: placement)
-    let client = configuration(.generate())
+    let client = try configuration(.generate())
     let elapsed = try await seconds {
         for _ in 0..<handshakes {
             let session = try await dial(transport, listener.port, client, group: placement.client)

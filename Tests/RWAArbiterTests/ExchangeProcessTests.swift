@@ -87,329 +87,331 @@ final class ExchangeProcessTests: XCTestCase {
     }
 
     func testTwentyTradersThroughTheExchangeFillExactlyAsTheMarketMathReplays() async throws {
-        let scratch = try Scratch()
-        let dir = scratch.directory.appendingPathComponent("chain").path
-        XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", dir]).status, 0)
-        let arbiter = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--no-udp"])
-        defer { arbiter.stop() }
-        _ = try arbiter.requireLine("the chain line")
-        let arbiterPort = try arbiter.requireListening("tcp").port
-        let genesis = try Genesis(decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
-        let chainID = genesis.chainID
-        let group = MultiThreadedEventLoopGroup.singleton
+        try await withTimeout(300, "testTwentyTradersThroughTheExchangeFillExactlyAsTheMarketMathReplays") { [self] in
+            let scratch = try Scratch()
+            let dir = scratch.directory.appendingPathComponent("chain").path
+            XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", dir]).status, 0)
+            let arbiter = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--no-udp"])
+            defer { arbiter.stop() }
+            _ = try arbiter.requireLine("the chain line")
+            let arbiterPort = try arbiter.requireListening("tcp").port
+            let genesis = try Genesis(decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
+            let chainID = genesis.chainID
+            let group = MultiThreadedEventLoopGroup.singleton
 
-        // Identities, the licence, stablecoin and slices for everyone, pipelined in-process.
-        let regulator = try KeyFile.read(from: "\(dir)/regulator.key")
-        let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
-        let owner = try scratch.key("owner")
-        let traders = try (0..<Self.traderCount).map { try scratch.key("trader\($0)") }
-        let outsider = try scratch.key("outsider")  // a wallet in a country the licence does not allow
-        let admin = try await ArbiterClient.connect(
-            host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: chainID, arbiter: genesis.arbiter,
-            group: group)
-        var sequences: [AccountID: UInt64] = [:]
-        func signed(_ signer: SigningKeyPair, _ operation: LedgerOperation) throws -> Transaction {
-            let sequence = sequences[signer.publicKey, default: 0]
-            sequences[signer.publicKey] = sequence + 1
-            return try Transaction(signedBy: signer, chainID: chainID, sequence: sequence, operation: operation)
-        }
-        var setup: [Transaction] = []
-        for (index, wallet) in ([owner] + traders + [outsider]).enumerated() {
-            let country: CountryCode = wallet.path == outsider.path ? 250 : 826
-            setup.append(try signed(regulator, .registerIdentity(account: wallet.pair.publicKey, country: country)))
-            setup.append(try signed(regulator, .addClaim(identity: UInt64(index + 1), topic: ClaimTopic.kyc)))
-        }
-        setup.append(
-            try signed(
-                regulator,
-                .registerResource(
-                    ResourceRegistration(
-                        kind: .radioSpectrum, owner: owner.pair.publicKey, name: "n78 Leeds", metadata: "",
-                        valuation: 5_000_000_000,
-                        spectrum: SpectrumLicence(
-                            centreHz: 3_500_000_000, widthHz: 10_000_000, country: 826, region: "Leeds",
-                            validFrom: 1_767_225_600, validUntil: 1_924_992_000),
-                        compliance: ComplianceRules(allowedCountries: [826, 372])))))
-        for wallet in [owner] + traders + [outsider] {
-            setup.append(try signed(issuer, .mint(token: 0, to: wallet.pair.publicKey, amount: 10_000_000_000)))
-        }
-        for trader in traders {
-            setup.append(try signed(owner.pair, .transfer(token: 1, to: trader.pair.publicKey, amount: 2_000_000)))
-        }
-        for future in setup.map({ admin.submitPipelined($0) }) {
-            let receipt = try await future.get()
-            XCTAssertGreaterThan(receipt.height, 0)
-        }
+            // Identities, the licence, stablecoin and slices for everyone, pipelined in-process.
+            let regulator = try KeyFile.read(from: "\(dir)/regulator.key")
+            let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
+            let owner = try scratch.key("owner")
+            let traders = try (0..<Self.traderCount).map { try scratch.key("trader\($0)") }
+            let outsider = try scratch.key("outsider")  // a wallet in a country the licence does not allow
+            let admin = try await ArbiterClient.connect(
+                host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: chainID, arbiter: genesis.arbiter,
+                group: group)
+            var sequences: [AccountID: UInt64] = [:]
+            func signed(_ signer: SigningKeyPair, _ operation: LedgerOperation) throws -> Transaction {
+                let sequence = sequences[signer.publicKey, default: 0]
+                sequences[signer.publicKey] = sequence + 1
+                return try Transaction(signedBy: signer, chainID: chainID, sequence: sequence, operation: operation)
+            }
+            var setup: [Transaction] = []
+            for (index, wallet) in ([owner] + traders + [outsider]).enumerated() {
+                let country: CountryCode = wallet.path == outsider.path ? 250 : 826
+                setup.append(try signed(regulator, .registerIdentity(account: wallet.pair.publicKey, country: country)))
+                setup.append(try signed(regulator, .addClaim(identity: UInt64(index + 1), topic: ClaimTopic.kyc)))
+            }
+            setup.append(
+                try signed(
+                    regulator,
+                    .registerResource(
+                        ResourceRegistration(
+                            kind: .radioSpectrum, owner: owner.pair.publicKey, name: "n78 Leeds", metadata: "",
+                            valuation: 5_000_000_000,
+                            spectrum: SpectrumLicence(
+                                centreHz: 3_500_000_000, widthHz: 10_000_000, country: 826, region: "Leeds",
+                                validFrom: 1_767_225_600, validUntil: 1_924_992_000),
+                            compliance: ComplianceRules(allowedCountries: [826, 372])))))
+            for wallet in [owner] + traders + [outsider] {
+                setup.append(try signed(issuer, .mint(token: 0, to: wallet.pair.publicKey, amount: 10_000_000_000)))
+            }
+            for trader in traders {
+                setup.append(try signed(owner.pair, .transfer(token: 1, to: trader.pair.publicKey, amount: 2_000_000)))
+            }
+            for future in setup.map({ admin.submitPipelined($0) }) {
+                let receipt = try await future.get()
+                XCTAssertGreaterThan(receipt.height, 0)
+            }
 
-        // The pool, opened and seeded through the CLI.
-        let address = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
-        let created = try AMMProcess.json(
-            try AMMProcess.run(
-                ["pool", "create", "--key", "\(dir)/regulator.key"] + address + [
-                    "--token", "1", "--country", "826", "--json",
-                ]))
-        XCTAssertEqual(created["share_token"] as? String, "\(PoolRecord.shareToken(for: 1))")
-        let exchange = try AMMProcess(
-            ["run"] + address + [
-                "--key", scratch.directory.appendingPathComponent("amm.key").path, "--port", "0",
-                "--udp-port", "0",
-            ])
-        defer { exchange.stop() }
-        let following = try exchange.requireLine("the `following` line")
-        XCTAssertTrue(following.hasPrefix("following "), following)
-        let tcpListening = try exchange.requireListening("tcp")
-        let udpPort = try exchange.requireListening("udp").port
-        let tcpPort = tcpListening.port
-        let exchangeKey = try SigningPublicKey(
-            bytes: try XCTUnwrap([UInt8](hex: tcpListening.publicKey), tcpListening.publicKey))
-        let at = address + ["--amm", "127.0.0.1:\(tcpPort)"]
-        let seeded = try AMMProcess.json(
-            try AMMProcess.run(
-                ["add-liquidity", "--key", owner.path] + at + [
-                    "--token", "1", "--licence", "\(Self.seedLicence)", "--stablecoin", "\(Self.seedStablecoin)",
-                    "--json",
-                ]))
-        XCTAssertEqual(seeded["licence"] as? String, "\(Self.seedLicence)")
-        let quoted = try AMMProcess.json(
-            try AMMProcess.run(["quote"] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000000", "--json"]))
-        XCTAssertEqual(
-            quoted["amount_out"] as? String,
-            "\(try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: Self.seedStablecoin, reserveOut: Self.seedLicence))"
-        )
-        // Compliance holds through the exchange: the outsider's buy is refused, and the CLI says why.
-        let refused = try AMMProcess.run(
-            ["swap", "--key", outsider.path] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000", "--json"])
-        XCTAssertEqual(refused.status, 1)
-        XCTAssertTrue(refused.output.joined().contains("country_not_allowed"), refused.output.joined())
+            // The pool, opened and seeded through the CLI.
+            let address = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
+            let created = try AMMProcess.json(
+                try AMMProcess.run(
+                    ["pool", "create", "--key", "\(dir)/regulator.key"] + address + [
+                        "--token", "1", "--country", "826", "--json",
+                    ]))
+            XCTAssertEqual(created["share_token"] as? String, "\(PoolRecord.shareToken(for: 1))")
+            let exchange = try AMMProcess(
+                ["run"] + address + [
+                    "--key", scratch.directory.appendingPathComponent("amm.key").path, "--port", "0",
+                    "--udp-port", "0",
+                ])
+            defer { exchange.stop() }
+            let following = try exchange.requireLine("the `following` line")
+            XCTAssertTrue(following.hasPrefix("following "), following)
+            let tcpListening = try exchange.requireListening("tcp")
+            let udpPort = try exchange.requireListening("udp").port
+            let tcpPort = tcpListening.port
+            let exchangeKey = try SigningPublicKey(
+                bytes: try XCTUnwrap([UInt8](hex: tcpListening.publicKey), tcpListening.publicKey))
+            let at = address + ["--amm", "127.0.0.1:\(tcpPort)"]
+            let seeded = try AMMProcess.json(
+                try AMMProcess.run(
+                    ["add-liquidity", "--key", owner.path] + at + [
+                        "--token", "1", "--licence", "\(Self.seedLicence)", "--stablecoin", "\(Self.seedStablecoin)",
+                        "--json",
+                    ]))
+            XCTAssertEqual(seeded["licence"] as? String, "\(Self.seedLicence)")
+            let quoted = try AMMProcess.json(
+                try AMMProcess.run(["quote"] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000000", "--json"]))
+            XCTAssertEqual(
+                quoted["amount_out"] as? String,
+                "\(try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: Self.seedStablecoin, reserveOut: Self.seedLicence))"
+            )
+            // Compliance holds through the exchange: the outsider's buy is refused, and the CLI says why.
+            let refused = try AMMProcess.run(
+                ["swap", "--key", outsider.path] + at + ["--token", "1", "--side", "buy", "--amount-in", "1000", "--json"])
+            XCTAssertEqual(refused.status, 1)
+            XCTAssertTrue(refused.output.joined().contains("country_not_allowed"), refused.output.joined())
 
-        // Twenty traders at once, each with its own session, orders one after another.
-        let inFlight = InFlight()
-        let sent = try await withThrowingTaskGroup(of: [Sent].self) { tasks in
-            for (number, trader) in traders.enumerated() {
-                tasks.addTask {
-                    let client = try await ExchangeClient.connect(
-                        host: "127.0.0.1", port: number % 2 == 0 ? tcpPort : udpPort,
-                        transport: number % 2 == 0 ? .tcp : .udp, identity: trader.pair, chainID: chainID,
-                        exchange: exchangeKey, group: group)
-                    var random = SplitMix(seed: UInt64(number) &* 7919 &+ 1)
-                    var sequence: UInt64 = 0
-                    var orders: [Sent] = []
-                    for step in 0..<Self.ordersPerTrader {
-                        let side: TradeSide = random.next() % 2 == 0 ? .buy : .sell
-                        let exactOut = random.next() % 2 == 0
-                        let amount = UInt128(random.next() % (side == .buy ? 20_000_000 : 150_000)) + 1
-                        let impossible = random.next() % 6 == 0
-                        let deadline = step == 3 ? UInt64(1) : Self.wallClockMilliseconds + 60_000
-                        let operation: LedgerOperation =
-                            exactOut
-                            ? .swapExactOut(
-                                token: 1, side: side, amountOut: side == .buy ? amount / 200 + 1 : amount * 50,
-                                maximumIn: impossible ? 1 : .max, deadline: deadline)
-                            : .swapExactIn(
-                                token: 1, side: side, amountIn: amount, minimumOut: impossible ? .max : 0,
-                                deadline: deadline)
-                        let transaction = try Transaction(
-                            signedBy: trader.pair, chainID: chainID, sequence: sequence, operation: operation)
-                        await inFlight.begin()
-                        do {
-                            let fill = try await client.submit(transaction)
-                            orders.append(
-                                Sent(transaction: transaction, fill: fill, answeredAt: Self.wallClockMilliseconds))
-                            sequence += 1
-                        } catch let rejection as Rejection {
-                            orders.append(
-                                Sent(
-                                    transaction: transaction, rejection: rejection,
-                                    answeredAt: Self.wallClockMilliseconds))
+            // Twenty traders at once, each with its own session, orders one after another.
+            let inFlight = InFlight()
+            let sent = try await withThrowingTaskGroup(of: [Sent].self) { tasks in
+                for (number, trader) in traders.enumerated() {
+                    tasks.addTask {
+                        let client = try await ExchangeClient.connect(
+                            host: "127.0.0.1", port: number % 2 == 0 ? tcpPort : udpPort,
+                            transport: number % 2 == 0 ? .tcp : .udp, identity: trader.pair, chainID: chainID,
+                            exchange: exchangeKey, group: group)
+                        var random = SplitMix(seed: UInt64(number) &* 7919 &+ 1)
+                        var sequence: UInt64 = 0
+                        var orders: [Sent] = []
+                        for step in 0..<Self.ordersPerTrader {
+                            let side: TradeSide = random.next() % 2 == 0 ? .buy : .sell
+                            let exactOut = random.next() % 2 == 0
+                            let amount = UInt128(random.next() % (side == .buy ? 20_000_000 : 150_000)) + 1
+                            let impossible = random.next() % 6 == 0
+                            let deadline = step == 3 ? UInt64(1) : Self.wallClockMilliseconds + 60_000
+                            let operation: LedgerOperation =
+                                exactOut
+                                ? .swapExactOut(
+                                    token: 1, side: side, amountOut: side == .buy ? amount / 200 + 1 : amount * 50,
+                                    maximumIn: impossible ? 1 : .max, deadline: deadline)
+                                : .swapExactIn(
+                                    token: 1, side: side, amountIn: amount, minimumOut: impossible ? .max : 0,
+                                    deadline: deadline)
+                            let transaction = try Transaction(
+                                signedBy: trader.pair, chainID: chainID, sequence: sequence, operation: operation)
+                            await inFlight.begin()
+                            do {
+                                let fill = try await client.submit(transaction)
+                                orders.append(
+                                    Sent(transaction: transaction, fill: fill, answeredAt: Self.wallClockMilliseconds))
+                                sequence += 1
+                            } catch let rejection as Rejection {
+                                orders.append(
+                                    Sent(
+                                        transaction: transaction, rejection: rejection,
+                                        answeredAt: Self.wallClockMilliseconds))
+                            }
+                            await inFlight.end()
                         }
-                        await inFlight.end()
+                        await client.close()
+                        return orders
                     }
-                    await client.close()
-                    return orders
+                }
+                var all: [Sent] = []
+                for try await orders in tasks { all += orders }
+                return all
+            }
+            XCTAssertEqual(sent.count, Self.traderCount * Self.ordersPerTrader)
+            let mostInFlight = await inFlight.most
+            XCTAssertGreaterThan(mostInFlight, Self.traderCount / 2, "orders from many traders were in flight together")
+            let fills = sent.filter { $0.fill != nil }
+            let rejections = sent.compactMap(\.rejection)
+            XCTAssertGreaterThan(fills.count, Self.traderCount * Self.ordersPerTrader / 2, "\(rejections.prefix(5))")
+            XCTAssertTrue(rejections.contains { $0.code == .deadlinePassed }, "\(rejections.map(\.code.name))")
+            XCTAssertTrue(rejections.contains { $0.code == .priceLimit }, "\(rejections.map(\.code.name))")
+
+            // The chain, block by block, replayed through the market math alone.
+            let height = try await admin.status().height
+            var committed:
+                [(
+                    hash: Digest32, height: UInt64, index: UInt32, time: UInt64, operation: LedgerOperation,
+                    signer: AccountID
+                )] = []
+            var blocksSeen: UInt64 = 0
+            for try await block in admin.subscribe(from: 1) {
+                for (index, transaction) in block.transactions.enumerated() {
+                    let decoded = try Transaction(decoding: transaction.bytes)
+                    committed.append(
+                        (
+                            transaction.hash, block.header.height, UInt32(index), block.header.time, decoded.operation,
+                            decoded.signer
+                        ))
+                }
+                blocksSeen = block.header.height
+                if blocksSeen == height { break }
+            }
+            var pool = Pool()
+            var delta: [AccountID: (licence: Int128, stablecoin: Int128)] = [:]
+            let reported = Dictionary(uniqueKeysWithValues: fills.map { ($0.transaction.hash, $0.fill!) })
+            var replayedSwaps = 0
+            // The pool after each committed swap, with its position, to judge the refusals below.
+            var poolAfter: [(position: Int, pool: Pool)] = []
+            var position: [Digest32: Int] = [:]
+            for (offset, entry) in committed.enumerated() {
+                position[entry.hash] = offset
+                switch entry.operation {
+                case .addLiquidity(_, let licence, let stablecoin, _, _, _):
+                    XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
+                    _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestamp: 0)
+                    poolAfter.append((offset, pool))
+                case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
+                    XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
+                    let out = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
+                    let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
+                    XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
+                    XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, amountIn)
+                    XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
+                    record(&delta, entry.signer, side, paid: amountIn, received: out)
+                    replayedSwaps += 1
+                    poolAfter.append((offset, pool))
+                case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
+                    XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
+                    let paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
+                    let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
+                    XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
+                    XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
+                    XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
+                    record(&delta, entry.signer, side, paid: paid, received: amountOut)
+                    replayedSwaps += 1
+                    poolAfter.append((offset, pool))
+                default:
+                    break
                 }
             }
-            var all: [Sent] = []
-            for try await orders in tasks { all += orders }
-            return all
-        }
-        XCTAssertEqual(sent.count, Self.traderCount * Self.ordersPerTrader)
-        let mostInFlight = await inFlight.most
-        XCTAssertGreaterThan(mostInFlight, Self.traderCount / 2, "orders from many traders were in flight together")
-        let fills = sent.filter { $0.fill != nil }
-        let rejections = sent.compactMap(\.rejection)
-        XCTAssertGreaterThan(fills.count, Self.traderCount * Self.ordersPerTrader / 2, "\(rejections.prefix(5))")
-        XCTAssertTrue(rejections.contains { $0.code == .deadlinePassed }, "\(rejections.map(\.code.name))")
-        XCTAssertTrue(rejections.contains { $0.code == .priceLimit }, "\(rejections.map(\.code.name))")
+            XCTAssertEqual(replayedSwaps, fills.count, "every reported fill is a committed swap, and only those")
 
-        // The chain, block by block, replayed through the market math alone.
-        let height = try await admin.status().height
-        var committed:
-            [(
-                hash: Digest32, height: UInt64, index: UInt32, time: UInt64, operation: LedgerOperation,
-                signer: AccountID
-            )] = []
-        var blocksSeen: UInt64 = 0
-        for try await block in admin.subscribe(from: 1) {
-            for (index, transaction) in block.transactions.enumerated() {
-                let decoded = try Transaction(decoding: transaction.bytes)
-                committed.append(
-                    (
-                        transaction.hash, block.header.height, UInt32(index), block.header.time, decoded.operation,
-                        decoded.signer
-                    ))
-            }
-            blocksSeen = block.header.height
-            if blocksSeen == height { break }
-        }
-        var pool = Pool()
-        var delta: [AccountID: (licence: Int128, stablecoin: Int128)] = [:]
-        let reported = Dictionary(uniqueKeysWithValues: fills.map { ($0.transaction.hash, $0.fill!) })
-        var replayedSwaps = 0
-        // The pool after each committed swap, with its position, to judge the refusals below.
-        var poolAfter: [(position: Int, pool: Pool)] = []
-        var position: [Digest32: Int] = [:]
-        for (offset, entry) in committed.enumerated() {
-            position[entry.hash] = offset
-            switch entry.operation {
-            case .addLiquidity(_, let licence, let stablecoin, _, _, _):
-                XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
-                _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestamp: 0)
-                poolAfter.append((offset, pool))
-            case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
-                XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                let out = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
-                let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
-                XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
-                XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, amountIn)
-                XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
-                record(&delta, entry.signer, side, paid: amountIn, received: out)
-                replayedSwaps += 1
-                poolAfter.append((offset, pool))
-            case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
-                XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                let paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
-                let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
-                XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
-                XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
-                XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
-                record(&delta, entry.signer, side, paid: paid, received: amountOut)
-                replayedSwaps += 1
-                poolAfter.append((offset, pool))
-            default:
-                break
-            }
-        }
-        XCTAssertEqual(replayedSwaps, fills.count, "every reported fill is a committed swap, and only those")
-
-        // Every refusal must be one the replay justifies. A trader waits for each answer before
-        // sending its next order, so a refused order was judged against the pool as it stood
-        // somewhere between the trader's previous committed order and its next one, with the
-        // trader's balances as its own fills left them (nobody else pays it during the trading).
-        for trader in traders {
-            let orders = sent.filter { $0.transaction.signer == trader.pair.publicKey }
-            var balances: (licence: Int128, stablecoin: Int128) = (2_000_000, 10_000_000_000)
-            var lastCommitted = try XCTUnwrap(poolAfter.first?.position, "the seeding deposit is in the chain")
-            for (number, order) in orders.enumerated() {
-                let side: TradeSide
-                switch order.transaction.operation {
-                case .swapExactIn(_, let s, _, _, _), .swapExactOut(_, let s, _, _, _): side = s
-                default: return XCTFail("only swaps were sent")
+            // Every refusal must be one the replay justifies. A trader waits for each answer before
+            // sending its next order, so a refused order was judged against the pool as it stood
+            // somewhere between the trader's previous committed order and its next one, with the
+            // trader's balances as its own fills left them (nobody else pays it during the trading).
+            for trader in traders {
+                let orders = sent.filter { $0.transaction.signer == trader.pair.publicKey }
+                var balances: (licence: Int128, stablecoin: Int128) = (2_000_000, 10_000_000_000)
+                var lastCommitted = try XCTUnwrap(poolAfter.first?.position, "the seeding deposit is in the chain")
+                for (number, order) in orders.enumerated() {
+                    let side: TradeSide
+                    switch order.transaction.operation {
+                    case .swapExactIn(_, let s, _, _, _), .swapExactOut(_, let s, _, _, _): side = s
+                    default: return XCTFail("only swaps were sent")
+                    }
+                    if let fill = order.fill {
+                        lastCommitted = try XCTUnwrap(position[order.transaction.hash])
+                        let (licence, stablecoin) = (Int128(fill.licence), Int128(fill.stablecoin))
+                        balances =
+                            side == .buy
+                            ? (balances.licence + licence, balances.stablecoin - stablecoin)
+                            : (balances.licence - licence, balances.stablecoin + stablecoin)
+                        continue
+                    }
+                    let rejection = try XCTUnwrap(order.rejection)
+                    let nextCommitted =
+                        orders[(number + 1)...].lazy.compactMap { $0.fill == nil ? nil : position[$0.transaction.hash] }
+                        .first ?? committed.count
+                    let candidates =
+                        poolAfter.filter { $0.position > lastCommitted && $0.position < nextCommitted }
+                        + (poolAfter.last { $0.position <= lastCommitted }.map { [$0] } ?? [])
+                    let paysLicence = side == .sell
+                    let balance = UInt128(clamping: paysLicence ? balances.licence : balances.stablecoin)
+                    // The block that refused it had a time at or before the answer's arrival.
+                    let verdicts = candidates.map {
+                        Self.judge(order.transaction.operation, pool: $0.pool, balance: balance, time: order.answeredAt)
+                    }
+                    XCTAssertTrue(
+                        verdicts.contains(rejection.code),
+                        "refused with \(rejection.code.name) (\(rejection.reason)), but the replay gives \(verdicts.map { $0?.name ?? "a fill" })"
+                    )
                 }
-                if let fill = order.fill {
-                    lastCommitted = try XCTUnwrap(position[order.transaction.hash])
-                    let (licence, stablecoin) = (Int128(fill.licence), Int128(fill.stablecoin))
-                    balances =
-                        side == .buy
-                        ? (balances.licence + licence, balances.stablecoin - stablecoin)
-                        : (balances.licence - licence, balances.stablecoin + stablecoin)
-                    continue
-                }
-                let rejection = try XCTUnwrap(order.rejection)
-                let nextCommitted =
-                    orders[(number + 1)...].lazy.compactMap { $0.fill == nil ? nil : position[$0.transaction.hash] }
-                    .first ?? committed.count
-                let candidates =
-                    poolAfter.filter { $0.position > lastCommitted && $0.position < nextCommitted }
-                    + (poolAfter.last { $0.position <= lastCommitted }.map { [$0] } ?? [])
-                let paysLicence = side == .sell
-                let balance = UInt128(clamping: paysLicence ? balances.licence : balances.stablecoin)
-                // The block that refused it had a time at or before the answer's arrival.
-                let verdicts = candidates.map {
-                    Self.judge(order.transaction.operation, pool: $0.pool, balance: balance, time: order.answeredAt)
-                }
-                XCTAssertTrue(
-                    verdicts.contains(rejection.code),
-                    "refused with \(rejection.code.name) (\(rejection.reason)), but the replay gives \(verdicts.map { $0?.name ?? "a fill" })"
-                )
             }
-        }
-        // The ledger's reserves and every trader's balances agree with the replay.
-        guard case .pool(let record)? = try await admin.record(.pool(1)) else { return XCTFail("no pool") }
-        XCTAssertEqual([record.licenceReserve, record.stablecoinReserve], [pool.reserve0, pool.reserve1])
-        for trader in traders {
-            let change = delta[trader.pair.publicKey, default: (0, 0)]
-            let licence = try await admin.holding(token: 1, account: trader.pair.publicKey).balance
-            let stablecoin = try await admin.holding(token: 0, account: trader.pair.publicKey).balance
-            XCTAssertEqual(Int128(licence), 2_000_000 + change.licence)
-            XCTAssertEqual(Int128(stablecoin), 10_000_000_000 + change.stablecoin)
-        }
-        // Market data from the exchange matches too, and the trades it lists are the last ones.
-        let trader = try await ExchangeClient.connect(
-            host: "127.0.0.1", port: tcpPort, identity: owner.pair, chainID: chainID, exchange: exchangeKey,
-            group: group)
-        let market = try await trader.market(token: 1, twapSeconds: 3600, sizes: [1_000_000])
-        XCTAssertEqual([market.licenceReserve, market.stablecoinReserve], [pool.reserve0, pool.reserve1])
-        XCTAssertEqual(
-            market.depth.first?.sellProceeds,
-            try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: pool.reserve0, reserveOut: pool.reserve1))
-        let trades = try await trader.trades(token: 1)
-        let lastSwaps = committed.filter { $0.operation.name.hasPrefix("swap") }.suffix(trades.count).reversed()
-        XCTAssertEqual(trades.map(\.hash), lastSwaps.map(\.hash))
-        // An order sent again gets its original fill, and is not counted in flight.
-        let again = try await trader.submit(fills[0].transaction)
-        XCTAssertEqual(again, fills[0].fill)
-        let settled = try await trader.quote(token: 1, side: .sell, exactOutput: false, amount: 1_000)
-        XCTAssertEqual(settled.ordersInFlight, 0)
-        XCTAssertEqual(settled.confirmed, settled.expected)
-        do {
-            _ = try await trader.quote(token: 9, side: .buy, exactOutput: false, amount: 1)
-            XCTFail("a quote for a pool that does not exist")
-        } catch let rejection as Rejection {
-            XCTAssertEqual(rejection.code, .unknownPool)
-        }
-        await trader.close()
-        await admin.close()
+            // The ledger's reserves and every trader's balances agree with the replay.
+            guard case .pool(let record)? = try await admin.record(.pool(1)) else { return XCTFail("no pool") }
+            XCTAssertEqual([record.licenceReserve, record.stablecoinReserve], [pool.reserve0, pool.reserve1])
+            for trader in traders {
+                let change = delta[trader.pair.publicKey, default: (0, 0)]
+                let licence = try await admin.holding(token: 1, account: trader.pair.publicKey).balance
+                let stablecoin = try await admin.holding(token: 0, account: trader.pair.publicKey).balance
+                XCTAssertEqual(Int128(licence), 2_000_000 + change.licence)
+                XCTAssertEqual(Int128(stablecoin), 10_000_000_000 + change.stablecoin)
+            }
+            // Market data from the exchange matches too, and the trades it lists are the last ones.
+            let trader = try await ExchangeClient.connect(
+                host: "127.0.0.1", port: tcpPort, identity: owner.pair, chainID: chainID, exchange: exchangeKey,
+                group: group)
+            let market = try await trader.market(token: 1, twapSeconds: 3600, sizes: [1_000_000])
+            XCTAssertEqual([market.licenceReserve, market.stablecoinReserve], [pool.reserve0, pool.reserve1])
+            XCTAssertEqual(
+                market.depth.first?.sellProceeds,
+                try ConstantProduct.amountOut(amountIn: 1_000_000, reserveIn: pool.reserve0, reserveOut: pool.reserve1))
+            let trades = try await trader.trades(token: 1)
+            let lastSwaps = committed.filter { $0.operation.name.hasPrefix("swap") }.suffix(trades.count).reversed()
+            XCTAssertEqual(trades.map(\.hash), lastSwaps.map(\.hash))
+            // An order sent again gets its original fill, and is not counted in flight.
+            let again = try await trader.submit(fills[0].transaction)
+            XCTAssertEqual(again, fills[0].fill)
+            let settled = try await trader.quote(token: 1, side: .sell, exactOutput: false, amount: 1_000)
+            XCTAssertEqual(settled.ordersInFlight, 0)
+            XCTAssertEqual(settled.confirmed, settled.expected)
+            do {
+                _ = try await trader.quote(token: 9, side: .buy, exactOutput: false, amount: 1)
+                XCTFail("a quote for a pool that does not exist")
+            } catch let rejection as Rejection {
+                XCTAssertEqual(rejection.code, .unknownPool)
+            }
+            await trader.close()
+            await admin.close()
 
-        // The rest of the trader's command line: market data, trades, an exact-output swap, and the
-        // owner taking part of the liquidity out, each checked against the replayed pool.
-        let price = try AMMProcess.json(
-            try AMMProcess.run(["price"] + at + ["--token", "1", "--depth", "1000000", "--json"]))
-        XCTAssertEqual(price["licence_reserve"] as? String, "\(pool.reserve0)")
-        let listed = try AMMProcess.json(try AMMProcess.run(["trades"] + at + ["--token", "1", "--json"]))
-        XCTAssertEqual((listed["trades"] as? [[String: Any]])?.count, trades.count)
-        let cost = try ConstantProduct.amountIn(amountOut: 5_000, reserveIn: pool.reserve1, reserveOut: pool.reserve0)
-        let bought = try AMMProcess.json(
-            try AMMProcess.run(
-                ["swap", "--key", traders[0].path] + at + [
-                    "--token", "1", "--side", "buy", "--amount-out", "5000", "--max-in", "\(cost)", "--json",
-                ]))
-        XCTAssertEqual(bought["amount_in"] as? String, "\(cost)")
-        XCTAssertEqual(bought["amount_out"] as? String, "5000")
-        _ = try pool.swap(exactOut: 5_000, .oneForZero, maximumIn: cost, timestamp: 0)
-        let removed = try AMMProcess.json(
-            try AMMProcess.run(
-                ["remove-liquidity", "--key", owner.path] + at + ["--token", "1", "--shares", "1000000", "--json"]))
-        let (licenceOut, stablecoinOut) = try pool.withdraw(shares: 1_000_000, timestamp: 0)
-        XCTAssertEqual(removed["licence"] as? String, "\(licenceOut)")
-        XCTAssertEqual(removed["stablecoin"] as? String, "\(stablecoinOut)")
+            // The rest of the trader's command line: market data, trades, an exact-output swap, and the
+            // owner taking part of the liquidity out, each checked against the replayed pool.
+            let price = try AMMProcess.json(
+                try AMMProcess.run(["price"] + at + ["--token", "1", "--depth", "1000000", "--json"]))
+            XCTAssertEqual(price["licence_reserve"] as? String, "\(pool.reserve0)")
+            let listed = try AMMProcess.json(try AMMProcess.run(["trades"] + at + ["--token", "1", "--json"]))
+            XCTAssertEqual((listed["trades"] as? [[String: Any]])?.count, trades.count)
+            let cost = try ConstantProduct.amountIn(amountOut: 5_000, reserveIn: pool.reserve1, reserveOut: pool.reserve0)
+            let bought = try AMMProcess.json(
+                try AMMProcess.run(
+                    ["swap", "--key", traders[0].path] + at + [
+                        "--token", "1", "--side", "buy", "--amount-out", "5000", "--max-in", "\(cost)", "--json",
+                    ]))
+            XCTAssertEqual(bought["amount_in"] as? String, "\(cost)")
+            XCTAssertEqual(bought["amount_out"] as? String, "5000")
+            _ = try pool.swap(exactOut: 5_000, .oneForZero, maximumIn: cost, timestamp: 0)
+            let removed = try AMMProcess.json(
+                try AMMProcess.run(
+                    ["remove-liquidity", "--key", owner.path] + at + ["--token", "1", "--shares", "1000000", "--json"]))
+            let (licenceOut, stablecoinOut) = try pool.withdraw(shares: 1_000_000, timestamp: 0)
+            XCTAssertEqual(removed["licence"] as? String, "\(licenceOut)")
+            XCTAssertEqual(removed["stablecoin"] as? String, "\(stablecoinOut)")
 
-        exchange.stop()
-        arbiter.stop()
-        let verified = try ArbiterProcess.run(["verify", "--dir", dir])
-        XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
-        let inspected = try AMMProcess.json(try ArbiterProcess.run(["inspect", "pool", "--dir", dir, "1", "--json"]))
-        XCTAssertEqual(inspected["licence_reserve"] as? String, "\(pool.reserve0)")
-        XCTAssertEqual(inspected["stablecoin_reserve"] as? String, "\(pool.reserve1)")
+            exchange.stop()
+            arbiter.stop()
+            let verified = try ArbiterProcess.run(["verify", "--dir", dir])
+            XCTAssertEqual(verified.status, 0, verified.output.joined() + verified.errors.joined())
+            let inspected = try AMMProcess.json(try ArbiterProcess.run(["inspect", "pool", "--dir", dir, "1", "--json"]))
+            XCTAssertEqual(inspected["licence_reserve"] as? String, "\(pool.reserve0)")
+            XCTAssertEqual(inspected["stablecoin_reserve"] as? String, "\(pool.reserve1)")
+        }
     }
 
     private func record(

@@ -37,189 +37,205 @@ final class TransportTests: XCTestCase {
     }
 
     func testSessionBoundRefusesTheNextPeerWithOverloaded() async throws {
-        for transport in TransportKind.allCases {
-            let listener = try await listen(transport, configuration { $0.sessionsMax = 1 })
-            let first = try await dial(transport, listener.port, configuration())
-            do {
-                _ = try await dial(transport, listener.port, configuration { $0.handshakeTimeout = .seconds(2) })
-                XCTFail("\(transport): second session admitted")
-            } catch let error as SessionError {
-                XCTAssertEqual(error.code, .overloaded, "\(transport)")
-                XCTAssertTrue(error.fromPeer)
+        try await withTimeout(60, "testSessionBoundRefusesTheNextPeerWithOverloaded") { [self] in
+            for transport in TransportKind.allCases {
+                let listener = try await listen(transport, configuration { $0.sessionsMax = 1 })
+                let first = try await dial(transport, listener.port, configuration())
+                do {
+                    _ = try await dial(transport, listener.port, configuration { $0.handshakeTimeout = .seconds(2) })
+                    XCTFail("\(transport): second session admitted")
+                } catch let error as SessionError {
+                    XCTAssertEqual(error.code, .overloaded, "\(transport)")
+                    XCTAssertTrue(error.fromPeer)
+                }
+                await first.close()
+                await listener.close()
             }
-            await first.close()
-            await listener.close()
         }
     }
 
     func testHandshakeTimeoutDropsASilentPeer() async throws {
-        let listener = try await listen(.tcp, configuration { $0.handshakeTimeout = .milliseconds(200) })
-        let client = try RawTCPClient(port: listener.port)
-        var noCipher: RecordCipher? = nil
-        XCTAssertEqual(decodeError(client.readPayload(), cipher: &noCipher), .handshakeTimeout)
-        XCTAssertTrue(client.isClosedByServer())
-        await listener.close()
+        try await withTimeout(60, "testHandshakeTimeoutDropsASilentPeer") { [self] in
+            let listener = try await listen(.tcp, configuration { $0.handshakeTimeout = .milliseconds(200) })
+            let client = try RawTCPClient(port: listener.port)
+            var noCipher: RecordCipher? = nil
+            XCTAssertEqual(decodeError(client.readPayload(), cipher: &noCipher), .handshakeTimeout)
+            XCTAssertTrue(client.isClosedByServer())
+            await listener.close()
+        }
     }
 
     func testKeepaliveHoldsAnIdleSessionAndIdleTimeoutEndsADeadOne() async throws {
-        for transport in TransportKind.allCases {
-            let fast: (inout SessionConfiguration) -> Void = {
-                $0.keepaliveInterval = .milliseconds(50)
-                $0.idleTimeout = .milliseconds(400)
+        try await withTimeout(60, "testKeepaliveHoldsAnIdleSessionAndIdleTimeoutEndsADeadOne") { [self] in
+            for transport in TransportKind.allCases {
+                let fast: (inout SessionConfiguration) -> Void = {
+                    $0.keepaliveInterval = .milliseconds(50)
+                    $0.idleTimeout = .milliseconds(400)
+                }
+                let listener = try await listen(transport, configuration(.generate(), fast))
+                let session = try await dial(transport, listener.port, configuration(.generate(), fast))
+                var accepted = listener.sessions.makeAsyncIterator()
+                let acceptedSession = await accepted.next()
+                let server = try XCTUnwrap(acceptedSession)
+                // Nobody sends anything for three idle timeouts: pings keep both sides alive.
+                try await Task.sleep(for: .milliseconds(1_200))
+                try await session.send(
+                    .signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
+                var inbox = server.inbox.makeAsyncIterator()
+                guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
+                await listener.close()
+                await session.close()
             }
-            let listener = try await listen(transport, configuration(.generate(), fast))
-            let session = try await dial(transport, listener.port, configuration(.generate(), fast))
-            var accepted = listener.sessions.makeAsyncIterator()
-            let acceptedSession = await accepted.next()
-            let server = try XCTUnwrap(acceptedSession)
-            // Nobody sends anything for three idle timeouts: pings keep both sides alive.
-            try await Task.sleep(for: .milliseconds(1_200))
-            try await session.send(
-                .signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
-            var inbox = server.inbox.makeAsyncIterator()
-            guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
+            // A peer that never answers: the raw client completes the handshake, then goes silent.
+            let listener = try await listen(
+                .tcp,
+                configuration {
+                    $0.keepaliveInterval = .milliseconds(50)
+                    $0.idleTimeout = .milliseconds(300)
+                })
+            let client = try RawTCPClient(port: listener.port)
+            let session = try client.handshake(identity: .generate())
+            var cipher: RecordCipher? = RecordCipher(session)
+            var codes: [ErrorCode] = []
+            while let payload = client.readPayload() {  // pings, then the error
+                guard case let frame? = try? cipher!.openRecord(ByteBuffer(bytes: payload)) else { break }
+                if case .error(let report)? = try? Message.decode(frame: frame) { codes.append(report.code) }
+            }
+            XCTAssertEqual(codes, [.idleTimeout])
             await listener.close()
-            await session.close()
         }
-        // A peer that never answers: the raw client completes the handshake, then goes silent.
-        let listener = try await listen(
-            .tcp,
-            configuration {
-                $0.keepaliveInterval = .milliseconds(50)
-                $0.idleTimeout = .milliseconds(300)
-            })
-        let client = try RawTCPClient(port: listener.port)
-        let session = try client.handshake(identity: .generate())
-        var cipher: RecordCipher? = RecordCipher(session)
-        var codes: [ErrorCode] = []
-        while let payload = client.readPayload() {  // pings, then the error
-            guard case let frame? = try? cipher!.openRecord(ByteBuffer(bytes: payload)) else { break }
-            if case .error(let report)? = try? Message.decode(frame: frame) { codes.append(report.code) }
-        }
-        XCTAssertEqual(codes, [.idleTimeout])
-        await listener.close()
     }
 
     func testInboxStaysBoundedUnderAFloodAndLosesNothing() async throws {
-        for transport in TransportKind.allCases {
-            let capacity = 16
-            let listener = try await listen(transport, configuration { $0.inboxCapacity = capacity })
-            let author = SigningKeyPair.generate()
-            let session = try await dial(transport, listener.port, configuration(author))
-            var accepted = listener.sessions.makeAsyncIterator()
-            let acceptedSession = await accepted.next()
-            let server = try XCTUnwrap(acceptedSession)
-            let total = 2_000
-            let flood = Task {
-                for n in 0..<total {
-                    try await session.send(
-                        .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: []))
-                    )
+        try await withTimeout(60, "testInboxStaysBoundedUnderAFloodAndLosesNothing") { [self] in
+            for transport in TransportKind.allCases {
+                let capacity = 16
+                let listener = try await listen(transport, configuration { $0.inboxCapacity = capacity })
+                let author = SigningKeyPair.generate()
+                let session = try await dial(transport, listener.port, configuration(author))
+                var accepted = listener.sessions.makeAsyncIterator()
+                let acceptedSession = await accepted.next()
+                let server = try XCTUnwrap(acceptedSession)
+                let total = 2_000
+                let flood = Task {
+                    for n in 0..<total {
+                        try await session.send(
+                            .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: []))
+                        )
+                    }
                 }
+                // The consumer does not read for a while: the inbox fills to its bound and no further.
+                var maximum = 0
+                for _ in 0..<30 {
+                    try await Task.sleep(for: .milliseconds(10))
+                    maximum = max(maximum, server.inbox.bufferedCount)
+                }
+                // Full, and over by at most what was already in flight when it filled: the records of
+                // one 64 KiB socket read (TCP, notes of 160 bytes), or one window of frames (UDP).
+                XCTAssertGreaterThanOrEqual(
+                    maximum, capacity, "\(transport): the consumer did not read, so the inbox filled")
+                let slack = transport == .tcp ? 65_536 / 160 : ReliabilityConfiguration().windowFrames
+                XCTAssertLessThanOrEqual(maximum, capacity + slack, "\(transport): inbox bound")
+                var next: UInt64 = 0
+                for try await message in server.inbox {
+                    guard case .signedNote(let note) = message else { continue }
+                    XCTAssertEqual(note.number, next, "\(transport): in order, exactly once")
+                    next += 1
+                    if next == total { break }
+                }
+                try await flood.value
+                XCTAssertEqual(next, UInt64(total))
+                await session.close()
+                await listener.close()
             }
-            // The consumer does not read for a while: the inbox fills to its bound and no further.
-            var maximum = 0
-            for _ in 0..<30 {
-                try await Task.sleep(for: .milliseconds(10))
-                maximum = max(maximum, server.inbox.bufferedCount)
-            }
-            // Full, and over by at most what was already in flight when it filled: the records of
-            // one 64 KiB socket read (TCP, notes of 160 bytes), or one window of frames (UDP).
-            XCTAssertGreaterThanOrEqual(
-                maximum, capacity, "\(transport): the consumer did not read, so the inbox filled")
-            let slack = transport == .tcp ? 65_536 / 160 : ReliabilityConfiguration().windowFrames
-            XCTAssertLessThanOrEqual(maximum, capacity + slack, "\(transport): inbox bound")
-            var next: UInt64 = 0
-            for try await message in server.inbox {
-                guard case .signedNote(let note) = message else { continue }
-                XCTAssertEqual(note.number, next, "\(transport): in order, exactly once")
-                next += 1
-                if next == total { break }
-            }
-            try await flood.value
-            XCTAssertEqual(next, UInt64(total))
-            await session.close()
-            await listener.close()
         }
     }
 
     func testAnAnswerToNothingClosesTheSessionInsteadOfCrashing() async throws {
-        let serverIdentity = SigningKeyPair.generate()
-        let listener = try await listen(.tcp, configuration(serverIdentity))
-        let clientIdentity = SigningKeyPair.generate()
-        let client = try await dial(.tcp, listener.port, configuration(clientIdentity))
-        var accepted = listener.sessions.makeAsyncIterator()
-        let acceptedSession = await accepted.next()
-        let server = try XCTUnwrap(acceptedSession)
-        let exchange = NoteExchange.exchange(
-            client, identity: clientIdentity, chainID: ChainIDs.devnet, count: 1, window: 1)
-        var inbox = server.inbox.makeAsyncIterator()
-        guard case .signedNote(let note)? = try await inbox.next() else { return XCTFail("no note") }
-        // Two answers to one note: the first completes the exchange, the second answers nothing.
-        for number: UInt64 in [0, 1] {
-            try await server.send(
-                .signedNote(
-                    SignedNote(
-                        signedBy: serverIdentity, chainID: ChainIDs.devnet, number: number, inReplyTo: note.hash,
-                        body: [])))
-        }
-        let summary = try await exchange.get()
-        XCTAssertEqual(summary.verified, 1)
-        do {
-            while try await inbox.next() != nil {}
-            XCTFail("the client should have closed with an error")
-        } catch let error as SessionError {
-            XCTAssertEqual(error.code, .unexpectedMessage)
-            XCTAssertTrue(error.fromPeer)
-        }
-        await listener.close()
-    }
-
-    func testKeyLogRecordsEachSessionOnceOnEachSideAndIsPrivate() async throws {
-        let scratch = try Scratch()
-        let path = scratch.directory.appendingPathComponent("keys.log").path
-        for transport in TransportKind.allCases {
-            let listener = try await listen(transport, configuration { $0.keyLog = KeyLog(path: path) })
-            let session = try await dial(transport, listener.port, configuration { $0.keyLog = KeyLog(path: path) })
-            var accepted = listener.sessions.makeAsyncIterator()
-            _ = await accepted.next()
-            await session.close()
-            await listener.close()
-        }
-        let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
-        XCTAssertEqual(lines.count, 4, "two sessions, logged by both sides")
-        XCTAssertEqual(lines[0], lines[1], "both sides log the same line for a session")
-        XCTAssertEqual(lines[2], lines[3])
-        XCTAssertNotEqual(lines[0], lines[2])
-        for line in lines {
-            let fields = line.split(separator: " ")
-            XCTAssertEqual(fields.count, 4)
-            XCTAssertEqual(fields[0], "RWANET_SESSION")
-            XCTAssertTrue(fields.dropFirst().allSatisfy { $0.count == 64 && [UInt8](hex: String($0)) != nil }, line)
-        }
-        let mode = try FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as! Int
-        XCTAssertEqual(mode & 0o777, 0o600)
-        // Off unless the environment asks for it.
-        if ProcessInfo.processInfo.environment["RWANET_KEYLOG"] == nil { XCTAssertNil(KeyLog.fromEnvironment()) }
-    }
-
-    func testClosingAListenerEndsTheSessionsItAccepted() async throws {
-        for transport in TransportKind.allCases {
-            let listener = try await listen(transport, configuration())
-            let client = try await dial(transport, listener.port, configuration())
+        try await withTimeout(60, "testAnAnswerToNothingClosesTheSessionInsteadOfCrashing") { [self] in
+            let serverIdentity = SigningKeyPair.generate()
+            let listener = try await listen(.tcp, configuration(serverIdentity))
+            let clientIdentity = SigningKeyPair.generate()
+            let client = try await dial(.tcp, listener.port, configuration(clientIdentity))
             var accepted = listener.sessions.makeAsyncIterator()
             let acceptedSession = await accepted.next()
             let server = try XCTUnwrap(acceptedSession)
-            await listener.close()
-            try await server.closeFuture.get()
+            let exchange = NoteExchange.exchange(
+                client, identity: clientIdentity, chainID: ChainIDs.devnet, count: 1, window: 1)
             var inbox = server.inbox.makeAsyncIterator()
-            do {
-                _ = try await inbox.next()
-                XCTFail("\(transport): the inbox should end with the session")
-            } catch let error as SessionError {
-                XCTAssertEqual(error.code, .closed, "\(transport)")
+            guard case .signedNote(let note)? = try await inbox.next() else { return XCTFail("no note") }
+            // Two answers to one note: the first completes the exchange, the second answers nothing.
+            for number: UInt64 in [0, 1] {
+                try await server.send(
+                    .signedNote(
+                        SignedNote(
+                            signedBy: serverIdentity, chainID: ChainIDs.devnet, number: number, inReplyTo: note.hash,
+                            body: [])))
             }
-            await client.close()
+            let summary = try await exchange.get()
+            XCTAssertEqual(summary.verified, 1)
+            do {
+                while try await inbox.next() != nil {}
+                XCTFail("the client should have closed with an error")
+            } catch let error as SessionError {
+                XCTAssertEqual(error.code, .unexpectedMessage)
+                XCTAssertTrue(error.fromPeer)
+            }
+            await listener.close()
+        }
+    }
+
+    func testKeyLogRecordsEachSessionOnceOnEachSideAndIsPrivate() async throws {
+        try await withTimeout(60, "testKeyLogRecordsEachSessionOnceOnEachSideAndIsPrivate") { [self] in
+            let scratch = try Scratch()
+            let path = scratch.directory.appendingPathComponent("keys.log").path
+            for transport in TransportKind.allCases {
+                let listener = try await listen(transport, configuration { $0.keyLog = KeyLog(path: path) })
+                let session = try await dial(transport, listener.port, configuration { $0.keyLog = KeyLog(path: path) })
+                var accepted = listener.sessions.makeAsyncIterator()
+                _ = await accepted.next()
+                await session.close()
+                await listener.close()
+            }
+            let lines = try String(contentsOfFile: path, encoding: .utf8).split(separator: "\n").map(String.init)
+            guard lines.count == 4 else { return XCTFail("two sessions, logged by both sides: \(lines)") }
+            XCTAssertEqual(lines[0], lines[1], "both sides log the same line for a session")
+            XCTAssertEqual(lines[2], lines[3])
+            XCTAssertNotEqual(lines[0], lines[2])
+            for line in lines {
+                let fields = line.split(separator: " ")
+                XCTAssertEqual(fields.count, 4)
+                XCTAssertEqual(fields[0], "RWANET_SESSION")
+                XCTAssertTrue(fields.dropFirst().allSatisfy { $0.count == 64 && [UInt8](hex: String($0)) != nil }, line)
+            }
+            let mode = try XCTUnwrap(FileManager.default.attributesOfItem(atPath: path)[.posixPermissions] as? Int)
+            XCTAssertEqual(mode & 0o777, 0o600)
+            // Off unless the environment asks for it, whatever this test process's environment is.
+            XCTAssertNil(KeyLog.fromEnvironment([:]))
+            XCTAssertNil(KeyLog.fromEnvironment(["RWANET_KEYLOG": ""]))
+            XCTAssertEqual(KeyLog.fromEnvironment(["RWANET_KEYLOG": path])?.path, path)
+        }
+    }
+
+    func testClosingAListenerEndsTheSessionsItAccepted() async throws {
+        try await withTimeout(60, "testClosingAListenerEndsTheSessionsItAccepted") { [self] in
+            for transport in TransportKind.allCases {
+                let listener = try await listen(transport, configuration())
+                let client = try await dial(transport, listener.port, configuration())
+                var accepted = listener.sessions.makeAsyncIterator()
+                let acceptedSession = await accepted.next()
+                let server = try XCTUnwrap(acceptedSession)
+                await listener.close()
+                try await server.closeFuture.get()
+                var inbox = server.inbox.makeAsyncIterator()
+                do {
+                    _ = try await inbox.next()
+                    XCTFail("\(transport): the inbox should end with the session")
+                } catch let error as SessionError {
+                    XCTAssertEqual(error.code, .closed, "\(transport)")
+                }
+                await client.close()
+            }
         }
     }
 

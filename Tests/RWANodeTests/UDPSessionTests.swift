@@ -6,6 +6,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import RWACrypto
+import RWATestSupport
 import RWAWire
 import XCTest
 
@@ -46,81 +47,84 @@ final class RawUDPPeer {
 
 final class UDPSessionTests: XCTestCase {
     func testEstablishedSessionIgnoresEverythingThatDoesNotAuthenticate() async throws {
-        var configuration = try SessionConfiguration(
-            handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
-        configuration.udpFaults = nil
-        configuration.keyLog = nil
-        let listener = try await UDPTransport.listen(
-            host: "127.0.0.1", port: 0, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
-        let peer = RawUDPPeer(port: listener.port)
+        try await withTimeout(60, "testEstablishedSessionIgnoresEverythingThatDoesNotAuthenticate") { [self] in
+            var configuration = try SessionConfiguration(
+                handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
+            configuration.udpFaults = nil
+            configuration.keyLog = nil
+            let listener = try await UDPTransport.listen(
+                host: "127.0.0.1", port: 0, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+            let peer = RawUDPPeer(port: listener.port)
 
-        // Handshake by hand.
-        var machine = HandshakeStateMachine(
-            initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet), ephemeral: .generate())
-        peer.send([UDPPacketKind.handshake.rawValue] + machine.start().frameBytes())
-        let replyDatagram = try XCTUnwrap(peer.receive())
-        let reply = try Message.decode(frame: ByteBuffer(bytes: replyDatagram.dropFirst()))
-        guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else { return XCTFail() }
-        peer.send([UDPPacketKind.handshake.rawValue] + finish.frameBytes())
+            // Handshake by hand.
+            var machine = HandshakeStateMachine(
+                initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet), ephemeral: .generate())
+            peer.send([UDPPacketKind.handshake.rawValue] + machine.start().frameBytes())
+            let replyDatagram = try XCTUnwrap(peer.receive())
+            let reply = try Message.decode(frame: ByteBuffer(bytes: replyDatagram.dropFirst()))
+            guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply) else { return XCTFail() }
+            peer.send([UDPPacketKind.handshake.rawValue] + finish.frameBytes())
 
-        var packetNumber: UInt64 = 0
-        var sequence: UInt64 = 0
-        var listenerAckNext: UInt64 = 0  // the listener's frames we have received
-        func sealed(_ frame: Message?) -> [UInt8] {
-            let content = UDPSealedContent(
-                acknowledgement: Acknowledgement(ackNext: listenerAckNext, selectiveAcks: 0),
-                sequencedFrame: frame.map { (sequence, ByteBuffer(bytes: $0.frameBytes())) })
-            var plaintext = ByteBuffer()
-            content.encode(into: &plaintext)
-            let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
-            defer {
-                packetNumber += 1
-                if frame != nil { sequence += 1 }
-            }
-            return header
-                + session.sendKey.seal(
-                    Array(plaintext.readableBytesView), associatedData: header, counter: packetNumber)
-        }
-        func sealedPing(_ nonce: UInt64) -> [UInt8] { sealed(.ping(Ping(nonce: nonce))) }
-        /// Reads until a new (not retransmitted) pong with `nonce` arrives, acknowledging it (true),
-        /// or until the listener falls silent (false).
-        func awaitPong(_ nonce: UInt64) -> Bool {
-            while let datagram = peer.receive() {
-                guard datagram.count > 9, let kind = UDPPacketKind(rawValue: datagram[0]), kind != .handshake else {
-                    continue
+            var packetNumber: UInt64 = 0
+            var sequence: UInt64 = 0
+            var listenerAckNext: UInt64 = 0  // the listener's frames we have received
+            func sealed(_ frame: Message?) -> [UInt8] {
+                let content = UDPSealedContent(
+                    acknowledgement: Acknowledgement(ackNext: listenerAckNext, selectiveAcks: 0),
+                    sequencedFrame: frame.map { (sequence, ByteBuffer(bytes: $0.frameBytes())) })
+                var plaintext = ByteBuffer()
+                content.encode(into: &plaintext)
+                let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
+                defer {
+                    packetNumber += 1
+                    if frame != nil { sequence += 1 }
                 }
-                let number = datagram[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
-                guard
-                    let opened = try? session.receiveKey.open(
-                        Array(datagram.dropFirst(9)), associatedData: Array(datagram.prefix(9)), counter: number),
-                    let content = try? UDPSealedContent.decode(kind: kind, plaintext: ByteBuffer(bytes: opened)),
-                    let (frameSequence, frame) = content.sequencedFrame, frameSequence == listenerAckNext
-                else { continue }
-                listenerAckNext += 1
-                peer.send(sealed(nil))  // acknowledge, so it is not retransmitted
-                if case .pong(let pong)? = try? Message.decode(frame: frame), pong.nonce == nonce { return true }
+                return header
+                    + session.sendKey.seal(
+                        Array(plaintext.readableBytesView), associatedData: header, counter: packetNumber)
             }
-            return false
+            func sealedPing(_ nonce: UInt64) -> [UInt8] { sealed(.ping(Ping(nonce: nonce))) }
+            /// Reads until a new (not retransmitted) pong with `nonce` arrives, acknowledging it (true),
+            /// or until the listener falls silent (false).
+            func awaitPong(_ nonce: UInt64) -> Bool {
+                let deadline = Date().addingTimeInterval(10)
+                while Date() < deadline, let datagram = peer.receive() {
+                    guard datagram.count > 9, let kind = UDPPacketKind(rawValue: datagram[0]), kind != .handshake else {
+                        continue
+                    }
+                    let number = datagram[1..<9].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+                    guard
+                        let opened = try? session.receiveKey.open(
+                            Array(datagram.dropFirst(9)), associatedData: Array(datagram.prefix(9)), counter: number),
+                        let content = try? UDPSealedContent.decode(kind: kind, plaintext: ByteBuffer(bytes: opened)),
+                        let (frameSequence, frame) = content.sequencedFrame, frameSequence == listenerAckNext
+                    else { continue }
+                    listenerAckNext += 1
+                    peer.send(sealed(nil))  // acknowledge, so it is not retransmitted
+                    if case .pong(let pong)? = try? Message.decode(frame: frame), pong.nonce == nonce { return true }
+                }
+                return false
+            }
+
+            let firstPing = sealedPing(1)
+            peer.send(firstPing)
+            XCTAssertTrue(awaitPong(1), "the session works")
+
+            // Noise that must change nothing.
+            var forged = sealedPing(99)
+            forged[forged.count - 1] ^= 1  // tag no longer authenticates
+            sequence -= 1  // the forged frame never counted
+            peer.send(forged)
+            peer.send(
+                [UDPPacketKind.handshake.rawValue] + Message.error(ErrorReport(code: .closed, text: "spoofed")).frameBytes()
+            )
+            peer.send([UDPPacketKind.data.rawValue] + [UInt8](repeating: 7, count: 1_300))
+            peer.send(firstPing)  // replayed: its packet number was seen
+            XCTAssertFalse(awaitPong(1), "a replayed ping is not answered again")
+
+            peer.send(sealedPing(2))
+            XCTAssertTrue(awaitPong(2), "the session survived the noise")
+            await listener.close()
         }
-
-        let firstPing = sealedPing(1)
-        peer.send(firstPing)
-        XCTAssertTrue(awaitPong(1), "the session works")
-
-        // Noise that must change nothing.
-        var forged = sealedPing(99)
-        forged[forged.count - 1] ^= 1  // tag no longer authenticates
-        sequence -= 1  // the forged frame never counted
-        peer.send(forged)
-        peer.send(
-            [UDPPacketKind.handshake.rawValue] + Message.error(ErrorReport(code: .closed, text: "spoofed")).frameBytes()
-        )
-        peer.send([UDPPacketKind.data.rawValue] + [UInt8](repeating: 7, count: 1_300))
-        peer.send(firstPing)  // replayed: its packet number was seen
-        XCTAssertFalse(awaitPong(1), "a replayed ping is not answered again")
-
-        peer.send(sealedPing(2))
-        XCTAssertTrue(awaitPong(2), "the session survived the noise")
-        await listener.close()
     }
 }

@@ -51,3 +51,11 @@ final class Once: @unchecked Sendable {
         return !claimed
     }
 }
+
+extension AsyncIteratorProtocol {
+    /// The next element; a sequence that ended instead is a test failure naming `what`.
+    public mutating func require(_ what: String) async throws -> Element {
+        guard let element = try await next() else { throw ToolOutputError("\(what): the sequence ended") }
+        return element
+    }
+}

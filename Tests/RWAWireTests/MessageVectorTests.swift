@@ -339,11 +339,18 @@ final class MessageVectorTests: XCTestCase {
                     XCTAssertEqual(
                         decoded.frameBytes(), Array(bytes.prefix(cut)), "\(name) prefix \(cut) decoded non-canonically")
                 } catch {
-                    XCTAssertFalse(error.description.isEmpty, "\(name) prefix \(cut): a typed error with a reason")
+                    // The decoder throws only `WireError` (typed throws); a cut one must say "truncated".
+                    guard case .truncated = error else {
+                        return XCTFail("\(name) prefix \(cut): \(error), not a truncation")
+                    }
+                    XCTAssertEqual(error.code, .malformedFrame, "\(name) prefix \(cut)")
                 }
             }
-            XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: bytes + [0]))) {
-                XCTAssertTrue($0 is WireError)
+            do {
+                _ = try Message.decode(frame: ByteBuffer(bytes: bytes + [0]))
+                XCTFail("\(name) with a byte more decoded")
+            } catch {
+                guard case .trailingBytes(_, 1) = error else { return XCTFail("\(name) with a byte more: \(error)") }
             }
         }
     }
@@ -387,36 +394,53 @@ final class RecordTests: XCTestCase {
     }
 }
 
-/// Random bytes, seeded: every decoder either decodes canonically or throws, and never traps.
+/// Random bytes from a fresh, printed seed: every decoder either decodes canonically or throws a
+/// `WireError`, never traps; a frame of an unassigned odd type is ignored and one of an even type
+/// is refused with `unknownRequiredType`, whatever its body.
 final class RandomInputTests: XCTestCase {
     func testRandomFramesAndPacketsNeverCrashTheDecoders() {
-        var state: UInt64 = 0x5eed
-        func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
+        let seed = testSeed()
+        var random = SplitMix(seed: seed)
         let types: [UInt16] = [0x0010, 0x0012, 0x0014, 0x0020, 0x0021, 0x0022, 0x0023, 0x0030, 0x0102, 0x0103]
         var decoded = 0
-        for _ in 0..<50_000 {
-            let length = Int(next() % 200)
-            var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: next()) }
-            if bytes.count >= 2 && next() % 2 == 0 {  // a known type, so the field decoders run
-                let type = types[Int(next() % UInt64(types.count))]
+        var ignored = 0
+        var refusedAsUnknown = 0
+        for iteration in 0..<50_000 {
+            let length = Int(random.next() % 200)
+            var bytes = (0..<length).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            if bytes.count >= 2 && random.next() % 2 == 0 {  // a known type, so the field decoders run
+                let type = types[Int(random.next() % UInt64(types.count))]
                 bytes[0] = UInt8(type >> 8)
                 bytes[1] = UInt8(type & 0xff)
             }
-            if let message = try? Message.decode(frame: ByteBuffer(bytes: bytes)) {
-                decoded += 1
-                if case .ignored = message { continue }
-                XCTAssertEqual(message.frameBytes(), bytes, "decoded, so canonical")
+            let context = "iteration \(iteration), seed \(seed), bytes \(bytes.hexString)"
+            let type = bytes.count >= 2 ? MessageType(rawValue: UInt16(bytes[0]) << 8 | UInt16(bytes[1])) : nil
+            let unassigned = type.map { $0.family == .unassigned || $0.family == .privateUse } ?? false
+            do {
+                let message = try Message.decode(frame: ByteBuffer(bytes: bytes))
+                if case .ignored(let ignoredType) = message {
+                    XCTAssertEqual(ignoredType, type, context)
+                    XCTAssertFalse(ignoredType.isRequired, "only an odd type may be ignored: \(context)")
+                    ignored += 1
+                } else {
+                    XCTAssertFalse(unassigned, "an unassigned type decoded as a message: \(context)")
+                    XCTAssertEqual(message.frameBytes(), bytes, "decoded, so canonical: \(context)")
+                    decoded += 1
+                }
+            } catch {
+                if unassigned, let type {
+                    XCTAssertTrue(type.isRequired, "an unassigned odd type must be ignored, not refused: \(context)")
+                    XCTAssertEqual(error, .unknownRequiredType(type.rawValue), context)
+                    refusedAsUnknown += 1
+                }
             }
             var record = ByteBuffer(bytes: bytes)
             _ = try? TCPRecord.readPayload(&record)
-            _ = try? UDPSealedContent.decode(kind: next() % 2 == 0 ? .data : .ack, plaintext: ByteBuffer(bytes: bytes))
+            _ = try? UDPSealedContent.decode(
+                kind: random.next() % 2 == 0 ? .data : .ack, plaintext: ByteBuffer(bytes: bytes))
         }
-        XCTAssertGreaterThan(decoded, 0, "some random frames are valid (odd unknown types at least)")
+        XCTAssertGreaterThan(ignored, 1_000, "random unassigned odd types were ignored (seed \(seed))")
+        XCTAssertGreaterThan(refusedAsUnknown, 1_000, "random unassigned even types were refused (seed \(seed))")
+        XCTAssertGreaterThan(decoded, 0, "some random frames of known types decode (seed \(seed))")
     }
 }

@@ -119,7 +119,7 @@ let package = Package(
         .target(
             name: "RWATestSupport", dependencies: ["RWACrypto", "RWAWire", "RWASim"], path: "Tests/RWATestSupport"),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
-        .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket"]),
+        .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket", "RWATestSupport"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
         .testTarget(
             name: "RWALedgerTests",

@@ -102,7 +102,9 @@ struct Listen: AsyncParsableCommand {
                     do {
                         let summary = try await NoteExchange.serve(session, identity: identity, chainID: chainID).get()
                         let udp = await session.udpStatistics().map { " udp \($0.summary)" } ?? ""
-                        emit("session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)\(udp)")
+                        emit(
+                            "session \(session.peerIdentity) verified \(summary.verified) answered \(summary.sent)\(udp)"
+                        )
                     } catch {
                         emit("session \(session.peerIdentity) failed: \(error)")
                     }

@@ -75,7 +75,8 @@ final class ServiceTests: XCTestCase {
                 let header = try await client.blockHeader(height: sent.height)
                 XCTAssertEqual(header?.height, sent.height)
                 XCTAssertTrue(
-                    header?.hasValidSignature(arbiter: running.fixture.arbiter.publicKey, chainID: running.fixture.chainID)
+                    header?.hasValidSignature(
+                        arbiter: running.fixture.arbiter.publicKey, chainID: running.fixture.chainID)
                         ?? false)
                 await client.close()
             }
@@ -111,13 +112,16 @@ final class ServiceTests: XCTestCase {
             _ = try await client.submit(
                 try fixture.sign(
                     fixture.regulator,
-                    .registerResource(fixture.licence(owner: alice.publicKey, rules: ComplianceRules(deniedCountries: [4])))
+                    .registerResource(
+                        fixture.licence(owner: alice.publicKey, rules: ComplianceRules(deniedCountries: [4])))
                 ))
-            _ = try await client.submit(try fixture.sign(fixture.issuer, .mint(token: 0, to: alice.publicKey, amount: 100)))
+            _ = try await client.submit(
+                try fixture.sign(fixture.issuer, .mint(token: 0, to: alice.publicKey, amount: 100)))
             let denied = SigningKeyPair.generate()
             _ = try await client.submit(
                 try fixture.sign(fixture.regulator, .registerIdentity(account: denied.publicKey, country: 4)))
-            _ = try await client.submit(try fixture.sign(fixture.regulator, .addClaim(identity: 3, topic: ClaimTopic.kyc)))
+            _ = try await client.submit(
+                try fixture.sign(fixture.regulator, .addClaim(identity: 3, topic: ClaimTopic.kyc)))
             let heightBefore = try running.store.tip()?.height
 
             func expect(_ code: ErrorCode, _ transaction: Transaction, line: UInt = #line) async {
@@ -135,7 +139,8 @@ final class ServiceTests: XCTestCase {
                 -> Transaction
             {
                 try Transaction(
-                    signedBy: signer, chainID: fixture.chainID, sequence: sequence ?? aliceSequence, operation: operation)
+                    signedBy: signer, chainID: fixture.chainID, sequence: sequence ?? aliceSequence,
+                    operation: operation)
             }
             var tampered = try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1))
             tampered.operation = .transfer(token: 0, to: bob.publicKey, amount: 2)
@@ -150,7 +155,8 @@ final class ServiceTests: XCTestCase {
                 try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: aliceSequence + 1))
             await expect(.insufficientBalance, try signed(alice, .transfer(token: 0, to: bob.publicKey, amount: 101)))
             await expect(
-                .unknownAccount, try signed(.generate(), .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: 0))
+                .unknownAccount, try signed(.generate(), .transfer(token: 0, to: bob.publicKey, amount: 1), sequence: 0)
+            )
             await expect(.notAuthorized, try signed(alice, .mint(token: 0, to: alice.publicKey, amount: 1)))
             await expect(.countryNotAllowed, try signed(alice, .transfer(token: 1, to: denied.publicKey, amount: 1)))
             await expect(
@@ -256,7 +262,9 @@ final class ServiceTests: XCTestCase {
             let first = try await running.client(.udp)
             var blocks = first.subscribe(from: 1).makeAsyncIterator()
             let storedHeight = try XCTUnwrap(running.store.tip()).height
-            while seen.last?.header.height ?? 0 < storedHeight { seen.append(try await blocks.require("the subscription")) }
+            while seen.last?.header.height ?? 0 < storedHeight {
+                seen.append(try await blocks.require("the subscription"))
+            }
             try await mint(3)
             let target = try XCTUnwrap(running.store.tip()).height
             while (seen.last?.header.height ?? 0) < target { seen.append(try await blocks.require("the subscription")) }
@@ -265,7 +273,9 @@ final class ServiceTests: XCTestCase {
             let second = try await running.client(.tcp)
             var resumed = second.subscribe(from: (seen.last?.header.height ?? 0) + 1).makeAsyncIterator()
             let finalHeight = try XCTUnwrap(running.store.tip()).height
-            while (seen.last?.header.height ?? 0) < finalHeight { seen.append(try await resumed.require("the subscription")) }
+            while (seen.last?.header.height ?? 0) < finalHeight {
+                seen.append(try await resumed.require("the subscription"))
+            }
             XCTAssertEqual(seen.map(\.header.height), Array(1...finalHeight), "every height once, in order")
             XCTAssertEqual(seen, try running.store.blocks(from: 1, limit: 1000), "the same blocks as stored")
             XCTAssertEqual(seen.flatMap(\.transactions).count, 12)
@@ -291,7 +301,9 @@ final class ServiceTests: XCTestCase {
             let subscriber = try await running.client(.udp)
             var blocks = subscriber.subscribe(from: 1).makeAsyncIterator()
             var received: [Block] = []
-            while received.last?.header.height ?? 0 < tip { received.append(try await blocks.require("the subscription")) }
+            while received.last?.header.height ?? 0 < tip {
+                received.append(try await blocks.require("the subscription"))
+            }
             XCTAssertEqual(received.flatMap(\.transactions).count, 3000)
             let stored = try running.store.blocks(from: 1, limit: 1000)
             XCTAssertEqual(received.map(\.header.hash), stored.map(\.header.hash))

@@ -1,23 +1,15 @@
 // Goal: `rwa-amm quote`, run as a process, prints v2's exact amounts as decimal strings and
 // refuses bad input with a clear message and a non-zero exit.
 import Foundation
+import RWATestSupport
 import XCTest
 
 final class QuoteCommandTests: XCTestCase {
-    func run(_ arguments: [String]) throws -> (status: Int32, output: String, error: String) {
-        let directory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
-        let process = Process()
-        process.executableURL = directory.appendingPathComponent("rwa-amm")
-        process.arguments = ["quote"] + arguments
-        let output = Pipe()
-        let error = Pipe()
-        process.standardOutput = output
-        process.standardError = error
-        try process.run()
-        let out = output.fileHandleForReading.readDataToEndOfFile()
-        let err = error.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: out, as: UTF8.self), String(decoding: err, as: UTF8.self))
+    func run(_ arguments: [String]) throws -> (status: Int32?, output: String, error: String) {
+        let outcome = try ToolProcess.run(tool: "rwa-amm", ["quote"] + arguments, timeout: 30)
+        return (
+            outcome.status, outcome.output.joined(separator: "\n"), outcome.errors.joined(separator: "\n")
+        )
     }
 
     func testOfflineQuotesAreExactDecimalStrings() throws {
@@ -36,13 +28,13 @@ final class QuoteCommandTests: XCTestCase {
 
     func testBadInputIsRefusedClearly() throws {
         let drained = try run(["--reserve-in", "100", "--reserve-out", "100", "--amount-out", "100"])
-        XCTAssertNotEqual(drained.status, 0)
+        XCTAssertEqual(drained.status, 64, "refused as bad input, not crashed")
         XCTAssertTrue(drained.error.contains("not enough liquidity"), drained.error)
         let garbage = try run(["--reserve-in", "12x", "--reserve-out", "100", "--amount-in", "1"])
-        XCTAssertNotEqual(garbage.status, 0)
+        XCTAssertEqual(garbage.status, 64, "a usage error")
         XCTAssertTrue(garbage.error.contains("--reserve-in must be a decimal integer"), garbage.error)
         let both = try run(["--reserve-in", "1", "--reserve-out", "1", "--amount-in", "1", "--amount-out", "1"])
-        XCTAssertNotEqual(both.status, 0)
+        XCTAssertEqual(both.status, 64, "a usage error")
         XCTAssertEqual(both.output, "")
     }
 }

@@ -241,6 +241,10 @@ final class ProcessTests: XCTestCase {
         send([0x7f, 1, 2])
         var reply = [UInt8](repeating: 0, count: 64)
         XCTAssertEqual(reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }, -1)
+        XCTAssertTrue(errno == EAGAIN || errno == EWOULDBLOCK, "silence, not a socket error: errno \(errno)")
+        // And the listener is alive and still answers garbage it can afford to answer.
+        send([0x7f] + padding)
+        XCTAssertGreaterThan(reply.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }, 1)
     }
 }
 
@@ -274,8 +278,12 @@ final class WellBehavedClient: @unchecked Sendable {
                     var record = ByteBuffer()
                     try cipher.sealRecord(.signedNote(note), into: &record)
                     client.send(Array(record.readableBytesView))
-                    guard let payload = client.readPayload() else { throw ToolOutputError("no answer to note \(number)") }
-                    guard case .signedNote(let answer) = try Message.decode(frame: try cipher.openRecord(ByteBuffer(bytes: payload))),
+                    guard let payload = client.readPayload() else {
+                        throw ToolOutputError("no answer to note \(number)")
+                    }
+                    guard
+                        case .signedNote(let answer) = try Message.decode(
+                            frame: try cipher.openRecord(ByteBuffer(bytes: payload))),
                         answer.inReplyTo == note.hash, answer.author == server
                     else { throw ToolOutputError("note \(number) was not answered by the server's note") }
                 } catch {

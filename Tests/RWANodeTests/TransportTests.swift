@@ -120,7 +120,8 @@ final class TransportTests: XCTestCase {
                 let flood = Task {
                     for n in 0..<total {
                         try await session.send(
-                            .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: []))
+                            .signedNote(
+                                SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(n), body: []))
                         )
                     }
                 }

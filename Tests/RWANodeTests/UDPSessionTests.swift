@@ -58,7 +58,8 @@ final class UDPSessionTests: XCTestCase {
 
             // Handshake by hand.
             var machine = HandshakeStateMachine(
-                initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet), ephemeral: .generate())
+                initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet),
+                ephemeral: .generate())
             peer.send([UDPPacketKind.handshake.rawValue] + machine.start().frameBytes())
             let replyDatagram = try XCTUnwrap(peer.receive())
             let reply = try Message.decode(frame: ByteBuffer(bytes: replyDatagram.dropFirst()))
@@ -116,7 +117,8 @@ final class UDPSessionTests: XCTestCase {
             sequence -= 1  // the forged frame never counted
             peer.send(forged)
             peer.send(
-                [UDPPacketKind.handshake.rawValue] + Message.error(ErrorReport(code: .closed, text: "spoofed")).frameBytes()
+                [UDPPacketKind.handshake.rawValue]
+                    + Message.error(ErrorReport(code: .closed, text: "spoofed")).frameBytes()
             )
             peer.send([UDPPacketKind.data.rawValue] + [UInt8](repeating: 7, count: 1_300))
             peer.send(firstPing)  // replayed: its packet number was seen

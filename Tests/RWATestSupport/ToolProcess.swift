@@ -119,7 +119,8 @@ open class ToolProcess {
         guard fields.count == 5, fields[0] == "listening", let port = Int(fields[3]), (1...65535).contains(port),
             transport == nil || fields[1] == transport
         else {
-            throw ToolOutputError("expected `listening \(transport ?? "<transport>") <host> <port> <key>`, got `\(line)`")
+            throw ToolOutputError(
+                "expected `listening \(transport ?? "<transport>") <host> <port> <key>`, got `\(line)`")
         }
         return (fields[1], port, fields[4])
     }
@@ -131,7 +132,8 @@ open class ToolProcess {
         _ = waitForExit(timeout: 30)
     }
 
-    /// Waits for the process to end; after `timeout` seconds it is killed and the result is nil.
+    /// Waits for the process to end and returns its exit status (128 + the signal's number if a
+    /// signal ended it); after `timeout` seconds it is killed and the result is nil.
     public func waitForExit(timeout: TimeInterval = 120) -> Int32? {
         let deadline = Date().addingTimeInterval(timeout)
         while process.isRunning && Date() < deadline { usleep(10_000) }
@@ -140,7 +142,9 @@ open class ToolProcess {
             while process.isRunning { usleep(10_000) }
             return nil
         }
-        return process.terminationStatus
+        // A crash is not an ordinary failure: like a shell, 128 + the signal's number.
+        return process.terminationReason == .uncaughtSignal
+            ? 128 + process.terminationStatus : process.terminationStatus
     }
 
     /// Asks the process to end (SIGTERM), and kills it if it has not within `timeout` seconds.

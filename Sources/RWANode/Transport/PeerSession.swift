@@ -31,7 +31,8 @@ public final class PeerSession: Sendable {
         peerIdentity: SigningPublicKey, peerFeatures: FeatureBits, transport: TransportKind,
         remoteAddress: SocketAddress?,
         inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
-        send: @escaping @Sendable (Message) -> EventLoopFuture<Void>, close: @escaping @Sendable (SessionError?) -> Void,
+        send: @escaping @Sendable (Message) -> EventLoopFuture<Void>,
+        close: @escaping @Sendable (SessionError?) -> Void,
         statistics: (@Sendable () -> EventLoopFuture<UDPStatistics>)? = nil
     ) {
         self.peerIdentity = peerIdentity

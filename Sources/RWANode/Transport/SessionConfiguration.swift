@@ -41,7 +41,8 @@ public final class KeyLog: Sendable {
     public init(path: String) { self.path = path }
 
     /// The key log `RWANET_KEYLOG` names in `environment`; nil when it is unset or empty.
-    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> KeyLog? {
+    public static func fromEnvironment(_ environment: [String: String] = ProcessInfo.processInfo.environment) -> KeyLog?
+    {
         guard let path = environment["RWANET_KEYLOG"], !path.isEmpty else { return nil }
         return KeyLog(path: path)
     }

@@ -277,13 +277,26 @@ final class PoolInvariantTests: XCTestCase {
             // Out of 3,000 steps, about 1,200 of each swap kind and 300 of each liquidity kind.
             XCTAssertTrue(
                 succeeded.allSatisfy { $0 > 50 }, "seed \(seed): swaps in, out, deposits, withdrawals: \(succeeded)")
-            // Shares never redeem for more than the pool holds: withdrawing everything leaves the locked minimum's part.
+            // Shares never redeem for more than the pool holds: withdrawing everything leaves the
+            // locked minimum's part, and the dust v2 refuses to burn (a withdrawal that would round
+            // one side to zero), which must then really be that small.
+            var dust: UInt128 = 0
             for who in 0..<traders where shares[who] > 0 {
-                let (amount0, amount1) = try pool.withdraw(shares: shares[who], timestamp: 5_000)  // seed printed above
-                balance0[who] += amount0
-                balance1[who] += amount1
+                do {
+                    let (amount0, amount1) = try pool.withdraw(shares: shares[who], timestamp: 5_000)
+                    balance0[who] += amount0
+                    balance1[who] += amount1
+                } catch .insufficientLiquidityBurned {
+                    let smaller = min(pool.reserve0, pool.reserve1)
+                    XCTAssertLessThan(
+                        UInt256.product(shares[who], smaller), UInt256(pool.totalShares),
+                        "seed \(seed): \(shares[who]) shares refused although they redeem for a base unit of each")
+                    dust += shares[who]
+                } catch {
+                    XCTFail("seed \(seed): withdrawing \(shares[who]) shares: \(error)")
+                }
             }
-            XCTAssertEqual(pool.totalShares, ConstantProduct.minimumLiquidity)
+            XCTAssertEqual(pool.totalShares, ConstantProduct.minimumLiquidity + dust, "seed \(seed)")
             XCTAssertGreaterThan(pool.reserve0, 0)
             XCTAssertGreaterThan(pool.reserve1, 0)
         }

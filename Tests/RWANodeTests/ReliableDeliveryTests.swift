@@ -96,7 +96,9 @@ final class ReliableDeliveryTests: XCTestCase {
         XCTAssertEqual(sender.nextDeadline, 50_000_000 + 100_000_000, "doubled")
         XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 1, selectiveAcks: 0), now: 60_000_000), 1)
         XCTAssertTrue(sender.isIdle)
-        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 50_000_000, "a retransmitted frame gives no sample (Karn)")
+        XCTAssertEqual(
+            sender.retransmitTimeoutNanoseconds, 100_000_000,
+            "a retransmitted frame gives no sample (Karn), so the timeout stays backed off (RFC 6298 5.5)")
         // A first transmission acknowledged after 2 ms: SRTT 2 ms, RTTVAR 1 ms, timeout at the 10 ms floor.
         sender.enqueue(ByteBuffer(bytes: [2]))
         _ = try sender.poll(now: 100_000_000)
@@ -148,5 +150,39 @@ final class ReliableDeliveryTests: XCTestCase {
         let due = try sender.poll(now: 2_000)
         XCTAssertEqual(due.map(\.sequence), [0])
         XCTAssertEqual(due.map(\.isRetransmission), [true])
+    }
+
+    /// A timeout that was spurious (the first copy was only slow) must not cascade: the late
+    /// acknowledgement of a retransmitted frame is ambiguous, so frames sent before the
+    /// retransmission are not declared lost by it.
+    func testALateAcknowledgementOfARetransmittedFrameDeclaresNothingLost() throws {
+        var sender = ReliableSender(configuration: ReliabilityConfiguration())
+        sender.enqueue(ByteBuffer(bytes: [0]))
+        _ = try sender.poll(now: 0)
+        for n in 1...9 { sender.enqueue(ByteBuffer(bytes: [UInt8(n)])) }
+        XCTAssertEqual(try sender.poll(now: 30_000_000).count, 9)
+        // Frame 0 times out at 50 ms and goes again; then the acknowledgement of its first copy.
+        XCTAssertEqual(try sender.poll(now: 50_000_000).map(\.sequence), [0])
+        XCTAssertEqual(try sender.receive(Acknowledgement(ackNext: 1, selectiveAcks: 0), now: 55_000_000), 1)
+        XCTAssertEqual(
+            try sender.poll(now: 56_000_000).map(\.sequence), [], "frames 1-9 wait for their own timers (80 ms)")
+        XCTAssertEqual(try sender.poll(now: 80_000_000).count, 9)
+    }
+
+    /// After a timer expires, new frames get the backed-off timeout until a first transmission is
+    /// acknowledged again (RFC 6298 5.5 and 5.7).
+    func testTheTimeoutStaysBackedOffUntilANewSample() throws {
+        var sender = ReliableSender(configuration: ReliabilityConfiguration())
+        sender.enqueue(ByteBuffer(bytes: [0]))
+        _ = try sender.poll(now: 0)
+        XCTAssertEqual(try sender.poll(now: 50_000_000).map(\.isRetransmission), [true])
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 100_000_000)
+        _ = try sender.receive(Acknowledgement(ackNext: 1, selectiveAcks: 0), now: 55_000_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 100_000_000, "an ambiguous acknowledgement: no sample")
+        sender.enqueue(ByteBuffer(bytes: [1]))
+        _ = try sender.poll(now: 60_000_000)
+        XCTAssertEqual(sender.nextDeadline, 60_000_000 + 100_000_000, "the new frame waits the backed-off timeout")
+        _ = try sender.receive(Acknowledgement(ackNext: 2, selectiveAcks: 0), now: 64_000_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 12_000_000, "a 4 ms sample: SRTT 4 ms + 4 x 2 ms")
     }
 }

@@ -30,20 +30,33 @@ public struct ReliableSender: Sendable {
         var sentAt: UInt64
         var retransmitAt: UInt64
         var retries: Int
+        /// Due at once because a frame sent after it arrived, not because its timer expired.
+        var declaredLost = false
     }
 
     /// Smoothed round-trip time and its variation (RFC 6298), nil before the first sample.
     private var smoothedRoundTrip: Double?
     private var roundTripVariation: Double = 0
 
+    /// Doublings of the timeout since a timer last expired without a new sample (RFC 6298 5.5):
+    /// retransmitted frames give no samples (Karn), so without this a timeout shorter than the
+    /// real round trip would never grow and every frame would be sent twice.
+    private var timeoutBackoff = 0
+
     /// The current retransmission timeout for a first transmission.
     public var retransmitTimeoutNanoseconds: UInt64 {
-        guard let smoothedRoundTrip else { return configuration.initialRetransmitNanoseconds }
-        let timeout = UInt64(smoothedRoundTrip + 4 * roundTripVariation)
-        return min(max(timeout, configuration.minimumRetransmitNanoseconds), configuration.maximumRetransmitNanoseconds)
+        let estimate: UInt64
+        if let smoothedRoundTrip {
+            estimate = max(
+                UInt64(smoothedRoundTrip + 4 * roundTripVariation), configuration.minimumRetransmitNanoseconds)
+        } else {
+            estimate = configuration.initialRetransmitNanoseconds
+        }
+        return min(estimate << UInt64(timeoutBackoff), configuration.maximumRetransmitNanoseconds)
     }
 
     private mutating func sampleRoundTrip(_ nanoseconds: UInt64) {
+        timeoutBackoff = 0
         let sample = Double(nanoseconds)
         if let smoothed = smoothedRoundTrip {
             roundTripVariation = 0.75 * roundTripVariation + 0.25 * abs(smoothed - sample)
@@ -83,8 +96,11 @@ public struct ReliableSender: Sendable {
     /// New frames admitted to the window and retransmissions that are due, oldest first.
     public mutating func poll(now: UInt64) throws(SessionError) -> [Transmission] {
         var out: [Transmission] = []
+        var timerExpired = false
         for index in inFlight.indices {
             guard var entry = inFlight[index], entry.retransmitAt <= now else { continue }
+            if !entry.declaredLost { timerExpired = true }
+            entry.declaredLost = false
             entry.retries += 1
             guard entry.retries <= configuration.retriesMax else {
                 throw SessionError(
@@ -96,6 +112,7 @@ public struct ReliableSender: Sendable {
             inFlight[index] = entry
             out.append(Transmission(sequence: base + UInt64(index), frame: entry.frame, isRetransmission: true))
         }
+        if timerExpired { timeoutBackoff = min(timeoutBackoff + 1, 20) }
         while pendingHead < pending.count && inFlight.count < configuration.windowFrames {
             let frame = pending[pendingHead]
             pendingHead += 1
@@ -117,6 +134,9 @@ public struct ReliableSender: Sendable {
     /// Fast retransmission: a frame still unacknowledged although one sent after it has arrived
     /// is taken as lost and becomes due at once, instead of waiting for its timer (RACK's rule;
     /// reordering only costs a spurious retransmission, which the receiver drops as a duplicate).
+    /// Only a frame sent once says when it was sent: the acknowledgement of a retransmitted frame
+    /// may be for its first copy, and taking the retransmission's time would declare every frame
+    /// sent in between lost, one spurious timeout cascading into a whole window resent.
     @discardableResult
     public mutating func receive(_ ack: Acknowledgement, now: UInt64) throws(SessionError) -> Int {
         guard ack.ackNext <= nextSequence else {
@@ -127,8 +147,9 @@ public struct ReliableSender: Sendable {
         var samples: [UInt64] = []
         func delivered(_ entry: InFlight) {
             newly += 1
+            guard entry.retries == 0 else { return }  // ambiguous (Karn): no time, no sample
             latestDeliveredSentAt = max(latestDeliveredSentAt ?? 0, entry.sentAt)
-            if entry.retries == 0 && now >= entry.sentAt { samples.append(now - entry.sentAt) }
+            if now >= entry.sentAt { samples.append(now - entry.sentAt) }
         }
         if ack.ackNext > base {
             let advance = Int(ack.ackNext - base)
@@ -154,6 +175,7 @@ public struct ReliableSender: Sendable {
             for index in inFlight.indices {
                 if let entry = inFlight[index], entry.sentAt < latestDeliveredSentAt, entry.retransmitAt > now {
                     inFlight[index]!.retransmitAt = now
+                    inFlight[index]!.declaredLost = true
                 }
             }
         }

@@ -64,6 +64,10 @@ final class ReliableDeliveryTests: XCTestCase {
             }
             for (_, ack) in toSender.filter({ $0.0 <= now }) { try sender.receive(ack, now: now) }
             toSender.removeAll { $0.0 <= now }
+            // Nothing on the wire: skip to the next timer instead of stepping through the wait.
+            if toReceiver.isEmpty && toSender.isEmpty, let deadline = sender.nextDeadline, deadline > now {
+                now = deadline
+            }
         }
         XCTAssertEqual(delivered, (0..<frames).map(UInt32.init), "seed \(seed)")
     }
@@ -99,16 +103,17 @@ final class ReliableDeliveryTests: XCTestCase {
         XCTAssertEqual(
             sender.retransmitTimeoutNanoseconds, 100_000_000,
             "a retransmitted frame gives no sample (Karn), so the timeout stays backed off (RFC 6298 5.5)")
-        // A first transmission acknowledged after 2 ms: SRTT 2 ms, RTTVAR 1 ms, timeout at the 10 ms floor.
+        // A first transmission acknowledged after 2 ms: SRTT 2 ms, RTTVAR 1 ms, plus the peer's
+        // 5 ms acknowledgement delay: 11 ms, and the backoff is over.
         sender.enqueue(ByteBuffer(bytes: [2]))
         _ = try sender.poll(now: 100_000_000)
         _ = try sender.receive(Acknowledgement(ackNext: 2, selectiveAcks: 0), now: 102_000_000)
-        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 10_000_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 11_000_000)
         // A slow answer (200 ms) raises it: SRTT 26.75 ms, RTTVAR 50.25 ms.
         sender.enqueue(ByteBuffer(bytes: [3]))
         _ = try sender.poll(now: 200_000_000)
         _ = try sender.receive(Acknowledgement(ackNext: 3, selectiveAcks: 0), now: 400_000_000)
-        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 26_750_000 + 4 * 50_250_000)
+        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 26_750_000 + 4 * 50_250_000 + 5_000_000)
         XCTAssertThrowsError(
             try sender.receive(Acknowledgement(ackNext: 5, selectiveAcks: 0), now: 0), "ack of frames never sent")
     }
@@ -183,6 +188,7 @@ final class ReliableDeliveryTests: XCTestCase {
         _ = try sender.poll(now: 60_000_000)
         XCTAssertEqual(sender.nextDeadline, 60_000_000 + 100_000_000, "the new frame waits the backed-off timeout")
         _ = try sender.receive(Acknowledgement(ackNext: 2, selectiveAcks: 0), now: 64_000_000)
-        XCTAssertEqual(sender.retransmitTimeoutNanoseconds, 12_000_000, "a 4 ms sample: SRTT 4 ms + 4 x 2 ms")
+        XCTAssertEqual(
+            sender.retransmitTimeoutNanoseconds, 17_000_000, "a 4 ms sample: SRTT 4 ms + 4 x 2 ms + the 5 ms ack delay")
     }
 }

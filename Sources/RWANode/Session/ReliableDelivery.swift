@@ -6,12 +6,17 @@ public struct ReliabilityConfiguration: Sendable {
     /// Frames sent but not yet acknowledged, at most. Also the receiver's reorder buffer.
     public var windowFrames: Int = 256
     /// The retransmission timeout before any round trip has been measured. After that it is
-    /// RFC 6298's `SRTT + 4 RTTVAR` from acknowledged first transmissions (Karn's rule), within
-    /// the bounds below; each retry of the same frame doubles it.
+    /// RFC 6298's `SRTT + 4 RTTVAR` from acknowledged first transmissions (Karn's rule), plus
+    /// the peer's acknowledgement delay, within the bounds below; it doubles each time a timer
+    /// expires, until the next sample.
     public var initialRetransmitNanoseconds: UInt64 = 50_000_000
     /// Below this, a busy receiver's processing pauses would be taken for loss.
     public var minimumRetransmitNanoseconds: UInt64 = 10_000_000
     public var maximumRetransmitNanoseconds: UInt64 = 1_000_000_000
+    /// How long the peer may hold an acknowledgement: one tick of its timer (the reference's
+    /// `UDPTransport.tickInterval`). Samples taken from promptly answered frames miss it, so a
+    /// timeout without it expires early for every frame whose acknowledgement waits for a tick.
+    public var peerAcknowledgementDelayNanoseconds: UInt64 = 5_000_000
     /// A frame retransmitted this many times without acknowledgement fails the session.
     public var retriesMax: Int = 12
     /// Frames waiting for room in the window, at most; beyond that `send` is refused with
@@ -43,12 +48,14 @@ public struct ReliableSender: Sendable {
     /// real round trip would never grow and every frame would be sent twice.
     private var timeoutBackoff = 0
 
-    /// The current retransmission timeout for a first transmission.
+    /// The current retransmission timeout (RTO), for first transmissions and retransmissions alike.
     public var retransmitTimeoutNanoseconds: UInt64 {
         let estimate: UInt64
         if let smoothedRoundTrip {
+            let measured = UInt64(smoothedRoundTrip + 4 * roundTripVariation)
             estimate = max(
-                UInt64(smoothedRoundTrip + 4 * roundTripVariation), configuration.minimumRetransmitNanoseconds)
+                measured + configuration.peerAcknowledgementDelayNanoseconds, configuration.minimumRetransmitNanoseconds
+            )
         } else {
             estimate = configuration.initialRetransmitNanoseconds
         }
@@ -96,10 +103,13 @@ public struct ReliableSender: Sendable {
     /// New frames admitted to the window and retransmissions that are due, oldest first.
     public mutating func poll(now: UInt64) throws(SessionError) -> [Transmission] {
         var out: [Transmission] = []
-        var timerExpired = false
+        // A timer that expired doubles the timeout once (one timer per session in RFC 6298's
+        // terms), before the due frames are rescheduled with it.
+        if inFlight.contains(where: { $0.map { $0.retransmitAt <= now && !$0.declaredLost } ?? false }) {
+            timeoutBackoff = min(timeoutBackoff + 1, 20)
+        }
         for index in inFlight.indices {
             guard var entry = inFlight[index], entry.retransmitAt <= now else { continue }
-            if !entry.declaredLost { timerExpired = true }
             entry.declaredLost = false
             entry.retries += 1
             guard entry.retries <= configuration.retriesMax else {
@@ -108,11 +118,10 @@ public struct ReliableSender: Sendable {
                     "frame \(base + UInt64(index)) unacknowledged after \(configuration.retriesMax) retransmissions")
             }
             entry.sentAt = now
-            entry.retransmitAt = now + backoff(retries: entry.retries)
+            entry.retransmitAt = now + retransmitTimeoutNanoseconds
             inFlight[index] = entry
             out.append(Transmission(sequence: base + UInt64(index), frame: entry.frame, isRetransmission: true))
         }
-        if timerExpired { timeoutBackoff = min(timeoutBackoff + 1, 20) }
         while pendingHead < pending.count && inFlight.count < configuration.windowFrames {
             let frame = pending[pendingHead]
             pendingHead += 1
@@ -185,11 +194,6 @@ public struct ReliableSender: Sendable {
     /// When `poll` next has something to do, if anything is in flight.
     public var nextDeadline: UInt64? {
         inFlight.lazy.compactMap { $0?.retransmitAt }.min()
-    }
-
-    private func backoff(retries: Int) -> UInt64 {
-        let scaled = retransmitTimeoutNanoseconds << UInt64(min(retries, 20))
-        return min(scaled, configuration.maximumRetransmitNanoseconds)
     }
 }
 

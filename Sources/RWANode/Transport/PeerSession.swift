@@ -83,7 +83,7 @@ public struct UDPStatistics: Sendable, Equatable {
     public var dropped = 0
     public var duplicated = 0
     public var reordered = 0
-    /// Frames sent again because their acknowledgement did not come in time.
+    /// Frames sent again, because their timer expired or a frame sent after them arrived first.
     public var retransmitted = 0
     /// Frames that arrived again after they had been delivered, or as a replayed packet.
     public var duplicatesReceived = 0

@@ -1,7 +1,8 @@
 // swift-tools-version: 6.0
 // rwanet: network resources as real-world-asset tokens, leased through state channels and sold
-// through an AMM. The layering is the architecture (see README): pure cores (RWAWire, and later
-// RWALedger, RWAChannel, RWAMarket, RWASim) do no I/O; RWANode and the executables are thin shells.
+// through an AMM. The layering is the architecture (see README): pure cores (RWAWire, RWASession,
+// RWALedger, RWAMarket, RWASim, and later RWAChannel) do no I/O; RWANode and the executables are
+// thin shells.
 import PackageDescription
 
 let package = Package(
@@ -32,6 +33,10 @@ let package = Package(
         ),
         .target(name: "RWAMarket"),
         .target(
+            name: "RWASession",
+            dependencies: ["RWACrypto", "RWAWire", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
             name: "RWALedger",
             dependencies: ["RWACrypto", "RWAWire", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
@@ -43,7 +48,7 @@ let package = Package(
         .target(
             name: "RWANode",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWAMarket",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -63,7 +68,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-arbiter",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode", "RWACommandLine",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWANode", "RWACommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -73,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "bench-arbiter",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWANode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -82,7 +87,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-peer",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWANode",
+                "RWACrypto", "RWAWire", "RWASession", "RWANode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -94,7 +99,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-amm",
             dependencies: [
-                "RWAMarket", "RWACrypto", "RWAWire", "RWALedger", "RWANode", "RWACommandLine",
+                "RWAMarket", "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWANode", "RWACommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -104,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "bench-amm",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAStore", "RWANode",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWANode",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -113,7 +118,7 @@ let package = Package(
         .executableTarget(name: "bench-sim", dependencies: ["RWASim"], path: "Tools/bench/sim"),
         .executableTarget(
             name: "bench-session",
-            dependencies: ["RWACrypto", "RWAWire", "RWANode"],
+            dependencies: ["RWACrypto", "RWAWire", "RWASession", "RWANode"],
             path: "Tools/bench/session"
         ),
         .target(
@@ -130,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "RWAArbiterTests",
             dependencies: [
-                "RWALedger", "RWAStore", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport", "RWAMarket",
+                "RWALedger", "RWAStore", "RWASession", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -141,12 +146,19 @@ let package = Package(
             dependencies: ["RWAWire", "RWACrypto", "RWATestSupport", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
+            name: "RWASessionTests",
+            dependencies: [
+                "RWASession", "RWAWire", "RWACrypto", "RWATestSupport", .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "RWANodeTests",
             dependencies: [
-                "RWANode", "RWAWire", "RWACrypto", "RWATestSupport",
+                "RWANode", "RWASession", "RWAWire", "RWACrypto", "RWATestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
             ]
         ),
     ]

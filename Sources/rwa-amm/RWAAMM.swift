@@ -7,6 +7,7 @@ import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWANode
+import RWASession
 import RWAWire
 
 /// `rwa-amm`: the purchase-mode exchange. `run` is the exchange peer; the other subcommands are

@@ -7,6 +7,7 @@ import RWACommandLine
 import RWACrypto
 import RWALedger
 import RWANode
+import RWASession
 import RWAStore
 import RWAWire
 

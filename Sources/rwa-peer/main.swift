@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import RWACrypto
 import RWANode
+import RWASession
 import RWAWire
 
 /// `rwa-peer`: a bare peer of the session layer. It creates identities, listens, and dials to

@@ -9,6 +9,7 @@ import NIOPosix
 import RWACrypto
 import RWALedger
 import RWANode
+import RWASession
 import RWAStore
 import RWATestSupport
 import RWAWire

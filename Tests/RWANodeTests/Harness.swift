@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import RWACrypto
+import RWASession
 import RWATestSupport
 import RWAWire
 import XCTest

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import NIOTestUtils
 import RWACrypto
+import RWASession
 import RWATestSupport
 import RWAWire
 import XCTest

@@ -6,6 +6,7 @@ import Foundation
 import NIOCore
 import NIOPosix
 import RWACrypto
+import RWASession
 import RWATestSupport
 import RWAWire
 import XCTest

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import RWACrypto
 import RWALedger
+import RWASession
 import RWAWire
 
 /// A committed transaction's place in the chain.

@@ -6,6 +6,7 @@ import NIOCore
 import NIOPosix
 import RWACrypto
 import RWALedger
+import RWASession
 import RWAStore
 import RWAWire
 

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import RWACrypto
 import RWALedger
+import RWASession
 import RWAWire
 
 /// A quote: against the confirmed reserves, and after the orders the exchange has in flight.

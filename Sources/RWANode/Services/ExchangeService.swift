@@ -5,6 +5,7 @@ import NIOCore
 import RWACrypto
 import RWALedger
 import RWAMarket
+import RWASession
 import RWAWire
 
 /// The exchange peer (`rwa-amm run`): it follows the chain through the arbiter's block

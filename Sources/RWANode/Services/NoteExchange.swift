@@ -1,5 +1,6 @@
 import NIOCore
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// The signed-note exchange run by `rwa-peer`, the integration tests and the session benchmark:

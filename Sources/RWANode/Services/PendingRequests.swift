@@ -1,4 +1,5 @@
 import NIOCore
+import RWASession
 import RWAWire
 
 /// A client's requests on one session that await their answers, matched by request id: the

@@ -1,4 +1,5 @@
 import NIOConcurrencyHelpers
+import RWASession
 import RWAWire
 
 /// The bounded queue between a session's event loop and the code that consumes its messages.

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// Which transport a session runs over.

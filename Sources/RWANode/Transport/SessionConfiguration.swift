@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// Everything a transport needs to run sessions; the defaults suit a daemon on a LAN.

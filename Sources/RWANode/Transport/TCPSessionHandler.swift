@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// Splits the byte stream into record payloads (proto/README.md, "TCP records"). The length is
@@ -29,7 +30,7 @@ enum TCPSessionCommand: Sendable {
 }
 
 /// Runs the handshake and then the encrypted session over one TCP connection: the NIO shell
-/// around `HandshakeStateMachine` and `RecordCipher`, which make every decision.
+/// around `HandshakeStateMachine`, `RecordCipher` and `SessionCore`, which make every decision.
 final class TCPSessionHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = Message
@@ -37,7 +38,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
 
     private enum State {
         case handshaking(HandshakeStateMachine)
-        case established(RecordCipher)
+        case established(RecordCipher, SessionCore)
         case closed
     }
 
@@ -54,12 +55,9 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var outboundBlocked = false
     private var readingPaused: Bool { inboxFull || outboundBlocked }
     private var readPending = false
-    private var lastReceive = NIODeadline.now()
     /// How long a closing session waits for its error frame to be written before closing anyway.
     static let closeGrace = TimeAmount.seconds(1)
-    private var lastSend = NIODeadline.now()
     private var timer: Scheduled<Void>?
-    private var pingNonce: UInt64 = 0
 
     init(
         configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
@@ -95,7 +93,6 @@ final class TCPSessionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let payload = unwrapInboundIn(data)
-        lastReceive = .now()
         switch state {
         case .handshaking(var machine):
             do {
@@ -117,43 +114,50 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             } catch {
                 fail(context: context, SessionError(.malformedFrame, "\(error)"))
             }
-        case .established(var cipher):
+        case .established(var cipher, var core):
+            let message: Message
             do {
                 let frame = try cipher.openRecord(payload)
-                state = .established(cipher)
-                let message: Message
                 do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
-                receiveEstablished(context: context, message)
             } catch let error as SessionError {
-                fail(context: context, error)
+                return fail(context: context, error)
             } catch {
-                fail(context: context, SessionError(.malformedFrame, "\(error)"))
+                return fail(context: context, SessionError(.malformedFrame, "\(error)"))
             }
+            let actions = core.receive(message, now: Self.now(context))
+            state = .established(cipher, core)
+            perform(context: context, actions)
         case .closed:
             return
         }
     }
 
-    private func receiveEstablished(context: ChannelHandlerContext, _ message: Message) {
-        switch message {
-        case .ping(let ping):
-            context.writeAndFlush(wrapOutboundOut(seal(context: context, .pong(Pong(nonce: ping.nonce)))), promise: nil)
-        case .pong, .ignored:
-            return
-        case .warning(let report):
-            logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
-        case .error(let report):
-            fail(context: context, SessionError(report.code, report.text, fromPeer: true))
-        case .hello, .helloReply, .helloFinish:
-            fail(context: context, SessionError(.unexpectedMessage, "\(message.type) after the handshake"))
-        case .signedNote, .arbiter, .exchange:
-            guard let inbox else { return }
-            if !inbox.push(message) { inboxFull = true }
+    /// The event loop's clock: real time on a real loop, virtual time on `EmbeddedEventLoop`.
+    static func now(_ context: ChannelHandlerContext) -> UInt64 { context.eventLoop.now.uptimeNanoseconds }
+
+    /// Carries out what the session core decided, in order.
+    private func perform(context: ChannelHandlerContext, _ actions: [SessionCore.Action]) {
+        var lastWrite: EventLoopFuture<Void>?
+        for action in actions {
+            switch action {
+            case .send(let message):
+                lastWrite = context.writeAndFlush(wrapOutboundOut(seal(context: context, message)))
+            case .deliver(let message):
+                guard let inbox else { continue }
+                if !inbox.push(message) { inboxFull = true }
+            case .warn(let report):
+                logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
+            case .close(let error):
+                finishClosing(context: context, error, after: lastWrite)
+            }
         }
     }
 
     private func establish(context: ChannelHandlerContext, _ session: EstablishedSession) {
-        state = .established(RecordCipher(session))
+        let timing = SessionCore.Timing(
+            keepaliveNanoseconds: UInt64(configuration.keepaliveInterval.nanoseconds),
+            idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds))
+        state = .established(RecordCipher(session), SessionCore(timing: timing, now: Self.now(context)))
         configuration.keyLog?.record(session)
         timer?.cancel()
         // The closures below reach the handler only through the pipeline, never by reference,
@@ -188,28 +192,17 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         established = nil
     }
 
+    /// Wakes the core at its next deadline (a keepalive ping or the idle timeout).
     private func scheduleKeepalive(context: ChannelHandlerContext) {
+        guard case .established(_, let core) = state, let deadline = core.nextDeadline else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        // Checked four times per period, so a ping or a timeout is at most a quarter period late.
-        let interval = TimeAmount.nanoseconds(
-            min(configuration.keepaliveInterval, configuration.idleTimeout).nanoseconds / 4)
-        timer = context.eventLoop.scheduleTask(in: interval) {
+        timer = context.eventLoop.scheduleTask(deadline: NIODeadline.uptimeNanoseconds(deadline)) {
             let (handler, context) = loopBound.value
-            guard case .established = handler.state else { return }
-            let now = NIODeadline.now()
+            guard case .established(let cipher, var core) = handler.state else { return }
             // A consumer slow enough to fill its inbox pauses reading; that is not the peer's silence.
-            if !handler.inboxFull && now - handler.lastReceive >= handler.configuration.idleTimeout {
-                handler.fail(
-                    context: context,
-                    SessionError(.idleTimeout, "nothing received for \(handler.configuration.idleTimeout)"))
-                return
-            }
-            if now - handler.lastSend >= handler.configuration.keepaliveInterval {
-                handler.pingNonce += 1
-                handler.write(
-                    context: context, data: NIOAny(Message.ping(Ping(nonce: handler.pingNonce))), promise: nil)
-                context.flush()
-            }
+            let actions = core.tick(now: Self.now(context), readingPaused: handler.inboxFull)
+            handler.state = .established(cipher, core)
+            handler.perform(context: context, actions)
             handler.scheduleKeepalive(context: context)
         }
     }
@@ -223,11 +216,11 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         do {
             var frame = ByteBuffer()
             message.encodeFrame(into: &frame)
-            guard case .established(var cipher) = state else { return }
+            guard case .established(var cipher, var core) = state else { return }
             var out = context.channel.allocator.buffer(capacity: frame.readableBytes + 20)
             try cipher.sealRecord(frame: frame, into: &out)
-            state = .established(cipher)
-            lastSend = .now()
+            core.sent(now: Self.now(context))
+            state = .established(cipher, core)
             context.write(wrapOutboundOut(out), promise: promise)
         } catch {
             promise?.fail(error)
@@ -235,11 +228,13 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     }
 
     private func seal(context: ChannelHandlerContext, _ message: Message) -> ByteBuffer {
-        guard case .established(var cipher) = state else { preconditionFailure("sealing needs an established session") }
+        guard case .established(var cipher, var core) = state else {
+            preconditionFailure("sealing needs an established session")
+        }
         var out = context.channel.allocator.buffer(capacity: 64)
         try! cipher.sealRecord(message, into: &out)
-        state = .established(cipher)
-        lastSend = .now()
+        core.sent(now: Self.now(context))
+        state = .established(cipher, core)
         return out
     }
 
@@ -254,20 +249,28 @@ final class TCPSessionHandler: ChannelDuplexHandler {
 
     /// Reports `error` to the peer (unless the peer reported it), ends the inbox and closes.
     private func fail(context: ChannelHandlerContext, _ error: SessionError, notify: Bool = true) {
-        var lastWrite: EventLoopFuture<Void>? = nil
         switch state {
         case .closed:
             return
         case .handshaking:
+            var lastWrite: EventLoopFuture<Void>? = nil
             if notify && !error.fromPeer {
                 lastWrite = writePlaintext(context: context, .error(ErrorReport(code: error.code, text: error.reason)))
             }
-        case .established:
-            if notify && !error.fromPeer {
-                lastWrite = context.writeAndFlush(
-                    wrapOutboundOut(seal(context: context, .error(ErrorReport(code: error.code, text: error.reason)))))
-            }
+            finishClosing(context: context, error, after: lastWrite)
+        case .established(let cipher, var core):
+            let actions = core.close(error, notifyingPeer: notify)
+            state = .established(cipher, core)
+            perform(context: context, actions)
         }
+    }
+
+    /// Ends the inbox and closes the connection once `lastWrite` (the error frame, behind every
+    /// record queued before it) is written, or after a grace period if a peer that does not read
+    /// keeps it from being written.
+    private func finishClosing(
+        context: ChannelHandlerContext, _ error: SessionError, after lastWrite: EventLoopFuture<Void>?
+    ) {
         logger.log(
             level: error.fromPeer || error.code == .closed ? .debug : .info, "closing TCP session",
             metadata: ["error": "\(error)", "remote": "\(context.channel.remoteAddress.map { "\($0)" } ?? "?")"])
@@ -277,8 +280,6 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         inbox = nil
         established?.fail(error)
         established = nil
-        // Close once the error frame (and every record queued before it) has been written, or
-        // after a grace period if a peer that does not read keeps it from being written.
         let channel = context.channel
         if let lastWrite {
             lastWrite.whenComplete { _ in channel.close(promise: nil) }

@@ -3,6 +3,7 @@ import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// A listening endpoint: authenticated sessions arrive on `sessions` once their handshake is done.

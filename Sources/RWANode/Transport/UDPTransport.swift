@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RWACrypto
+import RWASession
 import RWAWire
 
 /// UDP listener and dialer (proto/README.md, "UDP packets" and "UDP reliability"). One socket
@@ -96,8 +97,8 @@ final class UDPPeer {
     var sendPromises: [EventLoopPromise<Void>?] = []
     var inbox: Inbox?
     var acksOwed = 0
-    var lastReceive: NIODeadline
-    var lastSend: NIODeadline
+    /// The established session's rules (ping, keepalive, idle, close), once the handshake is done.
+    var core: SessionCore?
     let startedAt: NIODeadline
     /// The last handshake frame we sent, repeated until the peer's next step shows it arrived.
     var handshakeFrameToRepeat: Message?
@@ -108,7 +109,6 @@ final class UDPPeer {
     /// The dialer's promise, dropped once completed so the peer does not keep its session alive.
     var established: EventLoopPromise<PeerSession>?
     let closed: EventLoopPromise<Void>
-    var pingNonce: UInt64 = 0
     /// Set once the session is closing: its error frame is queued behind everything sent before,
     /// and the session ends when all of it is acknowledged or at the deadline.
     var closing: (error: SessionError, deadline: NIODeadline)?
@@ -123,8 +123,6 @@ final class UDPPeer {
         self.sender = ReliableSender(configuration: configuration.reliability)
         self.receiver = ReliableReceiver(windowFrames: configuration.reliability.windowFrames)
         let now = NIODeadline.now()
-        self.lastReceive = now
-        self.lastSend = now
         self.startedAt = now
         self.handshakeRepeatAt = now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
         self.established = established
@@ -309,7 +307,6 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         do {
             let output = try machine.receive(message)
             peer.phase = .handshaking(machine)
-            peer.lastReceive = .now()
             switch output {
             case .send(let reply):
                 peer.handshakeFrameToRepeat = reply
@@ -334,6 +331,11 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     private func establish(_ peer: UDPPeer, _ session: EstablishedSession) {
         peer.phase = .established(session)
+        peer.core = SessionCore(
+            timing: SessionCore.Timing(
+                keepaliveNanoseconds: UInt64(configuration.keepaliveInterval.nanoseconds),
+                idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds)),
+            now: NIODeadline.now().uptimeNanoseconds)
         configuration.keyLog?.record(session)
         let loopBound = NIOLoopBound((self, peer), eventLoop: context!.eventLoop)
         let inbox = Inbox(capacity: configuration.inboxCapacity) {}  // a full UDP inbox just stops acknowledging
@@ -422,7 +424,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             return
         }
         peer.replay.record(packetNumber)
-        peer.lastReceive = .now()
+        peer.core?.heard(now: NIODeadline.now().uptimeNanoseconds)
         peer.handshakeFrameToRepeat = nil  // an authenticated packet proves the handshake completed
         do {
             let content: UDPSealedContent
@@ -442,7 +444,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     for frame in frames {
                         let message: Message
                         do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
-                        try receiveEstablished(message, peer: peer)
+                        guard var core = peer.core, core.isOpen else { break }  // nothing after a close
+                        let actions = core.receive(message, now: NIODeadline.now().uptimeNanoseconds)
+                        peer.core = core
+                        perform(actions, peer: peer)
                     }
                 case .duplicate:
                     statistics.duplicatesReceived += 1
@@ -462,20 +467,41 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         }
     }
 
-    private func receiveEstablished(_ message: Message, peer: UDPPeer) throws {
-        switch message {
-        case .ping(let ping):
-            send(.pong(Pong(nonce: ping.nonce)), peer: peer, promise: nil)
-        case .pong, .ignored:
-            return
-        case .warning(let report):
-            logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
-        case .error(let report):
-            throw SessionError(report.code, report.text, fromPeer: true)
-        case .hello, .helloReply, .helloFinish:
-            throw SessionError(.unexpectedMessage, "\(message.type) after the handshake")
-        case .signedNote, .arbiter, .exchange:
-            peer.inbox?.push(message)
+    /// Carries out what the session core decided, in order. Its close report (an error frame) is
+    /// queued behind everything sent before, and the session lingers until the peer has
+    /// acknowledged all of it, or a deadline passes, so a close loses nothing already sent.
+    private func perform(_ actions: [SessionCore.Action], peer: UDPPeer) {
+        var reported = false
+        for action in actions {
+            switch action {
+            case .send(.error(let report)):
+                var frame = ByteBuffer()
+                Message.error(report).encodeFrame(into: &frame)
+                peer.sender.enqueue(frame)
+                peer.sendPromises.append(nil)
+                reported = true
+            case .send(let message):
+                send(message, peer: peer, promise: nil)
+            case .deliver(let message):
+                peer.inbox?.push(message)
+            case .warn(let report):
+                logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
+            case .close(let error):
+                if error.fromPeer { sendAck(peer) }  // lets a closing peer stop waiting for us
+                guard reported else {
+                    finish(peer, error)
+                    continue
+                }
+                let linger = error.code == .closed ? UDPTransport.closeLinger : UDPTransport.errorLinger
+                peer.closing = (error, .now() + linger)
+                peer.inbox?.finish(error)
+                do {
+                    try flush(peer)
+                    context?.flush()
+                } catch {
+                    finish(peer, error)  // the peer is unreachable: end now
+                }
+            }
         }
     }
 
@@ -536,7 +562,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         let packetNumber = peer.sendPacketNumber
         peer.sendPacketNumber += 1
         peer.acksOwed = 0
-        peer.lastSend = .now()
+        peer.core?.sent(now: NIODeadline.now().uptimeNanoseconds)
         var plaintext = ByteBuffer()
         content.encode(into: &plaintext)
         let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
@@ -587,14 +613,12 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     repeatHandshakeFrameIfDue(peer, now: now)
                 }
             case .established:
-                if now - peer.lastReceive >= configuration.idleTimeout {
-                    fail(peer, SessionError(.idleTimeout, "nothing received for \(configuration.idleTimeout)"))
-                    continue
-                }
                 repeatHandshakeFrameIfDue(peer, now: now)
-                if now - peer.lastSend >= configuration.keepaliveInterval {
-                    peer.pingNonce += 1
-                    send(.ping(Ping(nonce: peer.pingNonce)), peer: peer, promise: nil)
+                if var core = peer.core {
+                    let actions = core.tick(now: now.uptimeNanoseconds)
+                    peer.core = core
+                    perform(actions, peer: peer)
+                    guard case .established = peer.phase else { continue }
                 }
                 do {
                     try flush(peer)
@@ -620,9 +644,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     }
 
     /// Ends a session. An error we detected (or a normal local close, code `closed`) is first
-    /// reported to the peer in a frame queued behind everything already sent, so a close loses
-    /// nothing the peer has not acknowledged; the session ends when the peer has acknowledged
-    /// all of it, or at a deadline.
+    /// reported to the peer, as the session core decides; a session already closing (or one
+    /// failing again while it lingers) ends at once.
     private func fail(_ peer: UDPPeer, _ error: SessionError, notify: Bool = true) {
         switch peer.phase {
         case .closed:
@@ -631,25 +654,13 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             if notify && !error.fromPeer {
                 sendHandshake(.error(ErrorReport(code: error.code, text: error.reason)), to: peer.address)
             }
+            finish(peer, error)
         case .established:
-            if notify && !error.fromPeer && peer.closing == nil {
-                var frame = ByteBuffer()
-                Message.error(ErrorReport(code: error.code, text: error.reason)).encodeFrame(into: &frame)
-                peer.sender.enqueue(frame)
-                peer.sendPromises.append(nil)
-                let linger = error.code == .closed ? UDPTransport.closeLinger : UDPTransport.errorLinger
-                peer.closing = (error, .now() + linger)
-                peer.inbox?.finish(error)
-                do {
-                    try flush(peer)
-                    context?.flush()
-                    return
-                } catch {
-                    break  // the peer is unreachable: end now
-                }
-            }
+            guard var core = peer.core, core.isOpen else { return finish(peer, error) }
+            let actions = core.close(error, notifyingPeer: notify)
+            peer.core = core
+            perform(actions, peer: peer)
         }
-        finish(peer, error)
     }
 
     private func finishClosingIfDone(_ peer: UDPPeer) {

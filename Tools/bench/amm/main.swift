@@ -15,6 +15,7 @@ import NIOPosix
 import RWACrypto
 import RWALedger
 import RWANode
+import RWASession
 import RWAStore
 import RWAWire
 

@@ -14,6 +14,7 @@ import NIOPosix
 import RWACrypto
 import RWALedger
 import RWANode
+import RWASession
 import RWAStore
 import RWAWire
 

@@ -10,6 +10,7 @@ import NIOCore
 import NIOPosix
 import RWACrypto
 import RWANode
+import RWASession
 import RWAWire
 
 let roundTrips = CommandLine.arguments.count > 1 ? Int(CommandLine.arguments[1]) ?? 6_000 : 6_000

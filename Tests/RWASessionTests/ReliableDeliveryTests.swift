@@ -7,7 +7,7 @@ import RWATestSupport
 import RWAWire
 import XCTest
 
-@testable import RWANode
+@testable import RWASession
 
 final class ReliableDeliveryTests: XCTestCase {
     func testLossyLinkDeliversEverythingOnceInOrder() throws {

@@ -6,7 +6,7 @@ import NIOCore
 import RWACrypto
 import XCTest
 
-@testable import RWANode
+@testable import RWASession
 @testable import RWAWire
 
 enum Seeds {

@@ -15,7 +15,7 @@ public struct SessionError: Error, Equatable, Sendable, CustomStringConvertible 
         self.fromPeer = fromPeer
     }
 
-    init(_ wire: WireError) { self.init(wire.code, wire.description) }
+    public init(_ wire: WireError) { self.init(wire.code, wire.description) }
 
     public var description: String { "\(fromPeer ? "peer reported " : "")\(code): \(reason)" }
 }

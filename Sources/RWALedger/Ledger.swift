@@ -18,8 +18,6 @@ public struct Ledger: Sendable {
     /// applied, judged by deadlines and pool accumulators, and written into its header, so that
     /// replaying the block sees the same time.
     public private(set) var blockTime: UInt64
-    /// What the last applied pool operation moved (nil after any other transaction).
-    public private(set) var lastFill: PoolFill?
     /// Transactions applied since the last block, in order, with what each created.
     public private(set) var pending: [CommittedTransaction] = []
 
@@ -58,17 +56,16 @@ public struct Ledger: Sendable {
     public mutating func takeStateChanges() -> [(key: StateKey, row: [UInt8]?)] { state.takeChanges() }
 
     /// Applies one transaction on top of the pending ones. On success it joins the next block
-    /// and the result is what it created (an identity, resource or share token id) or 0. The
-    /// first transaction of a block fixes the block's time at `time` (raised to the previous
-    /// block's if the clock went back); later ones share it.
+    /// and the result says what it did. The first transaction of a block fixes the block's time
+    /// at `time` (raised to the previous block's if the clock went back); later ones share it.
     @discardableResult
-    public mutating func apply(_ verified: VerifiedTransaction, time: UInt64) -> Result<UInt64, Rejection> {
+    public mutating func apply(_ verified: VerifiedTransaction, time: UInt64) -> Result<Applied, Rejection> {
         if pending.isEmpty { blockTime = max(time, tipTime) }
-        lastFill = nil
         do throws(Rejection) {
-            let created = try execute(verified.transaction)
-            pending.append(CommittedTransaction(bytes: verified.bytes, hash: verified.hash, createdID: created))
-            return .success(created)
+            let applied = try execute(verified.transaction)
+            pending.append(
+                CommittedTransaction(bytes: verified.bytes, hash: verified.hash, createdID: applied.createdID))
+            return .success(applied)
         } catch {
             return .failure(error)
         }
@@ -161,25 +158,28 @@ public struct Ledger: Sendable {
     ) throws(ReplayError) {
         precondition(pending.isEmpty, "replay runs on a ledger with nothing pending")
         for (index, committed) in block.transactions.enumerated() {
-            try replayVerified(verified[index], committed: committed, header: block.header, index: index)
-            observe(index, lastFill)
+            let applied = try replayVerified(verified[index], committed: committed, header: block.header, index: index)
+            observe(index, applied.fill)
         }
         advance(to: block.header)
     }
 
+    @discardableResult
     private mutating func replayVerified(
         _ verified: VerifiedTransaction, committed: CommittedTransaction, header: BlockHeader, index: Int
-    ) throws(ReplayError) {
+    ) throws(ReplayError) -> Applied {
         guard verified.hash == committed.hash else {
             throw .init(height: header.height, "transaction \(index) is not the one committed")
         }
         switch apply(verified, time: header.time) {
         case .failure(let rejection):
             throw .init(height: header.height, "transaction \(index) \(verified.hash) is rejected: \(rejection)")
-        case .success(let created) where created != committed.createdID:
+        case .success(let applied) where applied.createdID != committed.createdID:
             throw .init(
-                height: header.height, "transaction \(index) created \(created), recorded \(committed.createdID)")
-        case .success: break
+                height: header.height,
+                "transaction \(index) created \(applied.createdID), recorded \(committed.createdID)")
+        case .success(let applied):
+            return applied
         }
     }
 
@@ -189,6 +189,19 @@ public struct Ledger: Sendable {
         tipTime = header.time
         blockTime = header.time
         pending.removeAll(keepingCapacity: true)
+    }
+}
+
+/// What an applied transaction did: the id it created (an identity, a resource or a pool's share
+/// token; 0 for anything else), and what a pool operation moved. Returned by `apply` rather than
+/// kept in the ledger, so a caller cannot read one transaction's outcome as another's.
+public struct Applied: Sendable, Equatable {
+    public var createdID: UInt64
+    public var fill: PoolFill?
+
+    public init(createdID: UInt64 = 0, fill: PoolFill? = nil) {
+        self.createdID = createdID
+        self.fill = fill
     }
 }
 
@@ -208,7 +221,7 @@ public struct ReplayError: Error, Equatable, CustomStringConvertible {
 // MARK: - Operations
 
 extension Ledger {
-    private mutating func execute(_ transaction: Transaction) throws(Rejection) -> UInt64 {
+    private mutating func execute(_ transaction: Transaction) throws(Rejection) -> Applied {
         let signer = transaction.signer
         guard let account = state.accounts[signer] else {
             throw Rejection(.unknownAccount, "signer \(signer) has no account on this chain")
@@ -221,14 +234,14 @@ extension Ledger {
             throw Rejection(
                 .sequenceAhead, "sequence \(transaction.sequence) skips ahead; the next is \(account.nextSequence)")
         }
-        let created = try perform(transaction.operation, signer: signer)
+        let applied = try perform(transaction.operation, signer: signer)
         var updated = state.accounts[signer]!  // `perform` may have changed the signer's account
         updated.nextSequence += 1
         state.setAccount(signer, updated)
-        return created
+        return applied
     }
 
-    private mutating func perform(_ operation: LedgerOperation, signer: AccountID) throws(Rejection) -> UInt64 {
+    private mutating func perform(_ operation: LedgerOperation, signer: AccountID) throws(Rejection) -> Applied {
         switch operation {
         case .transfer(let tokenID, let to, let amount):
             let token = try existingToken(tokenID)
@@ -347,7 +360,7 @@ extension Ledger {
                 throw Rejection(.alreadyRegistered, "\(account) already belongs to an identity")
             }
             try requireNoSecurityHoldings(account)
-            return createIdentity(for: account, country: country)
+            return Applied(createdID: createIdentity(for: account, country: country))
 
         case .linkWallet(let account, let identityID):
             try requireClaimIssuer(signer)
@@ -387,35 +400,39 @@ extension Ledger {
             state.setIdentity(identity)
 
         case .registerResource(let registration):
-            return try register(registration, registrar: signer)
+            return Applied(createdID: try register(registration, registrar: signer))
 
         case .createPool(let token, let country):
-            return try createPool(token: token, country: country, signer: signer)
+            return Applied(createdID: try createPool(token: token, country: country, signer: signer))
 
         case .addLiquidity(
             let token, let licenceDesired, let stablecoinDesired, let licenceMinimum, let stablecoinMinimum,
             let deadline):
-            lastFill = try addLiquidity(
-                token: token, licenceDesired: licenceDesired, stablecoinDesired: stablecoinDesired,
-                licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum, deadline: deadline, signer: signer
-            )
+            return Applied(
+                fill: try addLiquidity(
+                    token: token, licenceDesired: licenceDesired, stablecoinDesired: stablecoinDesired,
+                    licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum, deadline: deadline,
+                    signer: signer))
 
         case .removeLiquidity(let token, let shares, let licenceMinimum, let stablecoinMinimum, let deadline):
-            lastFill = try removeLiquidity(
-                token: token, shares: shares, licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum,
-                deadline: deadline, signer: signer)
+            return Applied(
+                fill: try removeLiquidity(
+                    token: token, shares: shares, licenceMinimum: licenceMinimum, stablecoinMinimum: stablecoinMinimum,
+                    deadline: deadline, signer: signer))
 
         case .swapExactIn(let token, let side, let amountIn, let minimumOut, let deadline):
-            lastFill = try swap(
-                token: token, side: side, exactIn: true, amount: amountIn, limit: minimumOut, deadline: deadline,
-                signer: signer)
+            return Applied(
+                fill: try swap(
+                    token: token, side: side, exactIn: true, amount: amountIn, limit: minimumOut, deadline: deadline,
+                    signer: signer))
 
         case .swapExactOut(let token, let side, let amountOut, let maximumIn, let deadline):
-            lastFill = try swap(
-                token: token, side: side, exactIn: false, amount: amountOut, limit: maximumIn, deadline: deadline,
-                signer: signer)
+            return Applied(
+                fill: try swap(
+                    token: token, side: side, exactIn: false, amount: amountOut, limit: maximumIn, deadline: deadline,
+                    signer: signer))
         }
-        return 0
+        return Applied()
     }
 
     private mutating func register(_ registration: ResourceRegistration, registrar: AccountID) throws(Rejection)

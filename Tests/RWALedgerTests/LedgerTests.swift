@@ -44,6 +44,10 @@ struct Chain {
     let arbiter: SigningKeyPair
     let regulator: SigningKeyPair
     let otherRegulator: SigningKeyPair
+    /// What the last transaction `submit` had applied did (nil after a rejection).
+    private(set) var lastApplied: Applied?
+    /// What the last applied pool operation moved.
+    var lastFill: PoolFill? { lastApplied?.fill }
     let issuer: SigningKeyPair
     let alice: SigningKeyPair
     let alice2: SigningKeyPair
@@ -115,6 +119,7 @@ struct Chain {
     /// Verifies and applies a signed transaction, as the arbiter does.
     @discardableResult
     mutating func submit(_ transaction: Transaction) -> Result<UInt64, Rejection> {
+        lastApplied = nil
         let verified: VerifiedTransaction
         do throws(Rejection) {
             verified = try transaction.verified(chainID: ledger.chainID)
@@ -122,8 +127,11 @@ struct Chain {
             return .failure(error)
         }
         let result = ledger.apply(verified, time: clock)
-        if case .success = result { sequences[transaction.signer] = transaction.sequence + 1 }
-        return result
+        if case .success(let applied) = result {
+            sequences[transaction.signer] = transaction.sequence + 1
+            lastApplied = applied
+        }
+        return result.map(\.createdID)
     }
 
     /// Signs, verifies and applies.
@@ -1840,8 +1848,8 @@ final class BlockTests: XCTestCase {
         let time = Chain.genesisTime + 3_000
         let original = chain.ledger.apply(verified, time: time)
         let again = restored.apply(verified, time: time)
-        XCTAssertEqual(try original.get(), 0)
-        XCTAssertEqual(try again.get(), 0)
+        XCTAssertEqual(try original.get(), Applied())
+        XCTAssertEqual(try again.get(), Applied())
         XCTAssertEqual(restored.state.allRows(), chain.ledger.state.allRows())
         // Ed25519 signatures are deterministic, so both seal the same block.
         let sealedByRestored = restored.sealBlock(arbiter: chain.arbiter)

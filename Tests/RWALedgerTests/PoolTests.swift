@@ -114,15 +114,15 @@ final class PoolTests: XCTestCase {
         let expectedOut = try mirror.swap(exactIn: 1_000_000, .oneForZero, timestamp: 0)
         market.chain.expectApplied(
             bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: expectedOut, deadline: .max))
-        XCTAssertEqual(market.chain.ledger.lastFill?.amountOut, expectedOut)
-        XCTAssertEqual(market.chain.ledger.lastFill?.amountIn, 1_000_000)
+        XCTAssertEqual(market.chain.lastFill?.amountOut, expectedOut)
+        XCTAssertEqual(market.chain.lastFill?.amountIn, 1_000_000)
         XCTAssertEqual(market.balance(1, bob), expectedOut)
         XCTAssertEqual(market.balance(0, bob), 10_000_000_000 - 1_000_000)
         // Sell exactly 500 licence units back for what the pool asks.
         let expectedIn = try mirror.swap(exactOut: 40_000, .zeroForOne, timestamp: 0)
         market.chain.expectApplied(
             bob, .swapExactOut(token: 1, side: .sell, amountOut: 40_000, maximumIn: expectedIn, deadline: .max))
-        XCTAssertEqual(market.chain.ledger.lastFill?.amountIn, expectedIn)
+        XCTAssertEqual(market.chain.lastFill?.amountIn, expectedIn)
         XCTAssertEqual(market.balance(1, bob), expectedOut - expectedIn)
         XCTAssertEqual(market.pool.licenceReserve, mirror.reserve0)
         XCTAssertEqual(market.pool.stablecoinReserve, mirror.reserve1)
@@ -130,7 +130,7 @@ final class PoolTests: XCTestCase {
         XCTAssertEqual(market.poolBalance(0), mirror.reserve1)
         // A plain transfer clears the fill.
         market.chain.expectApplied(bob, .transfer(token: 0, to: market.chain.alice.publicKey, amount: 1))
-        XCTAssertNil(market.chain.ledger.lastFill)
+        XCTAssertNil(market.chain.lastFill)
     }
 
     func testAFailedLimitDeadlineFundsOrComplianceCheckChangesNothing() throws {
@@ -220,7 +220,7 @@ final class PoolTests: XCTestCase {
             .addLiquidity(
                 token: 1, licenceDesired: 10 * Chain.slice, stablecoinDesired: 2_000_000_000, licenceMinimum: 0,
                 stablecoinMinimum: 0, deadline: .max))
-        let fill = try XCTUnwrap(market.chain.ledger.lastFill)
+        let fill = try XCTUnwrap(market.chain.lastFill)
         XCTAssertEqual(fill.licence, 10 * Chain.slice)
         XCTAssertEqual(fill.stablecoin, 1_000_000_000)
         XCTAssertEqual(fill.shares, 10 * Chain.slice * before.totalShares / before.reserve0)
@@ -233,7 +233,7 @@ final class PoolTests: XCTestCase {
         market.chain.expectApplied(
             bob,
             .removeLiquidity(token: 1, shares: fill.shares, licenceMinimum: 0, stablecoinMinimum: 0, deadline: .max))
-        let back = try XCTUnwrap(market.chain.ledger.lastFill)
+        let back = try XCTUnwrap(market.chain.lastFill)
         XCTAssertLessThanOrEqual(back.licence, fill.licence)
         XCTAssertLessThanOrEqual(back.stablecoin, fill.stablecoin)
         XCTAssertEqual(market.balance(market.pool.shareToken, bob), 0)
@@ -371,7 +371,7 @@ final class LedgerPoolInvariantTests: XCTestCase {
             market.chain.expectApplied(
                 trader,
                 .removeLiquidity(token: 1, shares: held, licenceMinimum: 0, stablecoinMinimum: 0, deadline: .max))
-            let fill = try XCTUnwrap(market.chain.ledger.lastFill)
+            let fill = try XCTUnwrap(market.chain.lastFill)
             XCTAssertLessThanOrEqual(
                 UInt256.product(fill.licence, pool.totalShares), UInt256.product(held, pool.reserve0))
             XCTAssertLessThanOrEqual(

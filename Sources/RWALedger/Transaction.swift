@@ -61,7 +61,9 @@ public enum LedgerOperation: Equatable, Sendable {
             .removeLiquidity(let token, _, _, _, _),
             .swapExactIn(let token, _, _, _, _), .swapExactOut(let token, _, _, _, _):
             return token
-        default: return nil
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource:
+            return nil
         }
     }
 
@@ -126,7 +128,10 @@ public enum LedgerOperation: Equatable, Sendable {
             }
             if let spectrum = registration.spectrum { try text(spectrum.region, "region", LedgerLimits.regionBytesMax) }
             if let compliance = registration.compliance { try rules(compliance) }
-        default: break
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .createPool, .addLiquidity,
+            .removeLiquidity, .swapExactIn, .swapExactOut:
+            break
         }
     }
 

@@ -46,9 +46,13 @@ extension TraderOptions {
         case .addLiquidity:
             value["shares"] = fill.shares
             line = "deposited \(fill.licence) licence and \(fill.stablecoin) stablecoin for \(fill.shares) shares"
-        default:
+        case .removeLiquidity:
             value["shares"] = fill.shares
             line = "burned \(fill.shares) shares for \(fill.licence) licence and \(fill.stablecoin) stablecoin"
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
+            .createPool:
+            line = "applied"  // not an order: the exchange refuses these before they get here
         }
         emit(json ? JSON.render(value) : "\(operation.name) filled in block \(fill.height) as \(fill.hash): \(line)")
     }

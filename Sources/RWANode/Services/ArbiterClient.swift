@@ -113,7 +113,9 @@ public final class ArbiterClient: Sendable {
             partial.transactions.append(CommittedTransaction(bytes: info.transaction, createdID: info.createdID))
             state.value.partial = partial
             deliverIfComplete(state)
-        default:
+        case .submitTransaction, .getState, .getBlock, .getTransaction, .subscribeBlocks, .getStatus,
+            .transactionReceipt, .transactionRejected, .stateAnswer, .blockAnswer, .transactionAnswer, .statusAnswer,
+            .requestFailed:
             requests.answer(message.requestID, message)
         }
     }
@@ -152,7 +154,8 @@ public final class ArbiterClient: Sendable {
                         code: .unexpectedMessage, reason: "the rejection names transaction \(hash), not \(expected)")
                 }
                 throw Rejection(code, reason)
-            default:
+            case .submitTransaction, .getState, .getBlock, .getTransaction, .subscribeBlocks, .getStatus, .stateAnswer,
+                .blockAnswer, .transactionAnswer, .statusAnswer, .requestFailed, .blockCommitted, .transactionCommitted:
                 throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers a submission")
             }
         }
@@ -176,7 +179,10 @@ public final class ArbiterClient: Sendable {
         switch answer {
         case .stateAnswer(_, _, let value): return value
         case .requestFailed(_, let code, let reason): throw ArbiterRequestError(code: code, reason: reason)
-        default: throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_state")
+        case .submitTransaction, .getState, .getBlock, .getTransaction, .subscribeBlocks, .getStatus,
+            .transactionReceipt, .transactionRejected, .blockAnswer, .transactionAnswer, .statusAnswer, .blockCommitted,
+            .transactionCommitted:
+            throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_state")
         }
     }
 

@@ -191,7 +191,8 @@ public final class ArbiterService: Sendable {
             }
             pump(subscription)
 
-        default:
+        case .transactionReceipt, .transactionRejected, .stateAnswer, .blockAnswer, .transactionAnswer, .statusAnswer,
+            .requestFailed, .blockCommitted, .transactionCommitted:
             session.beginClose(
                 reporting: SessionError(.unexpectedMessage, "\(message.type) is not a request to the arbiter"))
         }

@@ -105,7 +105,8 @@ public final class ExchangeClient: Sendable {
             switch answer {
             case .orderFilled(_, let fill): return fill
             case .orderRejected(_, _, let code, let reason): throw Rejection(code, reason)
-            default: throw Self.unexpected(answer, "an order")
+            case .quote, .getMarket, .getTrades, .submitOrder, .quoteAnswer, .marketAnswer, .tradesAnswer, .failed:
+                throw Self.unexpected(answer, "an order")
             }
         }
     }

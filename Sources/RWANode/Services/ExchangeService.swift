@@ -200,7 +200,7 @@ public final class ExchangeService: Sendable {
                     )
                 }
             }
-        default:
+        case .quoteAnswer, .marketAnswer, .tradesAnswer, .orderFilled, .orderRejected, .failed:
             session.beginClose(
                 reporting: SessionError(.unexpectedMessage, "\(message.type) is not a request to the exchange"))
         }
@@ -248,7 +248,9 @@ public final class ExchangeService: Sendable {
             _ = try? market.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: timestamp)
         case .swapExactOut(_, let side, let amountOut, let maximumIn, _):
             _ = try? market.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: timestamp)
-        default:
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
+            .createPool, .addLiquidity, .removeLiquidity:
             break
         }
     }
@@ -295,7 +297,9 @@ public final class ExchangeService: Sendable {
         }
         switch transaction.operation {
         case .addLiquidity, .removeLiquidity, .swapExactIn, .swapExactOut: break
-        default:
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
+            .createPool:
             completion(
                 .failure(
                     Rejection(.notAnOrder, "\(transaction.operation.name) is not an order; send it to the arbiter")))

@@ -111,3 +111,21 @@ func decodeError(_ payload: [UInt8]?, cipher: inout RecordCipher?) -> ErrorCode?
     guard case .error(let report)? = try? Message.decode(frame: frame) else { return nil }
     return report.code
 }
+
+/// Everything a session's inbox hands its consumer, in order. For sessions on an
+/// `EmbeddedEventLoop`, whose consumer runs on the test's own thread.
+final class InboxEvents: @unchecked Sendable {
+    var all: [Inbox.Event] = []
+    init(_ session: PeerSession) { session.inbox.consumeOnEventLoop { [self] in all.append($0) } }
+
+    var messages: [Message] {
+        all.compactMap { event in
+            if case .message(let message) = event { message } else { nil }
+        }
+    }
+
+    /// The error the session ended with, if it has ended abnormally.
+    var endError: SessionError? {
+        if case .finished(let error)? = all.last { error } else { nil }
+    }
+}

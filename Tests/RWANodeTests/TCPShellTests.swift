@@ -77,18 +77,12 @@ final class TCPShellTests: XCTestCase {
         return pair
     }
 
-    /// Everything a session's inbox hands its consumer, in order (all on the test's thread).
-    final class Events: @unchecked Sendable {
-        var all: [Inbox.Event] = []
-        init(_ session: PeerSession) { session.inbox.consumeOnEventLoop { [self] in all.append($0) } }
-    }
-
     func testHandshakeNoteKeepaliveAndIdleTimeoutOnVirtualTime() throws {
         let pair = try makePair()
         let client = try XCTUnwrap(try? pair.initiatorSession.wait(), "the initiator established")
         let server = try XCTUnwrap(try? pair.responderSession.wait(), "the responder established")
-        let clientEvents = Events(client)
-        let serverEvents = Events(server)
+        let clientEvents = InboxEvents(client)
+        let serverEvents = InboxEvents(server)
 
         let note = Message.signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [7]))
         _ = client.sendPipelined(note)

@@ -196,7 +196,9 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private func scheduleKeepalive(context: ChannelHandlerContext) {
         guard case .established(_, let core) = state, let deadline = core.nextDeadline else { return }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(deadline: NIODeadline.uptimeNanoseconds(deadline)) {
+        // Never in the past: a deadline the core did not act on must not spin the loop.
+        let wake = max(NIODeadline.uptimeNanoseconds(deadline), context.eventLoop.now + .milliseconds(1))
+        timer = context.eventLoop.scheduleTask(deadline: wake) {
             let (handler, context) = loopBound.value
             guard case .established(let cipher, var core) = handler.state else { return }
             // A consumer slow enough to fill its inbox pauses reading; that is not the peer's silence.

@@ -115,14 +115,13 @@ final class UDPPeer {
 
     init(
         address: SocketAddress, machine: HandshakeStateMachine, isInitiator: Bool, configuration: SessionConfiguration,
-        established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>
+        established: EventLoopPromise<PeerSession>?, closed: EventLoopPromise<Void>, now: NIODeadline
     ) {
         self.address = address
         self.isInitiator = isInitiator
         self.phase = .handshaking(machine)
         self.sender = ReliableSender(configuration: configuration.reliability)
         self.receiver = ReliableReceiver(windowFrames: configuration.reliability.windowFrames)
-        let now = NIODeadline.now()
         self.startedAt = now
         self.handshakeRepeatAt = now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
         self.established = established
@@ -153,6 +152,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private var ticker: RepeatedTask?
     private(set) var drops = UDPDropCounters()
     private var statistics = UDPStatistics()
+    /// The event loop's clock: real time on a real loop, virtual time on `EmbeddedEventLoop`.
+    private var now: NIODeadline { context?.eventLoop.now ?? .now() }
 
     init(
         configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger,
@@ -187,7 +188,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         let hello = machine.start()
         let peer = UDPPeer(
             address: remote, machine: machine, isInitiator: true, configuration: configuration,
-            established: established, closed: context.eventLoop.makePromise())
+            established: established, closed: context.eventLoop.makePromise(), now: now)
         peers[remote] = peer
         peer.handshakeFrameToRepeat = hello
         sendHandshake(hello, to: remote)
@@ -274,7 +275,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             let machine = HandshakeStateMachine(responder: configuration.handshake, ephemeral: .generate())
             let peer = UDPPeer(
                 address: address, machine: machine, isInitiator: false, configuration: configuration,
-                established: nil, closed: context!.eventLoop.makePromise())
+                established: nil, closed: context!.eventLoop.makePromise(), now: now)
             peer.helloFrame = message.frameBytes()
             peers[address] = peer
             return advanceHandshake(peer, message)
@@ -316,7 +317,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 peer.handshakeFrameToRepeat = finish
                 peer.handshakeRepeats = 0
                 peer.handshakeRepeatAt =
-                    .now() + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
+                    now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
                 sendHandshake(finish, to: peer.address)
                 establish(peer, session)
             case .establish(let session):
@@ -335,7 +336,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             timing: SessionCore.Timing(
                 keepaliveNanoseconds: UInt64(configuration.keepaliveInterval.nanoseconds),
                 idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds)),
-            now: NIODeadline.now().uptimeNanoseconds)
+            now: now.uptimeNanoseconds)
         configuration.keyLog?.record(session)
         let loopBound = NIOLoopBound((self, peer), eventLoop: context!.eventLoop)
         let inbox = Inbox(capacity: configuration.inboxCapacity) {}  // a full UDP inbox just stops acknowledging
@@ -424,14 +425,14 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             return
         }
         peer.replay.record(packetNumber)
-        peer.core?.heard(now: NIODeadline.now().uptimeNanoseconds)
+        peer.core?.heard(now: now.uptimeNanoseconds)
         peer.handshakeFrameToRepeat = nil  // an authenticated packet proves the handshake completed
         do {
             let content: UDPSealedContent
             do { content = try UDPSealedContent.decode(kind: kind, plaintext: plaintext) } catch {
                 throw SessionError(error)
             }
-            try peer.sender.receive(content.acknowledgement, now: NIODeadline.now().uptimeNanoseconds)
+            try peer.sender.receive(content.acknowledgement, now: now.uptimeNanoseconds)
             if let (sequence, frame) = content.sequencedFrame {
                 guard let inbox = peer.inbox, inbox.hasRoom else {
                     drops.inboxFull += 1  // not acknowledged: the peer retransmits once we have room
@@ -445,7 +446,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                         let message: Message
                         do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
                         guard var core = peer.core, core.isOpen else { break }  // nothing after a close
-                        let actions = core.receive(message, now: NIODeadline.now().uptimeNanoseconds)
+                        let actions = core.receive(message, now: now.uptimeNanoseconds)
                         peer.core = core
                         perform(actions, peer: peer)
                     }
@@ -493,7 +494,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     continue
                 }
                 let linger = error.code == .closed ? UDPTransport.closeLinger : UDPTransport.errorLinger
-                peer.closing = (error, .now() + linger)
+                peer.closing = (error, now + linger)
                 peer.inbox?.finish(error)
                 do {
                     try flush(peer)
@@ -539,7 +540,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     /// Sends what the reliable sender has due now and completes the promises of frames admitted.
     private func flush(_ peer: UDPPeer) throws(SessionError) {
-        let transmissions = try peer.sender.poll(now: NIODeadline.now().uptimeNanoseconds)
+        let transmissions = try peer.sender.poll(now: now.uptimeNanoseconds)
         for transmission in transmissions {
             sendSealed(
                 UDPSealedContent(
@@ -562,7 +563,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         let packetNumber = peer.sendPacketNumber
         peer.sendPacketNumber += 1
         peer.acksOwed = 0
-        peer.core?.sent(now: NIODeadline.now().uptimeNanoseconds)
+        peer.core?.sent(now: now.uptimeNanoseconds)
         var plaintext = ByteBuffer()
         content.encode(into: &plaintext)
         let header = UDPSealedContent.header(kind: content.kind, packetNumber: packetNumber)
@@ -603,7 +604,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     private func tick() {
         guard let context else { return }
-        let now = NIODeadline.now()
+        let now = self.now
         for peer in Array(peers.values) {
             switch peer.phase {
             case .handshaking:
@@ -665,7 +666,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     private func finishClosingIfDone(_ peer: UDPPeer) {
         guard let closing = peer.closing, case .established = peer.phase else { return }
-        if peer.sender.isIdle || NIODeadline.now() >= closing.deadline { finish(peer, closing.error) }
+        if peer.sender.isIdle || now >= closing.deadline { finish(peer, closing.error) }
     }
 
     private func finish(_ peer: UDPPeer, _ error: SessionError) {

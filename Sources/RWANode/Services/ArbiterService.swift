@@ -66,7 +66,7 @@ public final class ArbiterService: Sendable {
         var reply: Reply
     }
 
-    struct Reply {
+    struct Reply: Sendable {
         var session: PeerSession
         var requestID: UInt64
     }
@@ -271,77 +271,55 @@ public final class ArbiterService: Sendable {
         }
     }
 
-    /// What one submission came to: a place in the pending block, or a rejection.
-    private struct Outcome {
-        var reply: Reply
-        var hash: Digest32
-        var index: Int?
-        var rejection: Rejection?
-    }
-
     private func sequence() {
-        guard var ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
+        guard let ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
             preconditionFailure("an arbiter service is started once")
         }
-        var outcomes: [Outcome] = []
+        var sequencer = BlockSequencer<Reply>(
+            ledger: ledger, arbiter: arbiterKey, maxTransactions: rules.maxTransactions,
+            maxDelayNanoseconds: UInt64(rules.maxDelay.nanoseconds))
         // Slices, so taking a block's worth off the front costs nothing however long the queue.
         var backlog: ArraySlice<Submission> = []
         var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
-        var blockDeadline: NIODeadline?
         while true {
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
                 checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
             var consumed = 0
-            let now = UInt64(Date().timeIntervalSince1970 * 1000)  // the block's time, if this opens one
+            let now = NIODeadline.now().uptimeNanoseconds
+            let time = UInt64(Date().timeIntervalSince1970 * 1000)  // the block's time, if this opens one
             for (submission, result) in zip(backlog, checked) {
-                if ledger.pending.count >= rules.maxTransactions { break }
+                if sequencer.isFull { break }
                 consumed += 1
-                if blockDeadline == nil { blockDeadline = .now() + rules.maxDelay }
-                switch result.flatMap({ verified in ledger.apply(verified, time: now).map { _ in verified.hash } }) {
-                case .success(let hash):
-                    outcomes.append(Outcome(reply: submission.reply, hash: hash, index: ledger.pending.count - 1))
-                case .failure(let rejection):
-                    outcomes.append(
-                        Outcome(reply: submission.reply, hash: Blake2b.hash256(submission.bytes), rejection: rejection))
-                }
+                sequencer.submit(result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time)
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)
-            let full = ledger.pending.count >= rules.maxTransactions
-            let due = blockDeadline.map { $0 <= .now() } ?? false
-            if full || due {
-                seal(&ledger, outcomes: outcomes)
-                outcomes.removeAll(keepingCapacity: true)
-                blockDeadline = nil
+            if let sealed = sequencer.sealIfDue(now: NIODeadline.now().uptimeNanoseconds) {
+                hand(sealed)
             } else if backlog.isEmpty {  // a block stops short only when the queue is drained
                 if queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
-                    if !outcomes.isEmpty { seal(&ledger, outcomes: outcomes) }
+                    if let sealed = sequencer.sealIfDue(now: NIODeadline.now().uptimeNanoseconds, draining: true) {
+                        hand(sealed)
+                    }
                     break
                 }
-                waitForWork(until: blockDeadline)
+                waitForWork(until: sequencer.nextDeadline.map { NIODeadline.uptimeNanoseconds($0) })
             }
         }
         committer.sync {}  // every sealed block is committed and answered
         stopped.set()
     }
 
-    /// Seals the pending block (if any transaction was accepted) and hands it to the committer,
-    /// which writes it durably and then sends every answer, in order.
-    private func seal(_ ledger: inout Ledger, outcomes: [Outcome]) {
-        var block: Block?
-        var changes: [(key: StateKey, row: [UInt8]?)] = []
-        if !ledger.pending.isEmpty {
-            block = ledger.sealBlock(arbiter: arbiterKey)
-            changes = ledger.takeStateChanges()
-        }
-        let sealed = block.map { (block: $0, changes: changes) }
+    /// Hands a sealed block to the committer, which writes it durably and then sends every
+    /// answer, in order.
+    private func hand(_ sealed: BlockSequencer<Reply>.Sealed) {
         commitsInFlight.wait()
         committer.async { [self] in
             defer { commitsInFlight.signal() }
-            if let sealed { commit(sealed.block, changes: sealed.changes) }
-            answer(outcomes, block: sealed?.block)
+            if let block = sealed.block { commit(block, changes: sealed.changes) }
+            answer(sealed.outcomes, block: sealed.block)
         }
     }
 
@@ -358,17 +336,18 @@ public final class ArbiterService: Sendable {
     }
 
     /// Sends receipts and rejections, grouped per session so each session's loop is woken once.
-    private func answer(_ outcomes: [Outcome], block: Block?) {
+    private func answer(_ outcomes: [BlockSequencer<Reply>.Outcome], block: Block?) {
         var bySession: [ObjectIdentifier: (PeerSession, [ArbiterMessage])] = [:]
         for outcome in outcomes {
             let requestID = outcome.reply.requestID
             var message: ArbiterMessage
-            if let index = outcome.index, let block {
+            switch outcome.result {
+            case .success(let index):
+                guard let block else { preconditionFailure("an accepted submission without its block") }
                 message = .transactionReceipt(
                     requestID: requestID, hash: outcome.hash, height: block.header.height, index: UInt32(index),
                     createdID: block.transactions[index].createdID)
-            } else {
-                let rejection = outcome.rejection!
+            case .failure(let rejection):
                 message = .transactionRejected(
                     requestID: requestID, hash: outcome.hash, code: rejection.code, reason: rejection.reason)
                 if rejection.code == .sequenceReused,

@@ -45,6 +45,7 @@ public final class LedgerStore: Sendable {
         let pool = try DatabasePool(path: path, configuration: configuration(readonly: false))
         try pool.write { db in
             try db.execute(sql: schemaSQL)
+            try db.execute(sql: "INSERT INTO schema (version) VALUES (?)", arguments: [layoutVersion])
             try db.execute(sql: "INSERT INTO chain (id, genesis) VALUES (1, ?)", arguments: [Data(genesis.encoded)])
             for row in genesisRows {
                 try db.execute(
@@ -54,7 +55,12 @@ public final class LedgerStore: Sendable {
         return LedgerStore(path: path, pool: pool)
     }
 
+    /// The version of the layout below, stored in the `schema` table: a store written by another
+    /// layout is refused with a message instead of being misread.
+    public static let layoutVersion = 1
+
     static let schemaSQL = """
+        CREATE TABLE schema (version INTEGER NOT NULL);
         CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), genesis BLOB NOT NULL);
         CREATE TABLE blocks (height INTEGER PRIMARY KEY, hash BLOB NOT NULL, header BLOB NOT NULL);
         CREATE TABLE transactions (
@@ -85,8 +91,19 @@ public final class LedgerStore: Sendable {
             throw StoreError("no chain database at \(path) (create one with `rwa-arbiter init`)")
         }
         let pool = try DatabasePool(path: path, configuration: configuration(readonly: readonly))
-        let hasChain = try pool.read { db in try db.tableExists("chain") }
+        let (hasChain, versions) = try pool.read { db in
+            (
+                try db.tableExists("chain"),
+                try db.tableExists("schema") ? try Int.fetchAll(db, sql: "SELECT version FROM schema") : []
+            )
+        }
         guard hasChain else { throw StoreError("\(path) is not an rwanet chain database") }
+        guard versions == [layoutVersion] else {
+            let found =
+                versions.isEmpty
+                ? "no layout version" : "layout version \(versions.map(String.init).joined(separator: ", "))"
+            throw StoreError("\(path) has \(found); this rwanet reads version \(layoutVersion) only")
+        }
         return LedgerStore(path: path, pool: pool)
     }
 
@@ -224,6 +241,7 @@ public final class LedgerStore: Sendable {
             // Every value must have its column's type: a blob turned into text compares unequal
             // in lookups but decodes to the same bytes, so the replay alone would not see it.
             let typeChecks = [
+                ("schema", "typeof(version) != 'integer'"),
                 ("chain", "typeof(genesis) != 'blob'"),
                 ("blocks", "typeof(height) != 'integer' OR typeof(hash) != 'blob' OR typeof(header) != 'blob'"),
                 (

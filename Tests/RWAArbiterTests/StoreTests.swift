@@ -58,6 +58,24 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(report.tipHash, ledger.tipHash)
     }
 
+    /// The store names its layout's version; another version (or none) is refused on open with a
+    /// message, never misread.
+    func testAStoreOfAnotherLayoutVersionIsRefused() throws {
+        let fixture = try ChainFixture()
+        _ = try fixture.createStore()
+        XCTAssertNoThrow(try LedgerStore.open(path: fixture.databasePath, readonly: true))
+        let queue = try DatabaseQueue(path: fixture.databasePath)
+        try queue.write { db in try db.execute(sql: "UPDATE schema SET version = 2") }
+        XCTAssertThrowsError(try LedgerStore.open(path: fixture.databasePath, readonly: true)) { error in
+            XCTAssertTrue("\(error)".contains("layout version 2; this rwanet reads version 1"), "\(error)")
+        }
+        try queue.write { db in try db.execute(sql: "DELETE FROM schema") }
+        XCTAssertThrowsError(try LedgerStore.open(path: fixture.databasePath, readonly: true)) { error in
+            XCTAssertTrue("\(error)".contains("no layout version"), "\(error)")
+        }
+        try queue.close()
+    }
+
     func testCreateRefusesAnExistingDatabase() throws {
         let fixture = try ChainFixture()
         _ = try fixture.createStore()

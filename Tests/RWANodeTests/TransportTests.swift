@@ -1,6 +1,6 @@
-// Goal: the transports' bounds and timers, in-process on loopback: the session bound, the
-// handshake and idle timeouts, keepalive, and the per-peer inbox bound under a flood, on TCP and
-// UDP; and the TCP record decoder fed whole, byte by byte and many at once.
+// Goal: the transports' bounds, in-process on loopback: the session bound, the handshake
+// timeout and the per-peer inbox bound under a flood, on TCP and UDP; and the TCP record decoder
+// fed whole, byte by byte and many at once. (Keepalive and idle run on virtual time elsewhere.)
 import Foundation
 import NIOCore
 import NIOPosix
@@ -66,46 +66,8 @@ final class TransportTests: XCTestCase {
         }
     }
 
-    func testKeepaliveHoldsAnIdleSessionAndIdleTimeoutEndsADeadOne() async throws {
-        try await withTimeout(60, "testKeepaliveHoldsAnIdleSessionAndIdleTimeoutEndsADeadOne") { [self] in
-            for transport in TransportKind.allCases {
-                let fast: (inout SessionConfiguration) -> Void = {
-                    $0.keepaliveInterval = .milliseconds(50)
-                    $0.idleTimeout = .milliseconds(400)
-                }
-                let listener = try await listen(transport, configuration(.generate(), fast))
-                let session = try await dial(transport, listener.port, configuration(.generate(), fast))
-                var accepted = listener.sessions.makeAsyncIterator()
-                let acceptedSession = await accepted.next()
-                let server = try XCTUnwrap(acceptedSession)
-                // Nobody sends anything for three idle timeouts: pings keep both sides alive.
-                try await Task.sleep(for: .milliseconds(1_200))
-                try await session.send(
-                    .signedNote(SignedNote(signedBy: .generate(), chainID: ChainIDs.devnet, number: 0, body: [])))
-                var inbox = server.inbox.makeAsyncIterator()
-                guard case .signedNote? = try await inbox.next() else { return XCTFail("\(transport): note lost") }
-                await listener.close()
-                await session.close()
-            }
-            // A peer that never answers: the raw client completes the handshake, then goes silent.
-            let listener = try await listen(
-                .tcp,
-                configuration {
-                    $0.keepaliveInterval = .milliseconds(50)
-                    $0.idleTimeout = .milliseconds(300)
-                })
-            let client = try RawTCPClient(port: listener.port)
-            let session = try client.handshake(identity: .generate())
-            var cipher: RecordCipher? = RecordCipher(session)
-            var codes: [ErrorCode] = []
-            while let payload = client.readPayload() {  // pings, then the error
-                guard case let frame? = try? cipher!.openRecord(ByteBuffer(bytes: payload)) else { break }
-                if case .error(let report)? = try? Message.decode(frame: frame) { codes.append(report.code) }
-            }
-            XCTAssertEqual(codes, [.idleTimeout])
-            await listener.close()
-        }
-    }
+    // Keepalive and the idle timeout are tested on virtual time, for both transports:
+    // SessionCoreTests (the rules), TCPShellTests and UDPShellTests (the shells carrying them out).
 
     func testInboxStaysBoundedUnderAFloodAndLosesNothing() async throws {
         try await withTimeout(60, "testInboxStaysBoundedUnderAFloodAndLosesNothing") { [self] in

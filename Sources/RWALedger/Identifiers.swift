@@ -46,7 +46,7 @@ public enum ClaimTopic {
 public enum LedgerLimits {
     /// A whole signed transaction. Small enough that a transaction fits in one UDP frame with its
     /// request envelope, so a transaction never needs fragmenting.
-    public static let transactionBytesMax = 1024
+    public static let transactionBytesMax = WireLimits.ledgerTransactionBytesMax
     public static let claimIssuersMax = 16
     public static let agentsMax = 8
     public static let countriesMax = 32

@@ -444,3 +444,83 @@ final class RandomInputTests: XCTestCase {
         XCTAssertGreaterThan(decoded, 0, "some random frames of known types decode (seed \(seed))")
     }
 }
+
+/// The relations between the limits: every message of every family, at the largest its limits
+/// allow, fits one UDP frame, so no message ever needs fragmenting. A limit raised past that
+/// fails here, not in a peer that cannot send its answer.
+final class LimitRelationTests: XCTestCase {
+    func testEveryMessageAtItsLargestFitsOneUDPFrame() throws {
+        let digest = try Digest32(bytes: [UInt8](repeating: 0xab, count: 32))
+        let key = SigningKeyPair.generate().publicKey
+        let text = String(repeating: "x", count: WireLimits.errorTextBytesMax)
+        let transaction = [UInt8](repeating: 1, count: WireLimits.ledgerTransactionBytesMax)
+        let header = [UInt8](repeating: 2, count: WireLimits.blockHeaderBytesMax)
+        let stateKey = [UInt8](repeating: 3, count: WireLimits.stateKeyBytesMax)
+        let info = CommittedTransactionInfo(height: .max, index: .max, createdID: .max, transaction: transaction)
+        let amounts = SwapAmounts(amountIn: .max, amountOut: .max)
+        let largest: [Message] = [
+            .error(ErrorReport(code: .closed, text: text)),
+            .warning(ErrorReport(code: .closed, text: text)),
+            .ping(Ping(nonce: .max, padding: [UInt8](repeating: 0, count: WireLimits.pingPaddingBytesMax))),
+            .signedNote(
+                SignedNote(
+                    signedBy: .generate(), chainID: ChainIDs.devnet, number: .max,
+                    body: [UInt8](repeating: 4, count: WireLimits.noteBodyBytesMax))),
+            .arbiter(.submitTransaction(requestID: .max, transaction: transaction)),
+            .arbiter(.getState(requestID: .max, key: stateKey)),
+            .arbiter(.transactionRejected(requestID: .max, hash: digest, code: .closed, reason: text)),
+            .arbiter(
+                .stateAnswer(
+                    requestID: .max, key: stateKey,
+                    value: [UInt8](repeating: 5, count: WireLimits.stateValueBytesMax))),
+            .arbiter(.blockAnswer(requestID: .max, header: header)),
+            .arbiter(.transactionAnswer(requestID: .max, found: info)),
+            .arbiter(.requestFailed(requestID: .max, code: .closed, reason: text)),
+            .arbiter(.blockCommitted(header: header)),
+            .arbiter(.transactionCommitted(info)),
+            .exchange(.submitOrder(requestID: .max, transaction: transaction)),
+            .exchange(
+                .getMarket(
+                    requestID: .max, token: .max, twapSeconds: .max,
+                    sizes: [UInt128](repeating: .max, count: WireLimits.depthSizesMax))),
+            .exchange(
+                .quoteAnswer(
+                    requestID: .max, height: .max, confirmed: amounts, expected: amounts, ordersInFlight: .max)),
+            .exchange(
+                .marketAnswer(
+                    requestID: .max,
+                    market: MarketData(
+                        height: .max, time: .max, licenceReserve: .max, stablecoinReserve: .max, totalShares: .max,
+                        twapSeconds: .max, twap: UInt256(high: .max, low: .max),
+                        depth: [DepthLevel](
+                            repeating: DepthLevel(size: .max, buyCost: .max, sellProceeds: .max),
+                            count: WireLimits.depthSizesMax)))),
+            .exchange(
+                .tradesAnswer(
+                    requestID: .max,
+                    trades: [TradeRecord](
+                        repeating: TradeRecord(
+                            height: .max, index: .max, hash: digest, trader: key, side: 1, amountIn: .max,
+                            amountOut: .max),
+                        count: WireLimits.tradesPerAnswerMax))),
+            .exchange(
+                .orderFilled(
+                    requestID: .max,
+                    fill: OrderFill(
+                        hash: digest, height: .max, index: .max, operation: 0x33, licence: .max, stablecoin: .max,
+                        shares: .max))),
+            .exchange(.orderRejected(requestID: .max, hash: digest, code: .closed, reason: text)),
+            .exchange(.failed(requestID: .max, code: .closed, reason: text)),
+        ]
+        var biggest = 0
+        for message in largest {
+            let size = message.frameBytes().count
+            biggest = max(biggest, size)
+            XCTAssertLessThanOrEqual(size, WireLimits.udpFrameBytesMax, "\(message.type) at its largest")
+            // And it is what its decoder accepts, so the limit checked is the one enforced.
+            XCTAssertEqual(
+                try Message.decode(frame: ByteBuffer(bytes: message.frameBytes())), message, "\(message.type)")
+        }
+        print("the largest message frame: \(biggest) bytes of \(WireLimits.udpFrameBytesMax)")
+    }
+}

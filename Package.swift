@@ -41,6 +41,10 @@ let package = Package(
             dependencies: ["RWACrypto", "RWAWire", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
+            name: "RWAExchange",
+            dependencies: ["RWACrypto", "RWAWire", "RWALedger", "RWAMarket"]
+        ),
+        .target(
             name: "RWAStore",
             dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
@@ -48,7 +52,7 @@ let package = Package(
         .target(
             name: "RWANode",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWAMarket",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAExchange", "RWAStore", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -129,7 +133,8 @@ let package = Package(
         .testTarget(
             name: "RWALedgerTests",
             dependencies: [
-                "RWALedger", "RWACrypto", "RWAWire", "RWATestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                "RWALedger", "RWAExchange", "RWACrypto", "RWAWire", "RWATestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

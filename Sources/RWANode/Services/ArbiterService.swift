@@ -292,7 +292,8 @@ public final class ArbiterService: Sendable {
             for (submission, result) in zip(backlog, checked) {
                 if sequencer.isFull { break }
                 consumed += 1
-                sequencer.submit(result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time)
+                sequencer.submit(
+                    result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time)
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)

@@ -3,115 +3,138 @@
 public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt16
     public init(rawValue: UInt16) { self.rawValue = rawValue }
+    public init(_ known: Known) { self.rawValue = known.rawValue }
 
-    // 0x0001–0x00FF: session layer.
-    public static let malformedFrame = ErrorCode(rawValue: 0x0001)
-    public static let frameTooLarge = ErrorCode(rawValue: 0x0002)
-    public static let unknownRequiredMessage = ErrorCode(rawValue: 0x0003)
-    public static let badSignature = ErrorCode(rawValue: 0x0004)
-    public static let decryptionFailed = ErrorCode(rawValue: 0x0005)
-    public static let unexpectedMessage = ErrorCode(rawValue: 0x0006)
-    public static let unsupportedVersion = ErrorCode(rawValue: 0x0007)
-    public static let unknownRequiredFeature = ErrorCode(rawValue: 0x0008)
-    public static let wrongChain = ErrorCode(rawValue: 0x0009)
-    public static let unexpectedPeer = ErrorCode(rawValue: 0x000A)
-    public static let handshakeTimeout = ErrorCode(rawValue: 0x000B)
-    public static let idleTimeout = ErrorCode(rawValue: 0x000C)
-    public static let overloaded = ErrorCode(rawValue: 0x000D)
-    public static let deliveryFailed = ErrorCode(rawValue: 0x000E)
-    /// Not a failure: the sender ends the session normally.
-    public static let closed = ErrorCode(rawValue: 0x000F)
-    // 0x0100–0x01FF: ledger rejections (proto/README.md, "Rejection codes"), carried by
-    // `transaction_rejected` and `request_failed`, never by a session-closing `error` frame.
-    public static let malformedTransaction = ErrorCode(rawValue: 0x0101)
-    public static let wrongChainID = ErrorCode(rawValue: 0x0102)
-    public static let invalidSignature = ErrorCode(rawValue: 0x0103)
-    public static let unknownAccount = ErrorCode(rawValue: 0x0104)
-    public static let sequenceReused = ErrorCode(rawValue: 0x0105)
-    public static let sequenceAhead = ErrorCode(rawValue: 0x0106)
-    public static let insufficientBalance = ErrorCode(rawValue: 0x0107)
-    public static let notAuthorized = ErrorCode(rawValue: 0x0108)
-    public static let tokenPaused = ErrorCode(rawValue: 0x0109)
-    public static let accountFrozen = ErrorCode(rawValue: 0x010A)
-    public static let receiverNotVerified = ErrorCode(rawValue: 0x010B)
-    public static let countryNotAllowed = ErrorCode(rawValue: 0x010C)
-    public static let balanceLimitExceeded = ErrorCode(rawValue: 0x010D)
-    public static let holderLimitExceeded = ErrorCode(rawValue: 0x010E)
-    public static let unknownToken = ErrorCode(rawValue: 0x010F)
-    public static let unknownIdentity = ErrorCode(rawValue: 0x0110)
-    public static let zeroAmount = ErrorCode(rawValue: 0x0111)
-    public static let supplyExceeded = ErrorCode(rawValue: 0x0112)
-    public static let invalidResource = ErrorCode(rawValue: 0x0113)
-    public static let alreadyRegistered = ErrorCode(rawValue: 0x0114)
-    public static let invalidOperation = ErrorCode(rawValue: 0x0115)
-    public static let identityMismatch = ErrorCode(rawValue: 0x0116)
-    /// Not a ledger rule: the arbiter's queue is full; the same transaction may be sent again.
-    public static let arbiterBusy = ErrorCode(rawValue: 0x0117)
-    /// A query the arbiter cannot answer as asked (an unknown key kind, for example).
-    public static let badQuery = ErrorCode(rawValue: 0x0118)
-    /// Pool operations (purchase mode).
-    public static let unknownPool = ErrorCode(rawValue: 0x0119)
-    public static let deadlinePassed = ErrorCode(rawValue: 0x011A)
-    public static let priceLimit = ErrorCode(rawValue: 0x011B)
-    public static let insufficientLiquidity = ErrorCode(rawValue: 0x011C)
-    // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
-    /// The exchange was sent a transaction that is not an order (`add_liquidity`,
-    /// `remove_liquidity`, `swap_exact_in` or `swap_exact_out`).
-    public static let notAnOrder = ErrorCode(rawValue: 0x0301)
-    /// The exchange cannot reach the arbiter, or the order's outcome is unknown to it.
-    public static let exchangeUnavailable = ErrorCode(rawValue: 0x0302)
+    /// Every code this implementation knows, in one list: the constants below and every name
+    /// come from it, so a code cannot be added without its name.
+    public enum Known: UInt16, CaseIterable, Sendable {
+        // 0x0001–0x00FF: session layer.
+        case malformedFrame = 0x0001
+        case frameTooLarge = 0x0002
+        case unknownRequiredMessage = 0x0003
+        case badSignature = 0x0004
+        case decryptionFailed = 0x0005
+        case unexpectedMessage = 0x0006
+        case unsupportedVersion = 0x0007
+        case unknownRequiredFeature = 0x0008
+        case wrongChain = 0x0009
+        case unexpectedPeer = 0x000A
+        case handshakeTimeout = 0x000B
+        case idleTimeout = 0x000C
+        case overloaded = 0x000D
+        case deliveryFailed = 0x000E
+        /// Not a failure: the sender ends the session normally.
+        case closed = 0x000F
+        // 0x0100–0x01FF: ledger rejections (proto/README.md, "Rejection codes"), carried by
+        // `transaction_rejected` and `request_failed`, never by a session-closing `error` frame.
+        case malformedTransaction = 0x0101
+        case wrongChainID = 0x0102
+        case invalidSignature = 0x0103
+        case unknownAccount = 0x0104
+        case sequenceReused = 0x0105
+        case sequenceAhead = 0x0106
+        case insufficientBalance = 0x0107
+        case notAuthorized = 0x0108
+        case tokenPaused = 0x0109
+        case accountFrozen = 0x010A
+        case receiverNotVerified = 0x010B
+        case countryNotAllowed = 0x010C
+        case balanceLimitExceeded = 0x010D
+        case holderLimitExceeded = 0x010E
+        case unknownToken = 0x010F
+        case unknownIdentity = 0x0110
+        case zeroAmount = 0x0111
+        case supplyExceeded = 0x0112
+        case invalidResource = 0x0113
+        case alreadyRegistered = 0x0114
+        case invalidOperation = 0x0115
+        case identityMismatch = 0x0116
+        /// Not a ledger rule: the arbiter's queue is full; the same transaction may be sent again.
+        case arbiterBusy = 0x0117
+        /// A query the arbiter cannot answer as asked (an unknown key kind, for example).
+        case badQuery = 0x0118
+        /// Pool operations (purchase mode).
+        case unknownPool = 0x0119
+        case deadlinePassed = 0x011A
+        case priceLimit = 0x011B
+        case insufficientLiquidity = 0x011C
+        // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
+        /// The exchange was sent a transaction that is not an order (`add_liquidity`,
+        /// `remove_liquidity`, `swap_exact_in` or `swap_exact_out`).
+        case notAnOrder = 0x0301
+        /// The exchange cannot reach the arbiter, or the order's outcome is unknown to it.
+        case exchangeUnavailable = 0x0302
+    }
 
+    public static let malformedFrame = ErrorCode(.malformedFrame)
+    public static let frameTooLarge = ErrorCode(.frameTooLarge)
+    public static let unknownRequiredMessage = ErrorCode(.unknownRequiredMessage)
+    public static let badSignature = ErrorCode(.badSignature)
+    public static let decryptionFailed = ErrorCode(.decryptionFailed)
+    public static let unexpectedMessage = ErrorCode(.unexpectedMessage)
+    public static let unsupportedVersion = ErrorCode(.unsupportedVersion)
+    public static let unknownRequiredFeature = ErrorCode(.unknownRequiredFeature)
+    public static let wrongChain = ErrorCode(.wrongChain)
+    public static let unexpectedPeer = ErrorCode(.unexpectedPeer)
+    public static let handshakeTimeout = ErrorCode(.handshakeTimeout)
+    public static let idleTimeout = ErrorCode(.idleTimeout)
+    public static let overloaded = ErrorCode(.overloaded)
+    public static let deliveryFailed = ErrorCode(.deliveryFailed)
+    public static let closed = ErrorCode(.closed)
+    public static let malformedTransaction = ErrorCode(.malformedTransaction)
+    public static let wrongChainID = ErrorCode(.wrongChainID)
+    public static let invalidSignature = ErrorCode(.invalidSignature)
+    public static let unknownAccount = ErrorCode(.unknownAccount)
+    public static let sequenceReused = ErrorCode(.sequenceReused)
+    public static let sequenceAhead = ErrorCode(.sequenceAhead)
+    public static let insufficientBalance = ErrorCode(.insufficientBalance)
+    public static let notAuthorized = ErrorCode(.notAuthorized)
+    public static let tokenPaused = ErrorCode(.tokenPaused)
+    public static let accountFrozen = ErrorCode(.accountFrozen)
+    public static let receiverNotVerified = ErrorCode(.receiverNotVerified)
+    public static let countryNotAllowed = ErrorCode(.countryNotAllowed)
+    public static let balanceLimitExceeded = ErrorCode(.balanceLimitExceeded)
+    public static let holderLimitExceeded = ErrorCode(.holderLimitExceeded)
+    public static let unknownToken = ErrorCode(.unknownToken)
+    public static let unknownIdentity = ErrorCode(.unknownIdentity)
+    public static let zeroAmount = ErrorCode(.zeroAmount)
+    public static let supplyExceeded = ErrorCode(.supplyExceeded)
+    public static let invalidResource = ErrorCode(.invalidResource)
+    public static let alreadyRegistered = ErrorCode(.alreadyRegistered)
+    public static let invalidOperation = ErrorCode(.invalidOperation)
+    public static let identityMismatch = ErrorCode(.identityMismatch)
+    public static let arbiterBusy = ErrorCode(.arbiterBusy)
+    public static let badQuery = ErrorCode(.badQuery)
+    public static let unknownPool = ErrorCode(.unknownPool)
+    public static let deadlinePassed = ErrorCode(.deadlinePassed)
+    public static let priceLimit = ErrorCode(.priceLimit)
+    public static let insufficientLiquidity = ErrorCode(.insufficientLiquidity)
+    public static let notAnOrder = ErrorCode(.notAnOrder)
+    public static let exchangeUnavailable = ErrorCode(.exchangeUnavailable)
+
+    /// The code's name on the wire and in logs: its `Known` case in snake case
+    /// (`receiverNotVerified` is `receiver_not_verified`), or `code_0x…` for a code this
+    /// implementation does not know (a newer peer's).
     public var name: String {
-        switch self {
-        case .malformedFrame: return "malformed_frame"
-        case .frameTooLarge: return "frame_too_large"
-        case .unknownRequiredMessage: return "unknown_required_message"
-        case .badSignature: return "bad_signature"
-        case .decryptionFailed: return "decryption_failed"
-        case .unexpectedMessage: return "unexpected_message"
-        case .unsupportedVersion: return "unsupported_version"
-        case .unknownRequiredFeature: return "unknown_required_feature"
-        case .wrongChain: return "wrong_chain"
-        case .unexpectedPeer: return "unexpected_peer"
-        case .handshakeTimeout: return "handshake_timeout"
-        case .idleTimeout: return "idle_timeout"
-        case .overloaded: return "overloaded"
-        case .deliveryFailed: return "delivery_failed"
-        case .closed: return "closed"
-        case .malformedTransaction: return "malformed_transaction"
-        case .wrongChainID: return "wrong_chain_id"
-        case .invalidSignature: return "invalid_signature"
-        case .unknownAccount: return "unknown_account"
-        case .sequenceReused: return "sequence_reused"
-        case .sequenceAhead: return "sequence_ahead"
-        case .insufficientBalance: return "insufficient_balance"
-        case .notAuthorized: return "not_authorized"
-        case .tokenPaused: return "token_paused"
-        case .accountFrozen: return "account_frozen"
-        case .receiverNotVerified: return "receiver_not_verified"
-        case .countryNotAllowed: return "country_not_allowed"
-        case .balanceLimitExceeded: return "balance_limit_exceeded"
-        case .holderLimitExceeded: return "holder_limit_exceeded"
-        case .unknownToken: return "unknown_token"
-        case .unknownIdentity: return "unknown_identity"
-        case .zeroAmount: return "zero_amount"
-        case .supplyExceeded: return "supply_exceeded"
-        case .invalidResource: return "invalid_resource"
-        case .alreadyRegistered: return "already_registered"
-        case .invalidOperation: return "invalid_operation"
-        case .identityMismatch: return "identity_mismatch"
-        case .arbiterBusy: return "arbiter_busy"
-        case .badQuery: return "bad_query"
-        case .unknownPool: return "unknown_pool"
-        case .deadlinePassed: return "deadline_passed"
-        case .priceLimit: return "price_limit"
-        case .insufficientLiquidity: return "insufficient_liquidity"
-        case .notAnOrder: return "not_an_order"
-        case .exchangeUnavailable: return "exchange_unavailable"
-        default:
-            let digits = String(rawValue, radix: 16)
-            return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits
+        if let name = Self.names[rawValue] { return name }
+        let digits = String(rawValue, radix: 16)
+        return "code_0x" + String(repeating: "0", count: 4 - digits.count) + digits
+    }
+
+    private static let names: [UInt16: String] = Dictionary(
+        uniqueKeysWithValues: Known.allCases.map { ($0.rawValue, snakeCase("\($0)")) })
+
+    /// `wrongChainID` → `wrong_chain_id`: an underscore before each capital that follows a
+    /// lower-case letter or a digit, then all in lower case.
+    static func snakeCase(_ name: String) -> String {
+        var out = ""
+        var previous: Character?
+        for character in name {
+            if character.isUppercase, let previous, previous.isLowercase || previous.isNumber { out.append("_") }
+            out.append(character)
+            previous = character
         }
+        return out.lowercased()
     }
 
     public var description: String { name }

@@ -524,3 +524,24 @@ final class LimitRelationTests: XCTestCase {
         print("the largest message frame: \(biggest) bytes of \(WireLimits.udpFrameBytesMax)")
     }
 }
+
+/// Error codes come from one list (`ErrorCode.Known`): each has a unique snake-case name, and
+/// `proto/README.md` documents each code with exactly that name.
+final class ErrorCodeNameTests: XCTestCase {
+    func testEveryKnownCodeHasItsDocumentedName() throws {
+        let spec = try String(
+            contentsOf: VectorFile.url("x").deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("README.md"), encoding: .utf8)
+        var seen: Set<String> = []
+        for known in ErrorCode.Known.allCases {
+            let code = ErrorCode(known)
+            XCTAssertTrue(seen.insert(code.name).inserted, "\(code.name) named twice")
+            XCTAssertTrue(code.name.allSatisfy { $0.isLowercase || $0 == "_" }, code.name)
+            let hex = String(code.rawValue, radix: 16, uppercase: true)
+            let row = "| `0x" + String(repeating: "0", count: 4 - hex.count) + hex + "` | `\(code.name)` |"
+            XCTAssertTrue(spec.contains(row), "proto/README.md documents \(row)")
+        }
+        XCTAssertEqual(ErrorCode.wrongChainID.name, "wrong_chain_id")
+        XCTAssertEqual(ErrorCode(rawValue: 0x02AB).name, "code_0x02ab", "an unknown code keeps its number")
+    }
+}

@@ -79,7 +79,7 @@ public struct ExchangeBook<Waiter> {
         for token in Set(applied.map(\.fill.token)) {
             guard let observation = ledger.state.pools[token]?.market else { continue }
             var history = observations[token, default: []]
-            if history.last?.lastTimestamp == observation.lastTimestamp {
+            if history.last?.lastTimestampSeconds == observation.lastTimestampSeconds {
                 history[history.count - 1] = observation
             } else {
                 history.append(observation)
@@ -119,11 +119,15 @@ public struct ExchangeBook<Waiter> {
         func swap(_ market: Pool) -> SwapAmounts? {
             var market = market
             if exactOutput {
-                guard let paid = try? market.swap(exactOut: amount, side.direction, timestamp: market.lastTimestamp)
+                guard
+                    let paid = try? market.swap(
+                        exactOut: amount, side.direction, timestampSeconds: market.lastTimestampSeconds)
                 else { return nil }
                 return SwapAmounts(amountIn: paid, amountOut: amount)
             }
-            guard let received = try? market.swap(exactIn: amount, side.direction, timestamp: market.lastTimestamp)
+            guard
+                let received = try? market.swap(
+                    exactIn: amount, side.direction, timestampSeconds: market.lastTimestampSeconds)
             else { return nil }
             return SwapAmounts(amountIn: amount, amountOut: received)
         }
@@ -137,12 +141,12 @@ public struct ExchangeBook<Waiter> {
 
     /// A swap order's effect on a pool, if it would fill (liquidity orders leave the price as it is).
     private static func apply(_ operation: LedgerOperation, to market: inout Pool) {
-        let timestamp = market.lastTimestamp
+        let timestamp = market.lastTimestampSeconds
         switch operation {
         case .swapExactIn(_, let side, let amountIn, let minimumOut, _):
-            _ = try? market.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: timestamp)
+            _ = try? market.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestampSeconds: timestamp)
         case .swapExactOut(_, let side, let amountOut, let maximumIn, _):
-            _ = try? market.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: timestamp)
+            _ = try? market.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: timestamp)
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
             .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
             .createPool, .addLiquidity, .removeLiquidity:
@@ -166,12 +170,13 @@ public struct ExchangeBook<Waiter> {
                     amountIn: size, reserveIn: market.reserve0, reserveOut: market.reserve1)) ?? 0)
         }
         let twap = Pool.averagePrice0(
-            history: observations[token, default: []], now: UInt32(truncatingIfNeeded: ledger.tipTime / 1000),
+            history: observations[token, default: []],
+            now: UInt32(truncatingIfNeeded: ledger.tipTimeMilliseconds / 1000),
             window: twapSeconds)
         return .marketAnswer(
             requestID: requestID,
             market: MarketData(
-                height: ledger.height, time: ledger.tipTime, licenceReserve: market.reserve0,
+                height: ledger.height, time: ledger.tipTimeMilliseconds, licenceReserve: market.reserve0,
                 stablecoinReserve: market.reserve1, totalShares: market.totalShares, twapSeconds: twap?.seconds ?? 0,
                 twap: twap?.price, depth: depth))
     }

@@ -54,7 +54,9 @@ public struct BlockSequencer<Reply> {
     ) {
         precondition(!isFull, "seal the full block first")
         if blockDeadline == nil { blockDeadline = now + maxDelayNanoseconds }
-        switch checked.flatMap({ verified in ledger.apply(verified, time: timeMilliseconds).map { _ in verified.hash } }
+        switch checked.flatMap({ verified in
+            ledger.apply(verified, timeMilliseconds: timeMilliseconds).map { _ in verified.hash }
+        }
         )
         {
         case .success(let hash):

@@ -13,11 +13,11 @@ public struct Ledger: Sendable {
     public internal(set) var state: LedgerState
     public private(set) var height: UInt64
     public private(set) var tipHash: Digest32
-    public private(set) var tipTime: UInt64
+    public private(set) var tipTimeMilliseconds: UInt64
     /// The time of the block being built, in milliseconds: fixed when its first transaction is
     /// applied, judged by deadlines and pool accumulators, and written into its header, so that
     /// replaying the block sees the same time.
-    public private(set) var blockTime: UInt64
+    public private(set) var blockTimeMilliseconds: UInt64
     /// Transactions applied since the last block, in order, with what each created.
     public private(set) var pending: [CommittedTransaction] = []
 
@@ -27,8 +27,8 @@ public struct Ledger: Sendable {
         self.chainID = genesis.chainID
         self.height = 0
         self.tipHash = chainID
-        self.tipTime = genesis.time
-        self.blockTime = genesis.time
+        self.tipTimeMilliseconds = genesis.time
+        self.blockTimeMilliseconds = genesis.time
         var state = LedgerState()
         for issuer in genesis.claimIssuers + [genesis.stablecoinIssuer] where state.accounts[issuer] == nil {
             state.setAccount(issuer, Account())
@@ -48,8 +48,8 @@ public struct Ledger: Sendable {
         self.state = try LedgerState(rows: rows)
         self.height = tip?.height ?? 0
         self.tipHash = tip?.hash ?? chainID
-        self.tipTime = tip?.time ?? genesis.time
-        self.blockTime = tipTime
+        self.tipTimeMilliseconds = tip?.time ?? genesis.time
+        self.blockTimeMilliseconds = tipTimeMilliseconds
     }
 
     /// The rows of the genesis state, which the store writes when it creates a chain.
@@ -59,8 +59,10 @@ public struct Ledger: Sendable {
     /// and the result says what it did. The first transaction of a block fixes the block's time
     /// at `time` (raised to the previous block's if the clock went back); later ones share it.
     @discardableResult
-    public mutating func apply(_ verified: VerifiedTransaction, time: UInt64) -> Result<Applied, Rejection> {
-        if pending.isEmpty { blockTime = max(time, tipTime) }
+    public mutating func apply(_ verified: VerifiedTransaction, timeMilliseconds time: UInt64) -> Result<
+        Applied, Rejection
+    > {
+        if pending.isEmpty { blockTimeMilliseconds = max(time, tipTimeMilliseconds) }
         do throws(Rejection) {
             let applied = try execute(verified.transaction)
             pending.append(
@@ -77,7 +79,7 @@ public struct Ledger: Sendable {
         precondition(arbiter.publicKey == genesis.arbiter, "only the genesis arbiter seals blocks")
         let unsigned = BlockHeader(
             height: height + 1, previousHash: tipHash, transactionsRoot: MerkleTree.root(pending.map(\.hash)),
-            time: blockTime, transactionCount: UInt32(pending.count),
+            time: blockTimeMilliseconds, transactionCount: UInt32(pending.count),
             signature: try! Signature(bytes: [UInt8](repeating: 0, count: Signature.byteCount)))
         var header = unsigned
         header.signature = arbiter.sign(unsigned.unsignedBytes, domain: BlockHeader.domain(chainID))
@@ -141,7 +143,7 @@ public struct Ledger: Sendable {
         guard header.previousHash == tipHash else {
             throw .init(height: header.height, "previous hash is not the tip's")
         }
-        guard header.time >= tipTime else { throw .init(height: header.height, "time goes back") }
+        guard header.time >= tipTimeMilliseconds else { throw .init(height: header.height, "time goes back") }
         guard header.hasValidSignature(arbiter: genesis.arbiter, chainID: chainID) else {
             throw .init(height: header.height, "arbiter signature does not verify")
         }
@@ -171,7 +173,7 @@ public struct Ledger: Sendable {
         guard verified.hash == committed.hash else {
             throw .init(height: header.height, "transaction \(index) is not the one committed")
         }
-        switch apply(verified, time: header.time) {
+        switch apply(verified, timeMilliseconds: header.time) {
         case .failure(let rejection):
             throw .init(height: header.height, "transaction \(index) \(verified.hash) is rejected: \(rejection)")
         case .success(let applied) where applied.createdID != committed.createdID:
@@ -186,8 +188,8 @@ public struct Ledger: Sendable {
     private mutating func advance(to header: BlockHeader) {
         height = header.height
         tipHash = header.hash
-        tipTime = header.time
-        blockTime = header.time
+        tipTimeMilliseconds = header.time
+        blockTimeMilliseconds = header.time
         pending.removeAll(keepingCapacity: true)
     }
 }

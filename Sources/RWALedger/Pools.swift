@@ -76,7 +76,7 @@ public struct PoolRecord: Equatable, Sendable {
         }
         market = Pool(
             reserve0: reserve0, reserve1: reserve1, totalShares: shares, price0Cumulative: price0,
-            price1Cumulative: price1, lastTimestamp: timestamp)
+            price1Cumulative: price1, lastTimestampSeconds: timestamp)
     }
 
     func encode(into buffer: inout ByteBuffer) {
@@ -90,7 +90,7 @@ public struct PoolRecord: Equatable, Sendable {
         buffer.writeUInt128(market.price0Cumulative.low)
         buffer.writeUInt128(market.price1Cumulative.high)
         buffer.writeUInt128(market.price1Cumulative.low)
-        buffer.writeInteger(market.lastTimestamp, endianness: .big)
+        buffer.writeInteger(market.lastTimestampSeconds, endianness: .big)
     }
 }
 
@@ -121,7 +121,7 @@ public struct PoolFill: Equatable, Sendable {
 
 extension Ledger {
     /// The block time in seconds, wrapped to 32 bits as Uniswap v2's accumulators expect.
-    var poolTimestamp: UInt32 { UInt32(truncatingIfNeeded: blockTime / 1000) }
+    var poolTimestampSeconds: UInt32 { UInt32(truncatingIfNeeded: blockTimeMilliseconds / 1000) }
 
     func existingPool(_ token: TokenID) throws(Rejection) -> PoolRecord {
         guard let pool = state.pools[token] else { throw Rejection(.unknownPool, "no pool for token \(token)") }
@@ -130,8 +130,9 @@ extension Ledger {
 
     /// Deadlines are in milliseconds and judged against the block's time, which replay sees too.
     func checkDeadline(_ deadline: UInt64) throws(Rejection) {
-        guard blockTime <= deadline else {
-            throw Rejection(.deadlinePassed, "deadline \(deadline) passed: the block's time is \(blockTime)")
+        guard blockTimeMilliseconds <= deadline else {
+            throw Rejection(
+                .deadlinePassed, "deadline \(deadline) passed: the block's time is \(blockTimeMilliseconds)")
         }
     }
 
@@ -217,7 +218,7 @@ extension Ledger {
         }
         let firstDeposit = pool.market.totalShares == 0
         let shares = try market { () throws(MarketError) in
-            try pool.market.deposit(amount0: licence, amount1: stablecoin, timestamp: poolTimestamp)
+            try pool.market.deposit(amount0: licence, amount1: stablecoin, timestampSeconds: poolTimestampSeconds)
         }
         try checkTransfer(existingToken(token), from: signer, to: pool.account, amount: licence)
         try checkTransfer(existingToken(0), from: signer, to: pool.account, amount: stablecoin)
@@ -243,7 +244,7 @@ extension Ledger {
             throw Rejection(.insufficientBalance, "\(signer) has \(holding.freeBalance) shares free, burns \(shares)")
         }
         let (licence, stablecoin) = try market { () throws(MarketError) in
-            try pool.market.withdraw(shares: shares, timestamp: poolTimestamp)
+            try pool.market.withdraw(shares: shares, timestampSeconds: poolTimestampSeconds)
         }
         guard licence >= licenceMinimum, stablecoin >= stablecoinMinimum else {
             throw Rejection(
@@ -271,18 +272,18 @@ extension Ledger {
         var pool = try existingPool(token)
         try checkDeadline(deadline)
         try requirePositive(amount)
-        let timestamp = poolTimestamp
+        let timestamp = poolTimestampSeconds
         let amountIn: UInt128
         let amountOut: UInt128
         do throws(SwapError) {
             if exactIn {
                 amountIn = amount
                 amountOut = try pool.market.swap(
-                    exactIn: amount, side.direction, minimumOut: limit, timestamp: timestamp)
+                    exactIn: amount, side.direction, minimumOut: limit, timestampSeconds: timestamp)
             } else {
                 amountOut = amount
                 amountIn = try pool.market.swap(
-                    exactOut: amount, side.direction, maximumIn: limit, timestamp: timestamp)
+                    exactOut: amount, side.direction, maximumIn: limit, timestampSeconds: timestamp)
             }
         } catch {
             switch error {

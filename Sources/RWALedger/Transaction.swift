@@ -46,13 +46,16 @@ public enum LedgerOperation: Equatable, Sendable {
     /// Anyone: deposit at the pool's price, at most the desired amounts, at least the minimums.
     case addLiquidity(
         token: TokenID, licenceDesired: UInt128, stablecoinDesired: UInt128, licenceMinimum: UInt128,
-        stablecoinMinimum: UInt128, deadline: UInt64)
+        stablecoinMinimum: UInt128, deadlineMilliseconds: UInt64)
     case removeLiquidity(
-        token: TokenID, shares: UInt128, licenceMinimum: UInt128, stablecoinMinimum: UInt128, deadline: UInt64)
-    /// Pay exactly `amountIn`, receive at least `minimumOut`, in a block no later than `deadline` (ms).
-    case swapExactIn(token: TokenID, side: TradeSide, amountIn: UInt128, minimumOut: UInt128, deadline: UInt64)
+        token: TokenID, shares: UInt128, licenceMinimum: UInt128, stablecoinMinimum: UInt128,
+        deadlineMilliseconds: UInt64)
+    /// Pay exactly `amountIn`, receive at least `minimumOut`, in a block no later than `deadlineMilliseconds`.
+    case swapExactIn(
+        token: TokenID, side: TradeSide, amountIn: UInt128, minimumOut: UInt128, deadlineMilliseconds: UInt64)
     /// Receive exactly `amountOut`, pay at most `maximumIn`.
-    case swapExactOut(token: TokenID, side: TradeSide, amountOut: UInt128, maximumIn: UInt128, deadline: UInt64)
+    case swapExactOut(
+        token: TokenID, side: TradeSide, amountOut: UInt128, maximumIn: UInt128, deadlineMilliseconds: UInt64)
 
     /// The pool a pool operation acts on.
     public var poolToken: TokenID? {
@@ -207,19 +210,19 @@ public enum LedgerOperation: Equatable, Sendable {
         case 0x31:
             self = .addLiquidity(
                 token: try token(), licenceDesired: try amount(), stablecoinDesired: try amount(),
-                licenceMinimum: try amount(), stablecoinMinimum: try amount(), deadline: try deadline())
+                licenceMinimum: try amount(), stablecoinMinimum: try amount(), deadlineMilliseconds: try deadline())
         case 0x32:
             self = .removeLiquidity(
                 token: try token(), shares: try amount(), licenceMinimum: try amount(),
-                stablecoinMinimum: try amount(), deadline: try deadline())
+                stablecoinMinimum: try amount(), deadlineMilliseconds: try deadline())
         case 0x33:
             self = .swapExactIn(
                 token: try token(), side: try TradeSide(decoding: &buffer), amountIn: try amount(),
-                minimumOut: try amount(), deadline: try deadline())
+                minimumOut: try amount(), deadlineMilliseconds: try deadline())
         case 0x34:
             self = .swapExactOut(
                 token: try token(), side: try TradeSide(decoding: &buffer), amountOut: try amount(),
-                maximumIn: try amount(), deadline: try deadline())
+                maximumIn: try amount(), deadlineMilliseconds: try deadline())
         default: throw .invalidValue(field: "operation.tag", reason: "unknown operation 0x\(String(tag, radix: 16))")
         }
     }

@@ -11,27 +11,27 @@ public struct Pool: Hashable, Sendable {
     public private(set) var price0Cumulative: UInt256 = .zero
     /// Sum over time of price1 = reserve0 / reserve1 in UQ112x112, times seconds (wrapping).
     public private(set) var price1Cumulative: UInt256 = .zero
-    public private(set) var lastTimestamp: UInt32 = 0
+    public private(set) var lastTimestampSeconds: UInt32 = 0
 
     public init() {}
 
     /// A pool as stored by the ledger that owns it.
     public init(
         reserve0: UInt128, reserve1: UInt128, totalShares: UInt128, price0Cumulative: UInt256,
-        price1Cumulative: UInt256, lastTimestamp: UInt32
+        price1Cumulative: UInt256, lastTimestampSeconds: UInt32
     ) {
         self.reserve0 = reserve0
         self.reserve1 = reserve1
         self.totalShares = totalShares
         self.price0Cumulative = price0Cumulative
         self.price1Cumulative = price1Cumulative
-        self.lastTimestamp = lastTimestamp
+        self.lastTimestampSeconds = lastTimestampSeconds
     }
 
     /// The cumulative prices as they would read at `timestamp`, without writing (v2's
     /// `currentCumulativePrices`): what a TWAP reading between blocks needs.
     public func cumulativePrices(at timestamp: UInt32) -> (price0: UInt256, price1: UInt256) {
-        let elapsed = timestamp &- lastTimestamp
+        let elapsed = timestamp &- lastTimestampSeconds
         guard elapsed > 0, reserve0 != 0, reserve1 != 0 else { return (price0Cumulative, price1Cumulative) }
         return (
             price0Cumulative
@@ -45,7 +45,9 @@ public struct Pool: Hashable, Sendable {
     /// (`mint`). The first deposit mints `sqrt(amount0 * amount1)` shares and locks
     /// `minimumLiquidity` of them; later ones mint in proportion to the smaller of the two ratios,
     /// so depositing off-price donates the excess to the pool.
-    public mutating func deposit(amount0: UInt128, amount1: UInt128, timestamp: UInt32) throws(MarketError) -> UInt128 {
+    public mutating func deposit(amount0: UInt128, amount1: UInt128, timestampSeconds timestamp: UInt32)
+        throws(MarketError) -> UInt128
+    {
         let (balance0, overflow0) = reserve0.addingReportingOverflow(amount0)
         let (balance1, overflow1) = reserve1.addingReportingOverflow(amount1)
         guard !overflow0, !overflow1, balance0 <= ConstantProduct.reserveMax, balance1 <= ConstantProduct.reserveMax
@@ -72,7 +74,7 @@ public struct Pool: Hashable, Sendable {
     }
 
     /// Burns `shares` and returns their pro-rata part of both reserves, rounded down (`burn`).
-    public mutating func withdraw(shares: UInt128, timestamp: UInt32) throws(MarketError) -> (
+    public mutating func withdraw(shares: UInt128, timestampSeconds timestamp: UInt32) throws(MarketError) -> (
         amount0: UInt128, amount1: UInt128
     ) {
         guard shares <= totalShares else { throw .sharesAboveSupply }
@@ -90,7 +92,7 @@ public struct Pool: Hashable, Sendable {
     /// 0.3% of its input, is at least the product of the reserves before. Nothing changes on refusal.
     public mutating func swap(
         amount0In: UInt128, amount1In: UInt128, amount0Out: UInt128, amount1Out: UInt128,
-        timestamp: UInt32
+        timestampSeconds timestamp: UInt32
     ) throws(MarketError) {
         guard amount0Out > 0 || amount1Out > 0 else { throw .insufficientOutputAmount }
         guard amount0Out < reserve0, amount1Out < reserve1 else { throw .insufficientLiquidity }
@@ -127,7 +129,7 @@ public struct Pool: Hashable, Sendable {
     /// `swapExactTokensForTokens` on one pool).
     public mutating func swap(
         exactIn amountIn: UInt128, _ direction: Direction, minimumOut: UInt128 = 0,
-        timestamp: UInt32
+        timestampSeconds timestamp: UInt32
     ) throws(SwapError) -> UInt128 {
         let (reserveIn, reserveOut) = direction == .zeroForOne ? (reserve0, reserve1) : (reserve1, reserve0)
         let amountOut: UInt128
@@ -145,7 +147,7 @@ public struct Pool: Hashable, Sendable {
     /// `swapTokensForExactTokens` on one pool).
     public mutating func swap(
         exactOut amountOut: UInt128, _ direction: Direction, maximumIn: UInt128 = .max,
-        timestamp: UInt32
+        timestampSeconds timestamp: UInt32
     ) throws(SwapError) -> UInt128 {
         let (reserveIn, reserveOut) = direction == .zeroForOne ? (reserve0, reserve1) : (reserve1, reserve0)
         let amountIn: UInt128
@@ -165,9 +167,13 @@ public struct Pool: Hashable, Sendable {
         do {
             switch direction {
             case .zeroForOne:
-                try swap(amount0In: amountIn, amount1In: 0, amount0Out: 0, amount1Out: amountOut, timestamp: timestamp)
+                try swap(
+                    amount0In: amountIn, amount1In: 0, amount0Out: 0, amount1Out: amountOut, timestampSeconds: timestamp
+                )
             case .oneForZero:
-                try swap(amount0In: 0, amount1In: amountIn, amount0Out: amountOut, amount1Out: 0, timestamp: timestamp)
+                try swap(
+                    amount0In: 0, amount1In: amountIn, amount0Out: amountOut, amount1Out: 0, timestampSeconds: timestamp
+                )
             }
         } catch {
             throw .market(error)
@@ -177,7 +183,7 @@ public struct Pool: Hashable, Sendable {
     /// v2's `_update`: accumulate the prices of the reserves that held since the last update,
     /// then take the new balances as reserves. Timestamps wrap modulo 2^32 as on chain.
     private mutating func update(balance0: UInt128, balance1: UInt128, timestamp: UInt32) {
-        let elapsed = timestamp &- lastTimestamp
+        let elapsed = timestamp &- lastTimestampSeconds
         if elapsed > 0 && reserve0 != 0 && reserve1 != 0 {
             price0Cumulative =
                 price0Cumulative
@@ -188,7 +194,7 @@ public struct Pool: Hashable, Sendable {
         }
         reserve0 = balance0
         reserve1 = balance1
-        lastTimestamp = timestamp
+        lastTimestampSeconds = timestamp
     }
 
     /// `numerator / denominator` in UQ112x112 (112 fractional bits).
@@ -211,8 +217,8 @@ public struct Pool: Hashable, Sendable {
     )? {
         guard window > 0, let first = history.first, let current = history.last else { return nil }
         let start = now >= window ? now - window : 0
-        let reading = history.last { $0.lastTimestamp <= start } ?? first
-        let from = max(start, reading.lastTimestamp)
+        let reading = history.last { $0.lastTimestampSeconds <= start } ?? first
+        let from = max(start, reading.lastTimestampSeconds)
         guard now > from else { return nil }
         let average = averagePrice(
             from: reading.cumulativePrices(at: from).price0, to: current.cumulativePrices(at: now).price0,

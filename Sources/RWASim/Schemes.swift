@@ -55,7 +55,7 @@ enum RWAScheme {
         let poolCash = UInt128((Double(realSlices + virtualSlices) * openingPrice * unit).rounded())
         var pool = Pool()
         do {
-            _ = try pool.deposit(amount0: poolSlices, amount1: poolCash, timestamp: 0)
+            _ = try pool.deposit(amount0: poolSlices, amount1: poolCash, timestampSeconds: 0)
         } catch {
             preconditionFailure(
                 "the pool cannot open with \(poolSlices) slices and \(poolCash) cash: \(error) (parameters are validated)"
@@ -71,7 +71,7 @@ enum RWAScheme {
                 continue
             }
             let budget = UInt128((buyer.bidPerSlice * Double(parameters.slicesPerBuyer) * unit).rounded(.down))
-            if (try? pool.swap(exactOut: want, .oneForZero, maximumIn: budget, timestamp: timestamp)) != nil {
+            if (try? pool.swap(exactOut: want, .oneForZero, maximumIn: budget, timestampSeconds: timestamp)) != nil {
                 outcome.slicesSold += parameters.slicesPerBuyer
                 filled(index)
             } else {

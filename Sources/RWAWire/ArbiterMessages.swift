@@ -46,7 +46,8 @@ public enum ArbiterMessage: Equatable, Sendable {
     case stateAnswer(requestID: UInt64, key: [UInt8], value: [UInt8]?)
     case blockAnswer(requestID: UInt64, header: [UInt8]?)
     case transactionAnswer(requestID: UInt64, found: CommittedTransactionInfo?)
-    case statusAnswer(requestID: UInt64, chainID: Digest32, height: UInt64, tipHash: Digest32, tipTime: UInt64)
+    case statusAnswer(
+        requestID: UInt64, chainID: Digest32, height: UInt64, tipHash: Digest32, tipTimeMilliseconds: UInt64)
     case requestFailed(requestID: UInt64, code: ErrorCode, reason: String)
     case blockCommitted(header: [UInt8])
     /// Follows its `block_committed`, one per transaction, in index order.
@@ -147,7 +148,7 @@ public enum ArbiterMessage: Equatable, Sendable {
                 requestID: try requestID(), chainID: try body.readDigest(field: "\(name).chain_id"),
                 height: try body.readInteger(field: "\(name).height"),
                 tipHash: try body.readDigest(field: "\(name).tip_hash"),
-                tipTime: try body.readInteger(field: "\(name).tip_time"))
+                tipTimeMilliseconds: try body.readInteger(field: "\(name).tip_time"))
         case .requestFailed:
             return .requestFailed(
                 requestID: try requestID(), code: ErrorCode(rawValue: try body.readInteger(field: "\(name).code")),
@@ -198,11 +199,11 @@ public enum ArbiterMessage: Equatable, Sendable {
         case .transactionAnswer(_, let found):
             buffer.writeBool(found != nil)
             found?.encode(into: &buffer)
-        case .statusAnswer(_, let chainID, let height, let tipHash, let tipTime):
+        case .statusAnswer(_, let chainID, let height, let tipHash, let tipTimeMilliseconds):
             buffer.writeDigest(chainID)
             buffer.writeInteger(height, endianness: .big)
             buffer.writeDigest(tipHash)
-            buffer.writeInteger(tipTime, endianness: .big)
+            buffer.writeInteger(tipTimeMilliseconds, endianness: .big)
         case .requestFailed(_, let code, let reason):
             buffer.writeInteger(code.rawValue, endianness: .big)
             buffer.writeText(ErrorReport(code: code, text: reason).text, maximum: WireLimits.errorTextBytesMax)

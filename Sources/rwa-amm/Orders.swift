@@ -109,7 +109,8 @@ struct AddLiquidity: AsyncParsableCommand {
                 token: token, licenceDesired: try parseAmount(licence, "--licence"),
                 stablecoinDesired: try parseAmount(stablecoin, "--stablecoin"),
                 licenceMinimum: try parseAmount(minLicence, "--min-licence"),
-                stablecoinMinimum: try parseAmount(minStablecoin, "--min-stablecoin"), deadline: deadline.deadline))
+                stablecoinMinimum: try parseAmount(minStablecoin, "--min-stablecoin"),
+                deadlineMilliseconds: deadline.deadline))
     }
 }
 
@@ -128,7 +129,8 @@ struct RemoveLiquidity: AsyncParsableCommand {
             .removeLiquidity(
                 token: token, shares: try parseAmount(shares, "--shares"),
                 licenceMinimum: try parseAmount(minLicence, "--min-licence"),
-                stablecoinMinimum: try parseAmount(minStablecoin, "--min-stablecoin"), deadline: deadline.deadline))
+                stablecoinMinimum: try parseAmount(minStablecoin, "--min-stablecoin"),
+                deadlineMilliseconds: deadline.deadline))
     }
 }
 
@@ -181,8 +183,10 @@ struct Swap: AsyncParsableCommand {
         try await trader.place(
             exactOutput
                 ? .swapExactOut(
-                    token: token, side: side, amountOut: amount, maximumIn: limit!, deadline: deadline.deadline)
+                    token: token, side: side, amountOut: amount, maximumIn: limit!,
+                    deadlineMilliseconds: deadline.deadline)
                 : .swapExactIn(
-                    token: token, side: side, amountIn: amount, minimumOut: limit!, deadline: deadline.deadline))
+                    token: token, side: side, amountIn: amount, minimumOut: limit!,
+                    deadlineMilliseconds: deadline.deadline))
     }
 }

@@ -158,7 +158,7 @@ enum Describe {
             return [
                 "token": pool.token, "share_token": pool.shareToken, "account": "\(pool.account)",
                 "licence_reserve": pool.licenceReserve, "stablecoin_reserve": pool.stablecoinReserve,
-                "total_shares": pool.market.totalShares, "last_timestamp": pool.market.lastTimestamp,
+                "total_shares": pool.market.totalShares, "last_timestamp": pool.market.lastTimestampSeconds,
                 "licence_price_cumulative": "\(pool.market.price0Cumulative)",
                 "stablecoin_price_cumulative": "\(pool.market.price1Cumulative)",
             ]

@@ -70,11 +70,11 @@ final class ExchangeProcessTests: XCTestCase {
             switch operation {
             case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
                 if time > deadline { return .deadlinePassed }
-                _ = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
+                _ = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestampSeconds: 0)
                 paid = amountIn
             case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
                 if time > deadline { return .deadlinePassed }
-                paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
+                paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: 0)
             default:
                 return .unexpectedMessage
             }
@@ -209,10 +209,10 @@ final class ExchangeProcessTests: XCTestCase {
                                 exactOut
                                 ? .swapExactOut(
                                     token: 1, side: side, amountOut: side == .buy ? amount / 200 + 1 : amount * 50,
-                                    maximumIn: impossible ? 1 : .max, deadline: deadline)
+                                    maximumIn: impossible ? 1 : .max, deadlineMilliseconds: deadline)
                                 : .swapExactIn(
                                     token: 1, side: side, amountIn: amount, minimumOut: impossible ? .max : 0,
-                                    deadline: deadline)
+                                    deadlineMilliseconds: deadline)
                             let transaction = try Transaction(
                                 signedBy: trader.pair, chainID: chainID, sequence: sequence, operation: operation)
                             await inFlight.begin()
@@ -282,11 +282,12 @@ final class ExchangeProcessTests: XCTestCase {
                 switch entry.operation {
                 case .addLiquidity(_, let licence, let stablecoin, _, _, _):
                     XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
-                    _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestamp: 0)
+                    _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestampSeconds: 0)
                     poolAfter.append((offset, pool))
                 case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
                     XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                    let out = try pool.swap(exactIn: amountIn, side.direction, minimumOut: minimumOut, timestamp: 0)
+                    let out = try pool.swap(
+                        exactIn: amountIn, side.direction, minimumOut: minimumOut, timestampSeconds: 0)
                     let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
                     XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
                     XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, amountIn)
@@ -296,7 +297,8 @@ final class ExchangeProcessTests: XCTestCase {
                     poolAfter.append((offset, pool))
                 case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
                     XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                    let paid = try pool.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestamp: 0)
+                    let paid = try pool.swap(
+                        exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: 0)
                     let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
                     XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
                     XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
@@ -406,11 +408,11 @@ final class ExchangeProcessTests: XCTestCase {
                     ]))
             XCTAssertEqual(bought["amount_in"] as? String, "\(cost)")
             XCTAssertEqual(bought["amount_out"] as? String, "5000")
-            _ = try pool.swap(exactOut: 5_000, .oneForZero, maximumIn: cost, timestamp: 0)
+            _ = try pool.swap(exactOut: 5_000, .oneForZero, maximumIn: cost, timestampSeconds: 0)
             let removed = try AMMProcess.json(
                 try AMMProcess.run(
                     ["remove-liquidity", "--key", owner.path] + at + ["--token", "1", "--shares", "1000000", "--json"]))
-            let (licenceOut, stablecoinOut) = try pool.withdraw(shares: 1_000_000, timestamp: 0)
+            let (licenceOut, stablecoinOut) = try pool.withdraw(shares: 1_000_000, timestampSeconds: 0)
             XCTAssertEqual(removed["licence"] as? String, "\(licenceOut)")
             XCTAssertEqual(removed["stablecoin"] as? String, "\(stablecoinOut)")
 

@@ -68,7 +68,7 @@ func commitBlock(
     file: StaticString = #filePath, line: UInt = #line
 ) throws -> Block {
     for transaction in transactions {
-        let result = ledger.apply(try transaction.verified(chainID: ledger.chainID), time: time)
+        let result = ledger.apply(try transaction.verified(chainID: ledger.chainID), timeMilliseconds: time)
         if case .failure(let rejection) = result { XCTFail("\(rejection)", file: file, line: line) }
     }
     let block = ledger.sealBlock(arbiter: arbiter)

@@ -25,7 +25,7 @@ final class ExchangeBookTests: XCTestCase {
         XCTAssertTrue(try book.follow(seal(&market)).isEmpty, "the seeding deposit had no waiter")
         let bob = market.chain.bob
         let order = try market.chain.sign(
-            bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0, deadline: .max))
+            bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0, deadlineMilliseconds: .max))
 
         guard case .relay(let relayed, let hash) = book.admit(order.encoded) else { return XCTFail("not relayed") }
         XCTAssertEqual(relayed, order)
@@ -79,7 +79,8 @@ final class ExchangeBookTests: XCTestCase {
         XCTAssertEqual(code, .unknownPool)
 
         let order = try market.chain.sign(
-            market.chain.bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadline: .max))
+            market.chain.bob,
+            .swapExactIn(token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadlineMilliseconds: .max))
         guard case .relay(_, let hash) = book.admit(order.encoded) else { return XCTFail() }
         XCTAssertNil(book.committed(hash, height: 5, index: 0, waiter: "bob"))
         let answered = book.fail("the arbiter ended the block subscription")

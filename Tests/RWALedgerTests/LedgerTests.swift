@@ -126,7 +126,7 @@ struct Chain {
         } catch {
             return .failure(error)
         }
-        let result = ledger.apply(verified, time: clock)
+        let result = ledger.apply(verified, timeMilliseconds: clock)
         if case .success(let applied) = result {
             sequences[transaction.signer] = transaction.sequence + 1
             lastApplied = applied
@@ -353,7 +353,7 @@ final class LedgerOperationTests: XCTestCase {
         XCTAssertEqual(state.allRows().count, 4)
         XCTAssertEqual(chain.ledger.height, 0)
         XCTAssertEqual(chain.ledger.tipHash, chain.genesis.chainID)
-        XCTAssertEqual(chain.ledger.tipTime, Chain.genesisTime)
+        XCTAssertEqual(chain.ledger.tipTimeMilliseconds, Chain.genesisTime)
         XCTAssertTrue(chain.ledger.pending.isEmpty)
     }
 
@@ -1680,7 +1680,7 @@ final class BlockTests: XCTestCase {
             header.hasValidSignature(arbiter: chain.genesis.arbiter, chainID: Blake2b.hash256(Array("elsewhere".utf8))))
         XCTAssertEqual(chain.ledger.height, 1)
         XCTAssertEqual(chain.ledger.tipHash, header.hash)
-        XCTAssertEqual(chain.ledger.tipTime, time)
+        XCTAssertEqual(chain.ledger.tipTimeMilliseconds, time)
         XCTAssertTrue(chain.ledger.pending.isEmpty)
 
         XCTAssertEqual(BlockHeader.encodedByteCount, 8 + 32 + 32 + 8 + 4 + 64)
@@ -1712,7 +1712,7 @@ final class BlockTests: XCTestCase {
         XCTAssertEqual(replica.state.allRows(), chain.ledger.state.allRows())
         XCTAssertEqual(replica.height, 2)
         XCTAssertEqual(replica.tipHash, chain.ledger.tipHash)
-        XCTAssertEqual(replica.tipTime, chain.ledger.tipTime)
+        XCTAssertEqual(replica.tipTimeMilliseconds, chain.ledger.tipTimeMilliseconds)
         XCTAssertTrue(replica.pending.isEmpty)
         XCTAssertEqual(replica.state.holderCount(of: 1), 2)
         XCTAssertEqual(replica.state.identityBalance(1, 2), 5 * Chain.slice)
@@ -1840,14 +1840,14 @@ final class BlockTests: XCTestCase {
         var restored = try Ledger(genesis: chain.genesis, tip: blocks[1].header, rows: chain.ledger.state.allRows())
         XCTAssertEqual(restored.height, 2)
         XCTAssertEqual(restored.tipHash, chain.ledger.tipHash)
-        XCTAssertEqual(restored.tipTime, chain.ledger.tipTime)
+        XCTAssertEqual(restored.tipTimeMilliseconds, chain.ledger.tipTimeMilliseconds)
         XCTAssertEqual(restored.state.allRows(), chain.ledger.state.allRows())
 
         let next = try chain.sign(chain.bob, .transfer(token: 1, to: chain.alice.publicKey, amount: Chain.slice))
         let verified = try next.verified(chainID: chain.genesis.chainID)
         let time = Chain.genesisTime + 3_000
-        let original = chain.ledger.apply(verified, time: time)
-        let again = restored.apply(verified, time: time)
+        let original = chain.ledger.apply(verified, timeMilliseconds: time)
+        let again = restored.apply(verified, timeMilliseconds: time)
         XCTAssertEqual(try original.get(), Applied())
         XCTAssertEqual(try again.get(), Applied())
         XCTAssertEqual(restored.state.allRows(), chain.ledger.state.allRows())

@@ -69,22 +69,24 @@ final class LedgerVectorTests: XCTestCase {
             "add_liquidity", spare,
             .addLiquidity(
                 token: 1, licenceDesired: 10_000_000, stablecoinDesired: 500_000, licenceMinimum: 0,
-                stablecoinMinimum: 0, deadline: deadline)
+                stablecoinMinimum: 0, deadlineMilliseconds: deadline)
         ),
         (
             "swap_exact_in", alice,
-            .swapExactIn(token: 1, side: .buy, amountIn: 100_000, minimumOut: 1, deadline: deadline)
+            .swapExactIn(token: 1, side: .buy, amountIn: 100_000, minimumOut: 1, deadlineMilliseconds: deadline)
         ),
         (
             "swap_exact_out", bob,
-            .swapExactOut(token: 1, side: .sell, amountOut: 10_000, maximumIn: 1_000_000, deadline: deadline)
+            .swapExactOut(
+                token: 1, side: .sell, amountOut: 10_000, maximumIn: 1_000_000, deadlineMilliseconds: deadline)
         ),
         (
             "remove_liquidity", spare,
-            .removeLiquidity(token: 1, shares: 1_000_000, licenceMinimum: 0, stablecoinMinimum: 0, deadline: deadline)
+            .removeLiquidity(
+                token: 1, shares: 1_000_000, licenceMinimum: 0, stablecoinMinimum: 0, deadlineMilliseconds: deadline)
         ),
     ]
-    /// Orders' deadline: a minute and a half after the block's time.
+    /// Orders' deadlineMilliseconds: a minute and a half after the block's time.
     static let deadline: UInt64 = 1_767_225_700_000
 
     func built() throws -> VectorFile {
@@ -106,7 +108,8 @@ final class LedgerVectorTests: XCTestCase {
             sequences[signer.publicKey] = sequence + 1
             let transaction = try Transaction(
                 signedBy: signer, chainID: Self.genesis.chainID, sequence: sequence, operation: operation)
-            let result = ledger.apply(try transaction.verified(chainID: Self.genesis.chainID), time: 1_767_225_601_000)
+            let result = ledger.apply(
+                try transaction.verified(chainID: Self.genesis.chainID), timeMilliseconds: 1_767_225_601_000)
             if case .failure(let rejection) = result { XCTFail("\(name): \(rejection)") }
             valid.append(
                 .init(

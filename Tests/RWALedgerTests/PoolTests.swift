@@ -32,7 +32,7 @@ struct PoolChain {
                 chain.alice,
                 .addLiquidity(
                     token: Self.token, licenceDesired: 40 * Chain.slice, stablecoinDesired: 4_000_000_000,
-                    licenceMinimum: 0, stablecoinMinimum: 0, deadline: Self.far))
+                    licenceMinimum: 0, stablecoinMinimum: 0, deadlineMilliseconds: Self.far))
         }
     }
 
@@ -111,17 +111,20 @@ final class PoolTests: XCTestCase {
         var mirror = market.pool.market
         let bob = market.chain.bob
         // Buy licence tokens with exactly 1,000,000 stablecoin units.
-        let expectedOut = try mirror.swap(exactIn: 1_000_000, .oneForZero, timestamp: 0)
+        let expectedOut = try mirror.swap(exactIn: 1_000_000, .oneForZero, timestampSeconds: 0)
         market.chain.expectApplied(
-            bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: expectedOut, deadline: .max))
+            bob,
+            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: expectedOut, deadlineMilliseconds: .max)
+        )
         XCTAssertEqual(market.chain.lastFill?.amountOut, expectedOut)
         XCTAssertEqual(market.chain.lastFill?.amountIn, 1_000_000)
         XCTAssertEqual(market.balance(1, bob), expectedOut)
         XCTAssertEqual(market.balance(0, bob), 10_000_000_000 - 1_000_000)
         // Sell exactly 500 licence units back for what the pool asks.
-        let expectedIn = try mirror.swap(exactOut: 40_000, .zeroForOne, timestamp: 0)
+        let expectedIn = try mirror.swap(exactOut: 40_000, .zeroForOne, timestampSeconds: 0)
         market.chain.expectApplied(
-            bob, .swapExactOut(token: 1, side: .sell, amountOut: 40_000, maximumIn: expectedIn, deadline: .max))
+            bob,
+            .swapExactOut(token: 1, side: .sell, amountOut: 40_000, maximumIn: expectedIn, deadlineMilliseconds: .max))
         XCTAssertEqual(market.chain.lastFill?.amountIn, expectedIn)
         XCTAssertEqual(market.balance(1, bob), expectedOut - expectedIn)
         XCTAssertEqual(market.pool.licenceReserve, mirror.reserve0)
@@ -142,31 +145,35 @@ final class PoolTests: XCTestCase {
             amountOut: quote, reserveIn: market.pool.stablecoinReserve, reserveOut: market.pool.licenceReserve)
         market.chain.expectRejected(
             .priceLimit, bob,
-            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: quote + 1, deadline: .max))
+            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: quote + 1, deadlineMilliseconds: .max))
         market.chain.expectRejected(
             .priceLimit, bob,
-            .swapExactOut(token: 1, side: .buy, amountOut: quote, maximumIn: cost - 1, deadline: .max))
+            .swapExactOut(token: 1, side: .buy, amountOut: quote, maximumIn: cost - 1, deadlineMilliseconds: .max))
         market.chain.clock = Chain.genesisTime + 10_000
         market.chain.ledger.sealBlock(arbiter: market.chain.arbiter)  // the next block opens at the new clock
         market.chain.expectRejected(
             .deadlinePassed, bob,
-            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0, deadline: Chain.genesisTime + 9_999))
+            .swapExactIn(
+                token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0,
+                deadlineMilliseconds: Chain.genesisTime + 9_999))
         market.chain.expectApplied(
             bob,
-            .swapExactIn(token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadline: Chain.genesisTime + 10_000))
+            .swapExactIn(
+                token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadlineMilliseconds: Chain.genesisTime + 10_000))
         // Bob cannot pay more than he holds.
         market.chain.expectRejected(
             .insufficientBalance, bob,
-            .swapExactIn(token: 1, side: .buy, amountIn: 10_000_000_001, minimumOut: 0, deadline: .max))
+            .swapExactIn(token: 1, side: .buy, amountIn: 10_000_000_001, minimumOut: 0, deadlineMilliseconds: .max))
         // Carol (France) holds stablecoin but may not receive the licence token.
         market.chain.expectRejected(
             .countryNotAllowed, market.chain.carol,
-            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0, deadline: .max))
+            .swapExactIn(token: 1, side: .buy, amountIn: 1_000_000, minimumOut: 0, deadlineMilliseconds: .max))
         // A paused or frozen licence halts the market.
         market.chain.expectApplied(
             market.chain.regulator, .setFrozen(token: 1, account: market.pool.account, frozen: true))
         market.chain.expectRejected(
-            .accountFrozen, bob, .swapExactIn(token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadline: .max))
+            .accountFrozen, bob,
+            .swapExactIn(token: 1, side: .buy, amountIn: 1_000, minimumOut: 0, deadlineMilliseconds: .max))
         market.chain.expectApplied(
             market.chain.regulator, .setFrozen(token: 1, account: market.pool.account, frozen: false))
         market.chain.expectApplied(market.chain.regulator, .setPaused(token: 1, paused: true))
@@ -174,16 +181,20 @@ final class PoolTests: XCTestCase {
             .tokenPaused, market.chain.alice,
             .addLiquidity(
                 token: 1, licenceDesired: Chain.slice, stablecoinDesired: 100_000_000, licenceMinimum: 0,
-                stablecoinMinimum: 0, deadline: .max))
+                stablecoinMinimum: 0, deadlineMilliseconds: .max))
         market.chain.expectApplied(market.chain.regulator, .setPaused(token: 1, paused: false))
         // No liquidity for an output at or above the reserve; no such pool; zero amounts.
         market.chain.expectRejected(
             .insufficientLiquidity, bob,
-            .swapExactOut(token: 1, side: .buy, amountOut: market.pool.licenceReserve, maximumIn: .max, deadline: .max))
+            .swapExactOut(
+                token: 1, side: .buy, amountOut: market.pool.licenceReserve, maximumIn: .max, deadlineMilliseconds: .max
+            ))
         market.chain.expectRejected(
-            .unknownPool, bob, .swapExactIn(token: 2, side: .buy, amountIn: 1, minimumOut: 0, deadline: .max))
+            .unknownPool, bob,
+            .swapExactIn(token: 2, side: .buy, amountIn: 1, minimumOut: 0, deadlineMilliseconds: .max))
         market.chain.expectRejected(
-            .zeroAmount, bob, .swapExactIn(token: 1, side: .buy, amountIn: 0, minimumOut: 0, deadline: .max))
+            .zeroAmount, bob, .swapExactIn(token: 1, side: .buy, amountIn: 0, minimumOut: 0, deadlineMilliseconds: .max)
+        )
     }
 
     func testNothingButPoolOperationsMovesThePoolsTokens() throws {
@@ -214,12 +225,12 @@ final class PoolTests: XCTestCase {
             .priceLimit, bob,
             .addLiquidity(
                 token: 1, licenceDesired: 10 * Chain.slice, stablecoinDesired: 2_000_000_000, licenceMinimum: 0,
-                stablecoinMinimum: 1_000_000_001, deadline: .max))
+                stablecoinMinimum: 1_000_000_001, deadlineMilliseconds: .max))
         market.chain.expectApplied(
             bob,
             .addLiquidity(
                 token: 1, licenceDesired: 10 * Chain.slice, stablecoinDesired: 2_000_000_000, licenceMinimum: 0,
-                stablecoinMinimum: 0, deadline: .max))
+                stablecoinMinimum: 0, deadlineMilliseconds: .max))
         let fill = try XCTUnwrap(market.chain.lastFill)
         XCTAssertEqual(fill.licence, 10 * Chain.slice)
         XCTAssertEqual(fill.stablecoin, 1_000_000_000)
@@ -228,11 +239,13 @@ final class PoolTests: XCTestCase {
         // Withdrawing returns the pro-rata part, rounded down: never more than was put in.
         market.chain.expectRejected(
             .insufficientBalance, bob,
-            .removeLiquidity(token: 1, shares: fill.shares + 1, licenceMinimum: 0, stablecoinMinimum: 0, deadline: .max)
+            .removeLiquidity(
+                token: 1, shares: fill.shares + 1, licenceMinimum: 0, stablecoinMinimum: 0, deadlineMilliseconds: .max)
         )
         market.chain.expectApplied(
             bob,
-            .removeLiquidity(token: 1, shares: fill.shares, licenceMinimum: 0, stablecoinMinimum: 0, deadline: .max))
+            .removeLiquidity(
+                token: 1, shares: fill.shares, licenceMinimum: 0, stablecoinMinimum: 0, deadlineMilliseconds: .max))
         let back = try XCTUnwrap(market.chain.lastFill)
         XCTAssertLessThanOrEqual(back.licence, fill.licence)
         XCTAssertLessThanOrEqual(back.stablecoin, fill.stablecoin)
@@ -248,7 +261,9 @@ final class PoolTests: XCTestCase {
         market.chain.clock = Chain.genesisTime + 61_000
         market.chain.expectApplied(
             market.chain.bob,
-            .swapExactIn(token: 1, side: .buy, amountIn: 5_000_000, minimumOut: 0, deadline: Chain.genesisTime + 61_000)
+            .swapExactIn(
+                token: 1, side: .buy, amountIn: 5_000_000, minimumOut: 0,
+                deadlineMilliseconds: Chain.genesisTime + 61_000)
         )
         let second = market.chain.ledger.sealBlock(arbiter: market.chain.arbiter)
         XCTAssertEqual(second.header.time, Chain.genesisTime + 61_000)
@@ -257,7 +272,7 @@ final class PoolTests: XCTestCase {
         XCTAssertEqual(replayed.state.allRows(), market.chain.ledger.state.allRows())
         // The accumulator advanced over the minute the first price held.
         XCTAssertNotEqual(market.pool.market.price0Cumulative, .zero)
-        XCTAssertEqual(market.pool.market.lastTimestamp, UInt32((Chain.genesisTime + 61_000) / 1000))
+        XCTAssertEqual(market.pool.market.lastTimestampSeconds, UInt32((Chain.genesisTime + 61_000) / 1000))
     }
 }
 
@@ -299,22 +314,24 @@ final class LedgerPoolInvariantTests: XCTestCase {
             case 0..<3:
                 let side: TradeSide = random.next() % 2 == 0 ? .buy : .sell
                 let amount = UInt128(random.next() % (side == .buy ? 200_000_000 : 2_000_000)) + 1
-                operation = .swapExactIn(token: 1, side: side, amountIn: amount, minimumOut: 0, deadline: .max)
+                operation = .swapExactIn(
+                    token: 1, side: side, amountIn: amount, minimumOut: 0, deadlineMilliseconds: .max)
             case 3..<6:
                 let side: TradeSide = random.next() % 2 == 0 ? .buy : .sell
                 let amount = UInt128(random.next() % (side == .buy ? 2_000_000 : 200_000_000)) + 1
-                operation = .swapExactOut(token: 1, side: side, amountOut: amount, maximumIn: .max, deadline: .max)
+                operation = .swapExactOut(
+                    token: 1, side: side, amountOut: amount, maximumIn: .max, deadlineMilliseconds: .max)
             case 6..<8:
                 operation = .addLiquidity(
                     token: 1, licenceDesired: UInt128(random.next() % 3_000_000) + 1,
                     stablecoinDesired: UInt128(random.next() % 300_000_000) + 1, licenceMinimum: 0,
                     stablecoinMinimum: 0,
-                    deadline: .max)
+                    deadlineMilliseconds: .max)
             default:
                 let held = market.chain.holding(share, trader).balance
                 operation = .removeLiquidity(
                     token: 1, shares: held == 0 ? 1 : UInt128(random.next()) % held + 1, licenceMinimum: 0,
-                    stablecoinMinimum: 0, deadline: .max)
+                    stablecoinMinimum: 0, deadlineMilliseconds: .max)
             }
             let rowsBefore = market.chain.ledger.state.allRows()
             switch market.chain.submit(trader, operation) {
@@ -370,7 +387,8 @@ final class LedgerPoolInvariantTests: XCTestCase {
             let pool = market.pool.market
             market.chain.expectApplied(
                 trader,
-                .removeLiquidity(token: 1, shares: held, licenceMinimum: 0, stablecoinMinimum: 0, deadline: .max))
+                .removeLiquidity(
+                    token: 1, shares: held, licenceMinimum: 0, stablecoinMinimum: 0, deadlineMilliseconds: .max))
             let fill = try XCTUnwrap(market.chain.lastFill)
             XCTAssertLessThanOrEqual(
                 UInt256.product(fill.licence, pool.totalShares), UInt256.product(held, pool.reserve0))

@@ -27,16 +27,16 @@ final class UniswapV2ValuesTests: XCTestCase {
                 try ConstantProduct.amountOut(amountIn: swap * e18, reserveIn: token0 * e18, reserveOut: token1 * e18),
                 expected)
             var pool = Pool()
-            _ = try pool.deposit(amount0: token0 * e18, amount1: token1 * e18, timestamp: 0)
+            _ = try pool.deposit(amount0: token0 * e18, amount1: token1 * e18, timestampSeconds: 0)
             let before = pool
             XCTAssertThrowsError(
                 try pool.swap(
-                    amount0In: swap * e18, amount1In: 0, amount0Out: 0, amount1Out: expected + 1, timestamp: 1)
+                    amount0In: swap * e18, amount1In: 0, amount0Out: 0, amount1Out: expected + 1, timestampSeconds: 1)
             ) {
                 XCTAssertEqual($0 as? MarketError, .productDecreased)
             }
             XCTAssertEqual(pool, before, "a refused swap changes nothing")
-            try pool.swap(amount0In: swap * e18, amount1In: 0, amount0Out: 0, amount1Out: expected, timestamp: 1)
+            try pool.swap(amount0In: swap * e18, amount1In: 0, amount0Out: 0, amount1Out: expected, timestampSeconds: 1)
             XCTAssertEqual(pool.reserve0, (token0 + swap) * e18)
             XCTAssertEqual(pool.reserve1, token1 * e18 - expected)
         }
@@ -53,24 +53,25 @@ final class UniswapV2ValuesTests: XCTestCase {
         ]
         for (out, token0, token1, amountIn) in cases {
             var pool = Pool()
-            _ = try pool.deposit(amount0: token0, amount1: token1, timestamp: 0)
+            _ = try pool.deposit(amount0: token0, amount1: token1, timestampSeconds: 0)
             XCTAssertThrowsError(
-                try pool.swap(amount0In: amountIn, amount1In: 0, amount0Out: out + 1, amount1Out: 0, timestamp: 1))
+                try pool.swap(
+                    amount0In: amountIn, amount1In: 0, amount0Out: out + 1, amount1Out: 0, timestampSeconds: 1))
             XCTAssertNoThrow(
-                try pool.swap(amount0In: amountIn, amount1In: 0, amount0Out: out, amount1Out: 0, timestamp: 1))
+                try pool.swap(amount0In: amountIn, amount1In: 0, amount0Out: out, amount1Out: 0, timestampSeconds: 1))
         }
     }
 
     /// UniswapV2Pair.spec.ts `mint` and `burn`.
     func testMintLocksMinimumLiquidityAndBurnReturnsProRata() throws {
         var pool = Pool()
-        XCTAssertEqual(try pool.deposit(amount0: 1 * e18, amount1: 4 * e18, timestamp: 0), 2 * e18 - 1000)
+        XCTAssertEqual(try pool.deposit(amount0: 1 * e18, amount1: 4 * e18, timestampSeconds: 0), 2 * e18 - 1000)
         XCTAssertEqual(pool.totalShares, 2 * e18)
 
         var burnPool = Pool()
-        let shares = try burnPool.deposit(amount0: 3 * e18, amount1: 3 * e18, timestamp: 0)
+        let shares = try burnPool.deposit(amount0: 3 * e18, amount1: 3 * e18, timestampSeconds: 0)
         XCTAssertEqual(shares, 3 * e18 - 1000)
-        let (amount0, amount1) = try burnPool.withdraw(shares: shares, timestamp: 1)
+        let (amount0, amount1) = try burnPool.withdraw(shares: shares, timestampSeconds: 1)
         XCTAssertEqual(amount0, 3 * e18 - 1000)
         XCTAssertEqual(amount1, 3 * e18 - 1000)
         XCTAssertEqual(burnPool.reserve0, 1000, "the locked minimum stays")
@@ -138,7 +139,8 @@ final class UniswapV2ValuesTests: XCTestCase {
             XCTAssertEqual($0 as? MarketError, .reserveOverflow)
         }
         var pool = Pool()
-        XCTAssertThrowsError(try pool.deposit(amount0: ConstantProduct.reserveMax + 1, amount1: 1, timestamp: 0)) {
+        XCTAssertThrowsError(try pool.deposit(amount0: ConstantProduct.reserveMax + 1, amount1: 1, timestampSeconds: 0))
+        {
             XCTAssertEqual($0 as? MarketError, .reserveOverflow)
         }
         XCTAssertEqual(pool, Pool())
@@ -159,13 +161,13 @@ final class UniswapV2ValuesTests: XCTestCase {
 
     func testTimeWeightedAveragePrice() throws {
         var pool = Pool()
-        _ = try pool.deposit(amount0: 1 * e18, amount1: 4 * e18, timestamp: 100)
+        _ = try pool.deposit(amount0: 1 * e18, amount1: 4 * e18, timestampSeconds: 100)
         XCTAssertEqual(pool.price0Cumulative, .zero, "nothing accumulates before reserves exist")
-        _ = try pool.swap(exactIn: 1, .zeroForOne, timestamp: 110)  // a tiny trade to record 10 s at 4.0
+        _ = try pool.swap(exactIn: 1, .zeroForOne, timestampSeconds: 110)  // a tiny trade to record 10 s at 4.0
         XCTAssertEqual(pool.price0Cumulative, Pool.price(numerator: 4, denominator: 1).wrappingMultiplied(by: 10))
         let checkpoint = pool.price0Cumulative
-        _ = try pool.swap(exactIn: 1 * e18, .zeroForOne, timestamp: 120)  // price now ~1.0 (2 vs ~2.0017)
-        _ = try pool.swap(exactIn: 1_000, .zeroForOne, timestamp: 130)
+        _ = try pool.swap(exactIn: 1 * e18, .zeroForOne, timestampSeconds: 120)  // price now ~1.0 (2 vs ~2.0017)
+        _ = try pool.swap(exactIn: 1_000, .zeroForOne, timestampSeconds: 130)
         let average = Pool.averagePrice(from: checkpoint, to: pool.price0Cumulative, seconds: 20)
         // 10 s near 4.0 then 10 s near 1.0: the average is near 2.5.
         XCTAssertEqual(Pool.approximate(average), 2.5, accuracy: 0.01)
@@ -175,24 +177,24 @@ final class UniswapV2ValuesTests: XCTestCase {
 final class PoolLimitTests: XCTestCase {
     func testTraderLimitsAndAtomicity() throws {
         var pool = Pool()
-        _ = try pool.deposit(amount0: 5 * e18, amount1: 10 * e18, timestamp: 0)
+        _ = try pool.deposit(amount0: 5 * e18, amount1: 10 * e18, timestampSeconds: 0)
         let before = pool
         XCTAssertThrowsError(
-            try pool.swap(exactIn: 1 * e18, .zeroForOne, minimumOut: 1_662_497_915_624_478_907, timestamp: 1)
+            try pool.swap(exactIn: 1 * e18, .zeroForOne, minimumOut: 1_662_497_915_624_478_907, timestampSeconds: 1)
         ) {
             XCTAssertEqual(
                 $0 as? SwapError, .limitExceeded(required: 1_662_497_915_624_478_907, actual: 1_662_497_915_624_478_906)
             )
         }
-        XCTAssertThrowsError(try pool.swap(exactOut: 10 * e18, .zeroForOne, timestamp: 1)) {
+        XCTAssertThrowsError(try pool.swap(exactOut: 10 * e18, .zeroForOne, timestampSeconds: 1)) {
             XCTAssertEqual($0 as? SwapError, .market(.insufficientLiquidity))
         }
-        XCTAssertThrowsError(try pool.swap(exactOut: 1 * e18, .oneForZero, maximumIn: 2 * e18, timestamp: 1))
+        XCTAssertThrowsError(try pool.swap(exactOut: 1 * e18, .oneForZero, maximumIn: 2 * e18, timestampSeconds: 1))
         XCTAssertEqual(pool, before, "refused swaps change nothing")
         XCTAssertEqual(
-            try pool.swap(exactIn: 1 * e18, .zeroForOne, minimumOut: 1_662_497_915_624_478_906, timestamp: 1),
+            try pool.swap(exactIn: 1 * e18, .zeroForOne, minimumOut: 1_662_497_915_624_478_906, timestampSeconds: 1),
             1_662_497_915_624_478_906)
-        XCTAssertThrowsError(try pool.withdraw(shares: pool.totalShares + 1, timestamp: 2)) {
+        XCTAssertThrowsError(try pool.withdraw(shares: pool.totalShares + 1, timestampSeconds: 2)) {
             XCTAssertEqual($0 as? MarketError, .sharesAboveSupply)
         }
     }
@@ -215,7 +217,7 @@ final class PoolInvariantTests: XCTestCase {
             var shares = [UInt128](repeating: 0, count: traders)
             let supply0 = balance0.reduce(0, +)
             let supply1 = balance1.reduce(0, +)
-            shares[0] = try pool.deposit(amount0: 100 * e18, amount1: 300 * e18, timestamp: 0)
+            shares[0] = try pool.deposit(amount0: 100 * e18, amount1: 300 * e18, timestampSeconds: 0)
             balance0[0] -= 100 * e18
             balance1[0] -= 300 * e18
             for step in 1...3_000 {
@@ -226,7 +228,7 @@ final class PoolInvariantTests: XCTestCase {
                 case 0..<4:
                     let amount = UInt128.random(in: 1...(balance0[who] / 10 + 1), using: &rng)
                     guard amount <= balance0[who],
-                        let out = try? pool.swap(exactIn: amount, .zeroForOne, timestamp: timestamp)
+                        let out = try? pool.swap(exactIn: amount, .zeroForOne, timestampSeconds: timestamp)
                     else { continue }
                     balance0[who] -= amount
                     balance1[who] += out
@@ -237,7 +239,7 @@ final class PoolInvariantTests: XCTestCase {
                     let wanted = UInt128.random(in: 1...(pool.reserve0 / 20 + 1), using: &rng)
                     guard
                         let paid = try? pool.swap(
-                            exactOut: wanted, .oneForZero, maximumIn: balance1[who], timestamp: timestamp)
+                            exactOut: wanted, .oneForZero, maximumIn: balance1[who], timestampSeconds: timestamp)
                     else { continue }
                     balance1[who] -= paid
                     balance0[who] += wanted
@@ -250,7 +252,7 @@ final class PoolInvariantTests: XCTestCase {
                         let amount1 = try? ConstantProduct.quote(
                             amountA: amount0, reserveA: pool.reserve0, reserveB: pool.reserve1),
                         amount1 <= balance1[who],
-                        let minted = try? pool.deposit(amount0: amount0, amount1: amount1, timestamp: timestamp)
+                        let minted = try? pool.deposit(amount0: amount0, amount1: amount1, timestampSeconds: timestamp)
                     else { continue }
                     balance0[who] -= amount0
                     balance1[who] -= amount1
@@ -259,7 +261,8 @@ final class PoolInvariantTests: XCTestCase {
                 default:
                     guard shares[who] > 0 else { continue }
                     let burned = UInt128.random(in: 1...shares[who], using: &rng)
-                    guard let (amount0, amount1) = try? pool.withdraw(shares: burned, timestamp: timestamp) else {
+                    guard let (amount0, amount1) = try? pool.withdraw(shares: burned, timestampSeconds: timestamp)
+                    else {
                         continue
                     }
                     shares[who] -= burned
@@ -283,7 +286,7 @@ final class PoolInvariantTests: XCTestCase {
             var dust: UInt128 = 0
             for who in 0..<traders where shares[who] > 0 {
                 do {
-                    let (amount0, amount1) = try pool.withdraw(shares: shares[who], timestamp: 5_000)
+                    let (amount0, amount1) = try pool.withdraw(shares: shares[who], timestampSeconds: 5_000)
                     balance0[who] += amount0
                     balance1[who] += amount1
                 } catch .insufficientLiquidityBurned {
@@ -308,9 +311,9 @@ final class AveragePriceTests: XCTestCase {
     /// ending at 200 averages 50 s of the first price and 100 s of the second.
     func testTheAverageWeighsEachPriceByHowLongItHeld() throws {
         var pool = Pool()
-        _ = try pool.deposit(amount0: 1_000_000, amount1: 2_000_000, timestamp: 0)
+        _ = try pool.deposit(amount0: 1_000_000, amount1: 2_000_000, timestampSeconds: 0)
         let opened = pool
-        _ = try pool.swap(exactIn: 100_000, .zeroForOne, timestamp: 100)
+        _ = try pool.swap(exactIn: 100_000, .zeroForOne, timestampSeconds: 100)
         let history = [opened, pool]
         let first = Pool.price(numerator: 2_000_000, denominator: 1_000_000)
         let second = Pool.price(numerator: pool.reserve1, denominator: pool.reserve0)

@@ -132,7 +132,8 @@ enum Fixtures {
             .arbiter(
                 .statusAnswer(
                     requestID: 12, chainID: chain, height: 3,
-                    tipHash: try! Digest32(bytes: [UInt8](repeating: 0x33, count: 32)), tipTime: 1_767_225_600_000))
+                    tipHash: try! Digest32(bytes: [UInt8](repeating: 0x33, count: 32)),
+                    tipTimeMilliseconds: 1_767_225_600_000))
         ),
         (
             "request_failed", "request 8: bad_query",

@@ -21,7 +21,7 @@ public struct ChainStatus: Sendable, Equatable {
     public var height: UInt64
     public var tipHash: Digest32
     /// Unix milliseconds of the last block (0 before the first).
-    public var tipTime: UInt64
+    public var tipTimeMilliseconds: UInt64
 }
 
 /// A failed request: the arbiter's code and reason, or the session's end.
@@ -218,10 +218,10 @@ public final class ArbiterClient: Sendable {
 
     public func status() async throws -> ChainStatus {
         let answer = try await request { .getStatus(requestID: $0) }.get()
-        guard case .statusAnswer(_, let chainID, let height, let tipHash, let tipTime) = answer else {
+        guard case .statusAnswer(_, let chainID, let height, let tipHash, let tipTimeMilliseconds) = answer else {
             throw ArbiterRequestError(code: .unexpectedMessage, reason: "\(answer.type) answers get_status")
         }
-        return ChainStatus(chainID: chainID, height: height, tipHash: tipHash, tipTime: tipTime)
+        return ChainStatus(chainID: chainID, height: height, tipHash: tipHash, tipTimeMilliseconds: tipTimeMilliseconds)
     }
 
     public func blockHeader(height: UInt64) async throws -> BlockHeader? {

@@ -172,7 +172,7 @@ public final class ArbiterService: Sendable {
                 let tip = try store.tip()
                 return .statusAnswer(
                     requestID: requestID, chainID: chainID, height: tip?.height ?? 0, tipHash: tip?.hash ?? chainID,
-                    tipTime: tip?.time ?? 0)
+                    tipTimeMilliseconds: tip?.time ?? 0)
             }
 
         case .subscribeBlocks(let requestID, let fromHeight):

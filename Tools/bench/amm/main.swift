@@ -54,7 +54,8 @@ func preparedChain() throws -> (LedgerStore, Genesis, [AccountID: UInt64]) {
         let sequence = sequences[signer.publicKey, default: 0]
         let transaction = try Transaction(
             signedBy: signer, chainID: genesis.chainID, sequence: sequence, operation: operation)
-        if case .failure(let rejection) = ledger.apply(try transaction.verified(chainID: genesis.chainID), time: 1_000)
+        if case .failure(let rejection) = ledger.apply(
+            try transaction.verified(chainID: genesis.chainID), timeMilliseconds: 1_000)
         {
             fatalError("set-up: \(operation.name) refused: \(rejection)")
         }
@@ -85,7 +86,7 @@ func preparedChain() throws -> (LedgerStore, Genesis, [AccountID: UInt64]) {
         traders[0],
         .addLiquidity(
             token: 1, licenceDesired: 50_000_000, stablecoinDesired: 500_000_000_000, licenceMinimum: 0,
-            stablecoinMinimum: 0, deadline: .max))
+            stablecoinMinimum: 0, deadlineMilliseconds: .max))
     try store.commit(ledger.sealBlock(arbiter: arbiterKey), changes: ledger.takeStateChanges())
     return (store, genesis, sequences)
 }
@@ -132,8 +133,8 @@ for index in 0..<swapCount {
     next[trader.publicKey] = sequence + 1
     let operation: LedgerOperation =
         (index / traderCount) % 2 == 0
-        ? .swapExactIn(token: 1, side: .buy, amountIn: 100_000_000, minimumOut: 0, deadline: .max)
-        : .swapExactIn(token: 1, side: .sell, amountIn: 10_000, minimumOut: 0, deadline: .max)
+        ? .swapExactIn(token: 1, side: .buy, amountIn: 100_000_000, minimumOut: 0, deadlineMilliseconds: .max)
+        : .swapExactIn(token: 1, side: .sell, amountIn: 10_000, minimumOut: 0, deadlineMilliseconds: .max)
     orders[traderIndex % clientCount].append(
         try Transaction(signedBy: trader, chainID: genesis.chainID, sequence: sequence, operation: operation))
 }

@@ -65,7 +65,7 @@ func fundedChain(_ name: String) throws -> (Ledger, LedgerStore, Genesis) {
         let mint = try Transaction(
             signedBy: issuer, chainID: genesis.chainID, sequence: UInt64(sequence),
             operation: .mint(token: 0, to: account.publicKey, amount: 1_000_000_000))
-        guard case .success = ledger.apply(try mint.verified(chainID: genesis.chainID), time: 1) else {
+        guard case .success = ledger.apply(try mint.verified(chainID: genesis.chainID), timeMilliseconds: 1) else {
             fatalError("mint")
         }
     }
@@ -180,7 +180,7 @@ func stageCosts() throws {
     let verify = try microseconds {
         verified = try encoded.map { try Transaction(decoding: $0).verified(chainID: genesis.chainID) }
     }
-    let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction, time: 2) } }
+    let apply = microseconds { for transaction in verified { _ = ledger.apply(transaction, timeMilliseconds: 2) } }
     var block: Block!
     let seal = microseconds { block = ledger.sealBlock(arbiter: arbiter) }
     let changes = ledger.takeStateChanges()

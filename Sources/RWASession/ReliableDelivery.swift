@@ -202,6 +202,11 @@ public struct ReliableSender: Sendable {
 public struct ReliableReceiver: Sendable {
     public let windowFrames: Int
     public private(set) var nextExpected: UInt64 = 0
+    /// Data packets delivered since an acknowledgement last went out (every sealed packet carries
+    /// one, so any packet sent pays the debt).
+    public private(set) var acknowledgementsOwed = 0
+    /// This many unacknowledged data packets are acknowledged at once, not at the next tick.
+    public static let packetsPerAcknowledgement = 16
     /// Indexed by `sequence - nextExpected - 1`.
     private var early: [ByteBuffer?] = []
 
@@ -240,6 +245,26 @@ public struct ReliableReceiver: Sendable {
         }
         return .deliver(delivered)
     }
+
+    /// Whether `outcome` calls for an acknowledgement at once: a gap (so the sender repairs it
+    /// now), a duplicate or a frame beyond the window (so the sender stops resending). A frame
+    /// delivered in order is owed an acknowledgement that waits for the next tick, the next data
+    /// packet, or the `packetsPerAcknowledgement`-th delivery (`acknowledgementDue`).
+    public mutating func acknowledgeAtOnce(after outcome: Outcome) -> Bool {
+        switch outcome {
+        case .deliver(let frames):
+            acknowledgementsOwed += 1
+            return frames.isEmpty
+        case .duplicate, .beyondWindow:
+            return true
+        }
+    }
+
+    /// Enough deliveries are owed an acknowledgement that it should go out now.
+    public var acknowledgementDue: Bool { acknowledgementsOwed >= Self.packetsPerAcknowledgement }
+
+    /// An acknowledgement went out (alone or on a data packet).
+    public mutating func acknowledgementSent() { acknowledgementsOwed = 0 }
 
     public var acknowledgement: Acknowledgement {
         var bits: UInt64 = 0

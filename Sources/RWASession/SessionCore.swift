@@ -100,6 +100,17 @@ public struct SessionCore: Sendable {
         return [.send(.error(ErrorReport(code: error.code, text: error.reason))), .close(error)]
     }
 
+    /// How long a closing session waits for the peer to take its last frames (its close report
+    /// included) before it ends anyway: long after a normal close, which loses nothing sent before
+    /// it, short after an error, when the peer may be gone or hostile.
+    public static let closeLingerNanoseconds: UInt64 = 2_000_000_000
+    public static let errorLingerNanoseconds: UInt64 = 250_000_000
+
+    /// When a session closing at `now` for `error` ends at the latest.
+    public static func lingerDeadline(for error: SessionError, now: UInt64) -> UInt64 {
+        now + (error.code == .closed ? closeLingerNanoseconds : errorLingerNanoseconds)
+    }
+
     /// When `tick` next has something to do: the earlier of the idle and the keepalive deadline.
     public var nextDeadline: UInt64? {
         guard isOpen else { return nil }

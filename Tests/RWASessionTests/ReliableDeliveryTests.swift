@@ -191,4 +191,27 @@ final class ReliableDeliveryTests: XCTestCase {
         XCTAssertEqual(
             sender.retransmitTimeoutNanoseconds, 17_000_000, "a 4 ms sample: SRTT 4 ms + 4 x 2 ms + the 5 ms ack delay")
     }
+
+    /// In-order frames are acknowledged at the next tick or every 16th; a gap, a duplicate and a
+    /// frame beyond the window are acknowledged at once; any packet sent pays what is owed.
+    func testAcknowledgementPolicy() {
+        var receiver = ReliableReceiver(windowFrames: 8)
+        for sequence in 0..<15 {
+            let outcome = receiver.receive(sequence: UInt64(sequence), frame: ByteBuffer(bytes: [1]))
+            XCTAssertFalse(receiver.acknowledgeAtOnce(after: outcome), "frame \(sequence) waits")
+        }
+        XCTAssertEqual(receiver.acknowledgementsOwed, 15)
+        XCTAssertFalse(receiver.acknowledgementDue)
+        let sixteenth = receiver.receive(sequence: 15, frame: ByteBuffer(bytes: [1]))
+        XCTAssertFalse(receiver.acknowledgeAtOnce(after: sixteenth))
+        XCTAssertTrue(receiver.acknowledgementDue, "the 16th is acknowledged at once")
+        receiver.acknowledgementSent()
+        XCTAssertEqual(receiver.acknowledgementsOwed, 0)
+        let gap = receiver.receive(sequence: 17, frame: ByteBuffer(bytes: [1]))
+        XCTAssertTrue(receiver.acknowledgeAtOnce(after: gap), "a gap is reported at once")
+        let duplicate = receiver.receive(sequence: 3, frame: ByteBuffer(bytes: [1]))
+        XCTAssertTrue(receiver.acknowledgeAtOnce(after: duplicate), "a duplicate is acknowledged at once")
+        let beyond = receiver.receive(sequence: 100, frame: ByteBuffer(bytes: [1]))
+        XCTAssertTrue(receiver.acknowledgeAtOnce(after: beyond))
+    }
 }

@@ -112,4 +112,10 @@ final class SessionCoreTests: XCTestCase {
         XCTAssertEqual(core.close(SessionError(.overloaded, "again")), [], "one close")
         XCTAssertEqual(core.tick(now: 10_000 * milliseconds), [])
     }
+
+    func testAClosingSessionLingersLongAfterANormalCloseAndBrieflyAfterAnError() {
+        XCTAssertEqual(SessionCore.lingerDeadline(for: SessionError(.closed, "done"), now: 5), 5 + 2_000 * milliseconds)
+        XCTAssertEqual(
+            SessionCore.lingerDeadline(for: SessionError(.badSignature, "no"), now: 5), 5 + 250 * milliseconds)
+    }
 }

@@ -55,8 +55,6 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var outboundBlocked = false
     private var readingPaused: Bool { inboxFull || outboundBlocked }
     private var readPending = false
-    /// How long a closing session waits for its error frame to be written before closing anyway.
-    static let closeGrace = TimeAmount.seconds(1)
     private var timer: Scheduled<Void>?
 
     init(
@@ -285,7 +283,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         let channel = context.channel
         if let lastWrite {
             lastWrite.whenComplete { _ in channel.close(promise: nil) }
-            context.eventLoop.scheduleTask(in: Self.closeGrace) { channel.close(promise: nil) }
+            let deadline = SessionCore.lingerDeadline(for: error, now: Self.now(context))
+            context.eventLoop.scheduleTask(deadline: .uptimeNanoseconds(deadline)) { channel.close(promise: nil) }
         } else {
             context.close(promise: nil)
         }

@@ -11,10 +11,6 @@ import RWAWire
 public enum UDPTransport {
     /// How often retransmissions, delayed acknowledgements and timeouts are checked.
     static let tickInterval = TimeAmount.milliseconds(5)
-    /// How long a normal close waits for the peer to acknowledge everything sent.
-    static let closeLinger = TimeAmount.seconds(2)
-    /// How long an error close waits for the peer to acknowledge the error frame.
-    static let errorLinger = TimeAmount.milliseconds(250)
     /// Room for a whole window of datagrams in the kernel while the event loop is busy (the
     /// kernel caps it at net.core.rmem_max).
     static let receiveBufferBytes: SocketOptionValue = 2 << 20
@@ -96,7 +92,6 @@ final class UDPPeer {
     var receiver: ReliableReceiver
     var sendPromises: [EventLoopPromise<Void>?] = []
     var inbox: Inbox?
-    var acksOwed = 0
     /// The established session's rules (ping, keepalive, idle, close), once the handshake is done.
     var core: SessionCore?
     let startedAt: NIODeadline
@@ -438,10 +433,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     drops.inboxFull += 1  // not acknowledged: the peer retransmits once we have room
                     return
                 }
-                switch peer.receiver.receive(sequence: sequence, frame: frame) {
+                let outcome = peer.receiver.receive(sequence: sequence, frame: frame)
+                if peer.receiver.acknowledgeAtOnce(after: outcome) { sendAck(peer) }
+                switch outcome {
                 case .deliver(let frames):
-                    peer.acksOwed += 1
-                    if frames.isEmpty { sendAck(peer) }  // a gap: tell the sender at once
                     for frame in frames {
                         let message: Message
                         do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
@@ -452,11 +447,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     }
                 case .duplicate:
                     statistics.duplicatesReceived += 1
-                    sendAck(peer)
                 case .beyondWindow:
-                    sendAck(peer)
+                    break
                 }
-                if peer.acksOwed >= 16 { sendAck(peer) }
+                if peer.receiver.acknowledgementDue { sendAck(peer) }
             }
             try flush(peer)
             finishClosingIfDone(peer)
@@ -493,8 +487,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     finish(peer, error)
                     continue
                 }
-                let linger = error.code == .closed ? UDPTransport.closeLinger : UDPTransport.errorLinger
-                peer.closing = (error, now + linger)
+                peer.closing = (
+                    error, .uptimeNanoseconds(SessionCore.lingerDeadline(for: error, now: now.uptimeNanoseconds))
+                )
                 peer.inbox?.finish(error)
                 do {
                     try flush(peer)
@@ -562,7 +557,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         guard let context, case .established(let session) = peer.phase else { return }
         let packetNumber = peer.sendPacketNumber
         peer.sendPacketNumber += 1
-        peer.acksOwed = 0
+        peer.receiver.acknowledgementSent()
         peer.core?.sent(now: now.uptimeNanoseconds)
         var plaintext = ByteBuffer()
         content.encode(into: &plaintext)
@@ -627,7 +622,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     fail(peer, error)
                     continue
                 }
-                if peer.acksOwed > 0 { sendAck(peer) }
+                if peer.receiver.acknowledgementsOwed > 0 { sendAck(peer) }
                 finishClosingIfDone(peer)
             case .closed:
                 continue

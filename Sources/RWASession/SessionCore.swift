@@ -117,3 +117,38 @@ public struct SessionCore: Sendable {
         return min(lastReceive + timing.idleTimeoutNanoseconds, lastSend + timing.keepaliveNanoseconds)
     }
 }
+
+/// The handshake's timing over UDP, where any frame may be lost: it must finish within the
+/// timeout of its start, and the last handshake frame sent goes out again after the initial
+/// delay, then after twice as long each time (at most 32 times the initial delay), until the
+/// peer's next step shows it arrived (proto/README.md, "The handshake over UDP").
+public struct HandshakeRepetition: Sendable {
+    public let startedAt: UInt64
+    public let timeoutNanoseconds: UInt64
+    public let initialNanoseconds: UInt64
+    public private(set) var repeats = 0
+    public private(set) var nextRepeatAt: UInt64
+
+    public init(startedAt: UInt64, timeoutNanoseconds: UInt64, initialNanoseconds: UInt64) {
+        self.startedAt = startedAt
+        self.timeoutNanoseconds = timeoutNanoseconds
+        self.initialNanoseconds = initialNanoseconds
+        self.nextRepeatAt = startedAt + initialNanoseconds
+    }
+
+    public func timedOut(now: UInt64) -> Bool { now >= startedAt + timeoutNanoseconds }
+
+    /// A new handshake frame went out at `now`: its repetitions start over.
+    public mutating func sentNewFrame(now: UInt64) {
+        repeats = 0
+        nextRepeatAt = now + initialNanoseconds
+    }
+
+    /// Whether the frame is due again at `now`; when it is, the next repetition is scheduled.
+    public mutating func repeatDue(now: UInt64) -> Bool {
+        guard now >= nextRepeatAt else { return false }
+        repeats += 1
+        nextRepeatAt = now + (initialNanoseconds << UInt64(min(repeats, 5)))
+        return true
+    }
+}

@@ -118,4 +118,22 @@ final class SessionCoreTests: XCTestCase {
         XCTAssertEqual(
             SessionCore.lingerDeadline(for: SessionError(.badSignature, "no"), now: 5), 5 + 250 * milliseconds)
     }
+
+    /// A handshake frame over UDP goes again at 50, 150, 350, 750, 1,550 ms, then every 1.6 s,
+    /// until the peer's next step; a new frame starts the schedule over; 5 s after the start the
+    /// handshake has timed out.
+    func testHandshakeFramesRepeatWithBackoffUntilTheTimeout() {
+        var timing = HandshakeRepetition(
+            startedAt: 0, timeoutNanoseconds: 5_000 * milliseconds, initialNanoseconds: 50 * milliseconds)
+        var sent: [UInt64] = []
+        for millisecond in UInt64(0)...4_800 where timing.repeatDue(now: millisecond * milliseconds) {
+            sent.append(millisecond)
+        }
+        XCTAssertEqual(sent, [50, 150, 350, 750, 1_550, 3_150, 4_750])
+        XCTAssertFalse(timing.timedOut(now: 4_999 * milliseconds))
+        XCTAssertTrue(timing.timedOut(now: 5_000 * milliseconds))
+        timing.sentNewFrame(now: 4_800 * milliseconds)
+        XCTAssertFalse(timing.repeatDue(now: 4_849 * milliseconds))
+        XCTAssertTrue(timing.repeatDue(now: 4_850 * milliseconds), "a new frame starts at the initial delay")
+    }
 }

@@ -94,11 +94,10 @@ final class UDPPeer {
     var inbox: Inbox?
     /// The established session's rules (ping, keepalive, idle, close), once the handshake is done.
     var core: SessionCore?
-    let startedAt: NIODeadline
+    /// When the handshake times out and its last frame is due again.
+    var handshake: HandshakeRepetition
     /// The last handshake frame we sent, repeated until the peer's next step shows it arrived.
     var handshakeFrameToRepeat: Message?
-    var handshakeRepeatAt: NIODeadline
-    var handshakeRepeats = 0
     /// The `hello` a responder answered, to recognise its retransmissions.
     var helloFrame: [UInt8] = []
     /// The dialer's promise, dropped once completed so the peer does not keep its session alive.
@@ -117,8 +116,9 @@ final class UDPPeer {
         self.phase = .handshaking(machine)
         self.sender = ReliableSender(configuration: configuration.reliability)
         self.receiver = ReliableReceiver(windowFrames: configuration.reliability.windowFrames)
-        self.startedAt = now
-        self.handshakeRepeatAt = now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
+        self.handshake = HandshakeRepetition(
+            startedAt: now.uptimeNanoseconds, timeoutNanoseconds: UInt64(configuration.handshakeTimeout.nanoseconds),
+            initialNanoseconds: configuration.reliability.initialRetransmitNanoseconds)
         self.established = established
         self.closed = closed
     }
@@ -306,13 +306,11 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             switch output {
             case .send(let reply):
                 peer.handshakeFrameToRepeat = reply
-                peer.handshakeRepeats = 0
+                peer.handshake.sentNewFrame(now: now.uptimeNanoseconds)
                 sendHandshake(reply, to: peer.address)
             case .sendAndEstablish(let finish, let session):
                 peer.handshakeFrameToRepeat = finish
-                peer.handshakeRepeats = 0
-                peer.handshakeRepeatAt =
-                    now + .nanoseconds(Int64(configuration.reliability.initialRetransmitNanoseconds))
+                peer.handshake.sentNewFrame(now: now.uptimeNanoseconds)
                 sendHandshake(finish, to: peer.address)
                 establish(peer, session)
             case .establish(let session):
@@ -603,7 +601,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         for peer in Array(peers.values) {
             switch peer.phase {
             case .handshaking:
-                if now - peer.startedAt >= configuration.handshakeTimeout {
+                if peer.handshake.timedOut(now: now.uptimeNanoseconds) {
                     fail(peer, SessionError(.handshakeTimeout, "no handshake within \(configuration.handshakeTimeout)"))
                 } else if peer.isInitiator {
                     repeatHandshakeFrameIfDue(peer, now: now)
@@ -632,10 +630,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     }
 
     private func repeatHandshakeFrameIfDue(_ peer: UDPPeer, now: NIODeadline) {
-        guard let frame = peer.handshakeFrameToRepeat, now >= peer.handshakeRepeatAt else { return }
-        peer.handshakeRepeats += 1
-        let backoff = configuration.reliability.initialRetransmitNanoseconds << UInt64(min(peer.handshakeRepeats, 5))
-        peer.handshakeRepeatAt = now + .nanoseconds(Int64(backoff))
+        guard let frame = peer.handshakeFrameToRepeat, peer.handshake.repeatDue(now: now.uptimeNanoseconds) else {
+            return
+        }
         sendHandshake(frame, to: peer.address)
     }
 

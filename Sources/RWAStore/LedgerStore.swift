@@ -18,7 +18,7 @@ public struct StoreError: Error, CustomStringConvertible {
 ///
 /// Tables: `chain` (the genesis), `blocks` (header per height), `transactions` (bytes and result
 /// per hash, with height and index), `state` (key → record, the state after the last block).
-public final class LedgerStore: Sendable {
+public final class LedgerStore: ChainStore {
     public let path: String
     private let pool: DatabasePool
 
@@ -113,16 +113,14 @@ public final class LedgerStore: Sendable {
         return try Genesis(decoding: [UInt8](bytes))
     }
 
-    /// The ledger as of the last committed block.
-    public func loadLedger() throws -> Ledger {
-        let genesis = try genesis()
-        return try Ledger(genesis: genesis, tip: try tip(), rows: try allStateRows())
-    }
-
     /// Writes a block and the state rows it changed in one durable transaction. When this
     /// returns, the block survives a crash; only then may its receipts be sent.
     public func commit(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) throws {
         try pool.write { db in
+            let tipHeight = try Int64.fetchOne(db, sql: "SELECT max(height) FROM blocks") ?? 0
+            guard Int64(exactly: block.header.height) == tipHeight + 1 else {
+                throw StoreError("block \(block.header.height) does not follow the tip at \(tipHeight)")
+            }
             try db.cachedStatement(sql: "INSERT INTO blocks (height, hash, header) VALUES (?, ?, ?)").execute(
                 arguments: [
                     Int64(block.header.height), Data(block.header.hash.bytes), Data(block.header.encoded),
@@ -188,11 +186,7 @@ public final class LedgerStore: Sendable {
         }
     }
 
-    public struct Located: Sendable {
-        public var transaction: CommittedTransaction
-        public var height: UInt64
-        public var index: UInt32
-    }
+    public typealias Located = StoredTransaction
 
     public func transaction(hash: Digest32) throws -> Located? {
         try pool.read { db in

@@ -64,7 +64,8 @@ final class ChainFixture {
 /// Applies `transactions` to `ledger` as one block and commits it to `store`; every one must apply.
 @discardableResult
 func commitBlock(
-    _ ledger: inout Ledger, _ store: LedgerStore, _ transactions: [Transaction], arbiter: SigningKeyPair, time: UInt64,
+    _ ledger: inout Ledger, _ store: any ChainStore, _ transactions: [Transaction], arbiter: SigningKeyPair,
+    time: UInt64,
     file: StaticString = #filePath, line: UInt = #line
 ) throws -> Block {
     for transaction in transactions {

@@ -54,6 +54,39 @@ final class ServiceTests: XCTestCase {
         return Running(fixture: fixture, store: store, service: service, listeners: listeners)
     }
 
+    /// The service runs on any `ChainStore`: here the in-memory one the simulation will use.
+    func testTheArbiterRunsOnTheInMemoryStore() async throws {
+        try await withTimeout(60, "testTheArbiterRunsOnTheInMemoryStore") {
+            let fixture = try ChainFixture()
+            var ledger = Ledger(genesis: fixture.genesis)
+            let rows = ledger.takeStateChanges().compactMap { change in
+                change.row.map { StateRow(key: change.key.bytes, value: $0) }
+            }
+            let store = InMemoryChainStore(genesis: fixture.genesis, genesisRows: rows)
+            let service = try ArbiterService(store: store, arbiterKey: fixture.arbiter)
+            service.start()
+            let listener = try await TransportKind.tcp.listen(
+                host: "127.0.0.1", port: 0,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            Task { for await session in listener.sessions { service.serve(session) } }
+            let client = try await ArbiterClient.connect(
+                host: "127.0.0.1", port: listener.port, identity: .generate(), chainID: fixture.chainID,
+                arbiter: fixture.arbiter.publicKey, group: MultiThreadedEventLoopGroup.singleton)
+            let receiver = SigningKeyPair.generate().publicKey
+            let receipt = try await client.submit(
+                try fixture.sign(fixture.issuer, .mint(token: 0, to: receiver, amount: 7)))
+            XCTAssertEqual(try store.tip()?.height, receipt.height, "committed to the in-memory store")
+            XCTAssertEqual(try store.transaction(hash: receipt.hash)?.index, receipt.index)
+            let holding = try await client.holding(token: 0, account: receiver)
+            XCTAssertEqual(holding.balance, 7, "and read back from it")
+            await client.close()
+            await listener.close()
+            await service.shutdown()
+        }
+    }
+
     func testTransactionsCommitAndQueriesAnswerOverTCPAndUDP() async throws {
         try await withTimeout(120, "testTransactionsCommitAndQueriesAnswerOverTCPAndUDP") { [self] in
             let running = try await start()

@@ -41,7 +41,7 @@ public struct BlockRules: Sendable, Equatable {
 public final class ArbiterService: Sendable {
     public let chainID: Digest32
     public let rules: BlockRules
-    private let store: LedgerStore
+    private let store: any ChainStore
     private let arbiterKey: SigningKeyPair
     private let logger: Logger
     private let threadPool: NIOThreadPool
@@ -77,7 +77,7 @@ public final class ArbiterService: Sendable {
     }
 
     public init(
-        store: LedgerStore, arbiterKey: SigningKeyPair, rules: BlockRules = .standard, queueCapacity: Int = 100_000,
+        store: any ChainStore, arbiterKey: SigningKeyPair, rules: BlockRules = .standard, queueCapacity: Int = 100_000,
         logger: Logger = Logger(label: "rwanet.arbiter")
     ) throws {
         let ledger = try store.loadLedger()
@@ -213,7 +213,8 @@ public final class ArbiterService: Sendable {
 
     /// Runs a read of committed state on the thread pool and answers on the session's loop.
     private func query(
-        _ session: PeerSession, _ requestID: UInt64, _ read: @escaping @Sendable (LedgerStore) throws -> ArbiterMessage
+        _ session: PeerSession, _ requestID: UInt64,
+        _ read: @escaping @Sendable (any ChainStore) throws -> ArbiterMessage
     ) {
         let store = store
         threadPool.runIfActive(eventLoop: session.eventLoop) { try read(store) }.whenComplete { [self] result in
@@ -331,7 +332,7 @@ public final class ArbiterService: Sendable {
             // The ledger in memory is now ahead of the disk: nothing may be answered and
             // nothing more applied. A restart recovers the last committed block.
             logger.critical("cannot commit block \(block.header.height): \(error)")
-            fatalError("rwa-arbiter: cannot commit block \(block.header.height) to \(store.path): \(error)")
+            fatalError("rwa-arbiter: cannot commit block \(block.header.height): \(error)")
         }
         committedHeight.withLockedValue { $0 = block.header.height }
     }

@@ -284,26 +284,25 @@ final class ExchangeProcessTests: XCTestCase {
                     XCTAssertEqual(pool.totalShares, 0, "only the seeding deposit")
                     _ = try pool.deposit(amount0: licence, amount1: stablecoin, timestampSeconds: 0)
                     poolAfter.append((offset, pool))
-                case .swapExactIn(_, let side, let amountIn, let minimumOut, let deadline):
+                case .swapExactIn(_, let side, _, _, let deadline), .swapExactOut(_, let side, _, _, let deadline):
                     XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                    let out = try pool.swap(
-                        exactIn: amountIn, side.direction, minimumOut: minimumOut, timestampSeconds: 0)
-                    let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
-                    XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, out)
-                    XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, amountIn)
-                    XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
-                    record(&delta, entry.signer, side, paid: amountIn, received: out)
-                    replayedSwaps += 1
-                    poolAfter.append((offset, pool))
-                case .swapExactOut(_, let side, let amountOut, let maximumIn, let deadline):
-                    XCTAssertLessThanOrEqual(entry.time, deadline, "a swap filled after its deadline")
-                    let paid = try pool.swap(
-                        exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: 0)
+                    let (paid, received): (UInt128, UInt128)
+                    if case .swapExactIn(_, _, let amountIn, let minimumOut, _) = entry.operation {
+                        paid = amountIn
+                        received = try pool.swap(
+                            exactIn: amountIn, side.direction, minimumOut: minimumOut, timestampSeconds: 0)
+                    } else if case .swapExactOut(_, _, let amountOut, let maximumIn, _) = entry.operation {
+                        received = amountOut
+                        paid = try pool.swap(
+                            exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: 0)
+                    } else {
+                        return XCTFail("not a swap")
+                    }
                     let fill = try XCTUnwrap(reported[entry.hash], "a committed swap the exchange did not report")
                     XCTAssertEqual(side == .buy ? fill.stablecoin : fill.licence, paid)
-                    XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, amountOut)
+                    XCTAssertEqual(side == .buy ? fill.licence : fill.stablecoin, received)
                     XCTAssertEqual([fill.height, UInt64(fill.index)], [entry.height, UInt64(entry.index)])
-                    record(&delta, entry.signer, side, paid: paid, received: amountOut)
+                    record(&delta, entry.signer, side, paid: paid, received: received)
                     replayedSwaps += 1
                     poolAfter.append((offset, pool))
                 default:

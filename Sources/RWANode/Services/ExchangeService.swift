@@ -1,11 +1,9 @@
-import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import RWACrypto
 import RWAExchange
 import RWALedger
-import RWAMarket
 import RWASession
 import RWAWire
 

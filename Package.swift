@@ -44,6 +44,7 @@ let package = Package(
             name: "RWAExchange",
             dependencies: ["RWACrypto", "RWAWire", "RWALedger", "RWAMarket"]
         ),
+        .target(name: "RWAArbiter", dependencies: ["RWACrypto", "RWAWire", "RWALedger"]),
         .target(
             name: "RWAStore",
             dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
@@ -52,7 +53,8 @@ let package = Package(
         .target(
             name: "RWANode",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAExchange", "RWAStore", "RWAMarket",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore",
+                "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -133,7 +135,7 @@ let package = Package(
         .testTarget(
             name: "RWALedgerTests",
             dependencies: [
-                "RWALedger", "RWAExchange", "RWACrypto", "RWAWire", "RWATestSupport",
+                "RWALedger", "RWAArbiter", "RWAExchange", "RWACrypto", "RWAWire", "RWATestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -42,6 +42,9 @@ public struct BlockSequencer<Reply> {
     /// The pending block holds `maxTransactions`: seal before submitting more.
     public var isFull: Bool { ledger.pending.count >= maxTransactions }
 
+    /// Submissions since the last sealed block.
+    public var pendingOutcomes: Int { outcomes.count }
+
     /// When the pending block closes for its delay, if anything was submitted since the last one.
     public var nextDeadline: UInt64? { blockDeadline }
 

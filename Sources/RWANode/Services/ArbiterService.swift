@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import RWAArbiter
 import RWACrypto
 import RWALedger
 import RWASession
@@ -33,11 +34,13 @@ public struct BlockRules: Sendable, Equatable {
 /// transactions into blocks on one sequencer thread, commits each block durably and only then
 /// answers, and pushes committed blocks to subscribers.
 ///
-/// Threads: a session's event loop decrypts and frames; the sequencer thread takes everything
-/// queued, checks the batch's signatures in parallel on every core, applies them in arrival
-/// order and seals blocks; the committer thread writes each block durably and only then answers,
-/// so the next batch is verified while the last one is fsynced. Queries read the store (a WAL
-/// snapshot of committed blocks) on a thread pool, never on an event loop.
+/// Every decision is the pure `ArbiterCore`'s; this class is its shell. Threads: a session's
+/// event loop decrypts and frames; the sequencer thread owns the core, takes everything queued,
+/// checks the batch's signatures in parallel on every core and feeds them to the core in arrival
+/// order; the committer thread writes each sealed block durably and reports it back, and only
+/// then does the core release its answers, so the next batch is verified while the last one is
+/// fsynced. Queries read the store (a WAL snapshot of committed blocks) on a thread pool, never
+/// on an event loop.
 public final class ArbiterService: Sendable {
     public let chainID: Digest32
     public let rules: BlockRules
@@ -54,10 +57,8 @@ public final class ArbiterService: Sendable {
     /// The ledger as loaded, until `start` hands it to the sequencer thread, its only owner.
     private let ledgerAtStart: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
-    /// Commits and answers blocks in order, behind the sequencer.
+    /// Writes blocks durably, in order, behind the sequencer, and reports each one back to it.
     private let committer = DispatchQueue(label: "rwanet-committer")
-    /// Sealed blocks not yet committed; the sequencer waits while this many are queued.
-    private let commitsInFlight = DispatchSemaphore(value: 4)
     /// Submissions waiting for the sequencer beyond this are refused with `arbiter_busy`.
     public let queueCapacity: Int
 
@@ -74,6 +75,8 @@ public final class ArbiterService: Sendable {
     struct Queue {
         var items: [Submission] = []
         var stopping = false
+        /// The last block the committer made durable, until the sequencer takes the news.
+        var persisted: UInt64?
     }
 
     public init(
@@ -109,8 +112,7 @@ public final class ArbiterService: Sendable {
     /// Stops sealing after the block in progress is committed and answered.
     public func shutdown() async {
         queue.withLockedValue { $0.stopping = true }
-        condition.lock()
-        condition.unlock(withValue: 1)
+        wake()
         while !stopped.isSet { try? await Task.sleep(for: .milliseconds(5)) }
         try? await threadPool.shutdownGracefully()
     }
@@ -242,10 +244,7 @@ public final class ArbiterService: Sendable {
                     reason: "the arbiter's queue is full or stopping; send again later"))
             return
         }
-        if wake {
-            condition.lock()
-            condition.unlock(withValue: 1)
-        }
+        if wake { self.wake() }
     }
 
     // MARK: The sequencer thread
@@ -257,9 +256,23 @@ public final class ArbiterService: Sendable {
         }
     }
 
-    /// Sleeps until a submission arrives, `shutdown` is called, or `deadline` passes.
-    private func waitForWork(until deadline: NIODeadline?) {
-        if queue.withLockedValue({ !$0.items.isEmpty || $0.stopping }) { return }
+    private func takePersisted() -> UInt64? {
+        queue.withLockedValue { $0.persisted.take() }
+    }
+
+    /// Sleeps until `deadline` passes or there is work: a persisted block, `shutdown`, or (unless
+    /// the core cannot take them) new submissions.
+    private func waitForWork(until deadline: NIODeadline?, submissionsWelcome: Bool) {
+        let ready = queue.withLockedValue { queue in
+            queue.persisted != nil || (submissionsWelcome && (!queue.items.isEmpty || queue.stopping))
+        }
+        if ready { return }
+        condition.lock()
+        condition.unlock(withValue: 0)  // what arrives from now on wakes the wait below
+        if queue.withLockedValue({ $0.persisted != nil || (submissionsWelcome && (!$0.items.isEmpty || $0.stopping)) })
+        {
+            return
+        }
         if let deadline {
             let remaining = deadline - .now()
             guard remaining > .zero else { return }
@@ -272,17 +285,27 @@ public final class ArbiterService: Sendable {
         }
     }
 
+    private func wake() {
+        condition.lock()
+        condition.unlock(withValue: 1)
+    }
+
+    /// Runs the pure `ArbiterCore` and carries out its actions: blocks go to the committer
+    /// thread, answers leave once the committer reports their block durable.
     private func sequence() {
         guard let ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
             preconditionFailure("an arbiter service is started once")
         }
-        var sequencer = BlockSequencer<Reply>(
+        var core = ArbiterCore<Reply>(
             ledger: ledger, arbiter: arbiterKey, maxTransactions: rules.maxTransactions,
             maxDelayNanoseconds: UInt64(rules.maxDelay.nanoseconds))
         // Slices, so taking a block's worth off the front costs nothing however long the queue.
         var backlog: ArraySlice<Submission> = []
         var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
         while true {
+            if let height = takePersisted() {
+                perform(core.persisted(height: height, now: NIODeadline.now().uptimeNanoseconds))
+            }
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
                 checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
@@ -291,37 +314,67 @@ public final class ArbiterService: Sendable {
             let now = NIODeadline.now().uptimeNanoseconds
             let time = UInt64(Date().timeIntervalSince1970 * 1000)  // the block's time, if this opens one
             for (submission, result) in zip(backlog, checked) {
-                if sequencer.isFull { break }
+                guard core.acceptsSubmissions else { break }
                 consumed += 1
-                sequencer.submit(
-                    result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time)
+                perform(
+                    core.submit(
+                        result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time))
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)
-            if let sealed = sequencer.sealIfDue(now: NIODeadline.now().uptimeNanoseconds) {
-                hand(sealed)
-            } else if backlog.isEmpty {  // a block stops short only when the queue is drained
-                if queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
-                    if let sealed = sequencer.sealIfDue(now: NIODeadline.now().uptimeNanoseconds, draining: true) {
-                        hand(sealed)
-                    }
-                    break
-                }
-                waitForWork(until: sequencer.nextDeadline.map { NIODeadline.uptimeNanoseconds($0) })
+            perform(core.tick(now: NIODeadline.now().uptimeNanoseconds))
+            guard backlog.isEmpty || !core.acceptsSubmissions else { continue }
+            if backlog.isEmpty && queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
+                // Drain: seal what is pending, then wait until every answer has left.
+                perform(core.tick(now: NIODeadline.now().uptimeNanoseconds, draining: true))
+                if core.unansweredCount == 0 { break }
+                waitForWork(until: nil, submissionsWelcome: false)
+                continue
             }
+            waitForWork(
+                until: core.nextDeadline.map { NIODeadline.uptimeNanoseconds($0) },
+                submissionsWelcome: core.acceptsSubmissions)
         }
-        committer.sync {}  // every sealed block is committed and answered
         stopped.set()
     }
 
-    /// Hands a sealed block to the committer, which writes it durably and then sends every
-    /// answer, in order.
-    private func hand(_ sealed: BlockSequencer<Reply>.Sealed) {
-        commitsInFlight.wait()
-        committer.async { [self] in
-            defer { commitsInFlight.signal() }
-            if let block = sealed.block { commit(block, changes: sealed.changes) }
-            answer(sealed.outcomes, block: sealed.block)
+    /// Carries out the core's actions in order: a block goes to the committer, which reports it
+    /// durable; answers are grouped per session so each session's loop is woken once.
+    private func perform(_ actions: [ArbiterCore<Reply>.Action]) {
+        guard !actions.isEmpty else { return }
+        var bySession: [ObjectIdentifier: (PeerSession, [Message])] = [:]
+        func send(_ reply: Reply, _ message: ArbiterMessage) {
+            bySession[ObjectIdentifier(reply.session), default: (reply.session, [])].1.append(.arbiter(message))
+        }
+        for action in actions {
+            switch action {
+            case .persist(let block, let changes):
+                committer.async { [self] in
+                    commit(block, changes: changes)
+                    queue.withLockedValue { $0.persisted = block.header.height }
+                    wake()
+                }
+            case .answer(let reply, let answer):
+                send(reply, answer.message(requestID: reply.requestID))
+            case .answerFromChain(let reply, let hash, let rejection):
+                if let located = try? store.transaction(hash: hash) {
+                    send(
+                        reply,
+                        .transactionReceipt(
+                            requestID: reply.requestID, hash: hash, height: located.height, index: located.index,
+                            createdID: located.transaction.createdID))
+                } else {
+                    send(
+                        reply,
+                        ArbiterCore<Reply>.Answer.rejected(hash: hash, rejection).message(requestID: reply.requestID))
+                }
+            case .publish:
+                for subscription in subscribers.withLockedValue({ Array($0.values) }) { pump(subscription) }
+            }
+        }
+        for (session, messages) in bySession.values {
+            guard let outbox = outbox(session) else { continue }
+            session.eventLoop.execute { outbox.send(messages) }
         }
     }
 
@@ -335,50 +388,6 @@ public final class ArbiterService: Sendable {
             fatalError("rwa-arbiter: cannot commit block \(block.header.height): \(error)")
         }
         committedHeight.withLockedValue { $0 = block.header.height }
-    }
-
-    /// Sends receipts and rejections, grouped per session so each session's loop is woken once.
-    private func answer(_ outcomes: [BlockSequencer<Reply>.Outcome], block: Block?) {
-        var bySession: [ObjectIdentifier: (PeerSession, [ArbiterMessage])] = [:]
-        for outcome in outcomes {
-            let requestID = outcome.reply.requestID
-            var message: ArbiterMessage
-            switch outcome.result {
-            case .success(let index):
-                guard let block else { preconditionFailure("an accepted submission without its block") }
-                message = .transactionReceipt(
-                    requestID: requestID, hash: outcome.hash, height: block.header.height, index: UInt32(index),
-                    createdID: block.transactions[index].createdID)
-            case .failure(let rejection):
-                message = .transactionRejected(
-                    requestID: requestID, hash: outcome.hash, code: rejection.code, reason: rejection.reason)
-                if rejection.code == .sequenceReused,
-                    let receipt = earlierReceipt(outcome.hash, requestID: requestID, block: block)
-                {
-                    message = receipt  // the same transaction sent again: it is already in the chain
-                }
-            }
-            bySession[ObjectIdentifier(outcome.reply.session), default: (outcome.reply.session, [])].1.append(message)
-        }
-        for (session, messages) in bySession.values {
-            guard let outbox = outbox(session) else { continue }
-            session.eventLoop.execute { outbox.send(messages.map { .arbiter($0) }) }
-        }
-        if block != nil {
-            for subscription in subscribers.withLockedValue({ Array($0.values) }) { pump(subscription) }
-        }
-    }
-
-    private func earlierReceipt(_ hash: Digest32, requestID: UInt64, block: Block?) -> ArbiterMessage? {
-        if let block, let index = block.transactions.firstIndex(where: { $0.hash == hash }) {
-            return .transactionReceipt(
-                requestID: requestID, hash: hash, height: block.header.height, index: UInt32(index),
-                createdID: block.transactions[index].createdID)
-        }
-        guard let located = try? store.transaction(hash: hash) else { return nil }
-        return .transactionReceipt(
-            requestID: requestID, hash: hash, height: located.height, index: located.index,
-            createdID: located.transaction.createdID)
     }
 
     // MARK: Subscriptions

@@ -13,6 +13,7 @@ let package = Package(
         .executable(name: "rwa-sim", targets: ["rwa-sim"]),
         .executable(name: "rwa-amm", targets: ["rwa-amm"]),
         .executable(name: "rwa-arbiter", targets: ["rwa-arbiter"]),
+        .executable(name: "rwa-netsim", targets: ["rwa-netsim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -50,6 +51,17 @@ let package = Package(
             dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "RWASim", dependencies: ["RWAMarket"]),
+        .target(
+            name: "RWANetworkSim",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "rwa-netsim",
+            dependencies: ["RWANetworkSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .target(
             name: "RWANode",
             dependencies: [
@@ -132,6 +144,7 @@ let package = Package(
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket", "RWATestSupport"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
+        .testTarget(name: "RWANetworkSimTests", dependencies: ["RWANetworkSim", "RWATestSupport"]),
         .testTarget(
             name: "RWALedgerTests",
             dependencies: [

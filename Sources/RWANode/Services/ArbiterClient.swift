@@ -1,6 +1,7 @@
 import Logging
 import NIOConcurrencyHelpers
 import NIOCore
+import RWAArbiter
 import RWACrypto
 import RWALedger
 import RWASession
@@ -42,7 +43,7 @@ public final class ArbiterClient: Sendable {
 
     private struct State {
         var subscription: AsyncThrowingStream<Block, Error>.Continuation?
-        var partial: (header: BlockHeader, transactions: [CommittedTransaction])?
+        var stream = BlockStreamAssembler()
     }
 
     /// Wraps an established session with the arbiter. Takes over the session's inbox.
@@ -90,42 +91,17 @@ public final class ArbiterClient: Sendable {
         session: PeerSession
     ) {
         switch message {
-        case .blockCommitted(let headerBytes):
-            if let unfinished = state.value.partial {
-                session.beginClose(
-                    reporting: SessionError(
-                        .unexpectedMessage, "block \(unfinished.header.height) ended before its transactions"))
-                return
+        case .blockCommitted, .transactionCommitted:
+            do {
+                if let block = try state.value.stream.take(message) { state.value.subscription?.yield(block) }
+            } catch {
+                session.beginClose(reporting: SessionError(error))
             }
-            guard let header = try? BlockHeader(decoding: headerBytes) else {
-                session.beginClose(reporting: SessionError(.malformedFrame, "block header does not decode"))
-                return
-            }
-            state.value.partial = (header, [])
-            deliverIfComplete(state)
-        case .transactionCommitted(let info):
-            guard var partial = state.value.partial, info.height == partial.header.height,
-                Int(info.index) == partial.transactions.count
-            else {
-                session.beginClose(reporting: SessionError(.unexpectedMessage, "transaction outside its block"))
-                return
-            }
-            partial.transactions.append(CommittedTransaction(bytes: info.transaction, createdID: info.createdID))
-            state.value.partial = partial
-            deliverIfComplete(state)
         case .submitTransaction, .getState, .getBlock, .getTransaction, .subscribeBlocks, .getStatus,
             .transactionReceipt, .transactionRejected, .stateAnswer, .blockAnswer, .transactionAnswer, .statusAnswer,
             .requestFailed:
             requests.answer(message.requestID, message)
         }
-    }
-
-    private static func deliverIfComplete(_ state: NIOLoopBoundBox<State>) {
-        guard let partial = state.value.partial,
-            partial.transactions.count == Int(partial.header.transactionCount)
-        else { return }
-        state.value.partial = nil
-        state.value.subscription?.yield(Block(header: partial.header, transactions: partial.transactions))
     }
 
     /// Sends a request built around a fresh request id and waits for its answer.

@@ -76,11 +76,9 @@ public final class ArbiterClient: Sendable {
         host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
         arbiter: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.client")
     ) async throws -> ArbiterClient {
-        var configuration = try SessionConfiguration(
-            handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: arbiter))
-        configuration.inboxCapacity = 4096
-        let session = try await transport.dial(
-            host: host, port: port, configuration: configuration, group: group, logger: logger)
+        let session = try await transport.dialService(
+            host: host, port: port, identity: identity, chainID: chainID, expectedPeer: arbiter, group: group,
+            logger: logger)
         return await ArbiterClient(session: session, chainID: chainID)
     }
 

@@ -51,8 +51,7 @@ public final class ArbiterService: Sendable {
     private let queue: NIOLockedValueBox<Queue>
     private let condition = ConditionLock(value: 0)
     private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
-    /// Every served session's paced outbox; all answers and events go through it.
-    private let outboxes = NIOLockedValueBox<[ObjectIdentifier: PacedOutbox]>([:])
+    private let sessions = ServedSessions(service: "the arbiter")
     private let committedHeight: NIOLockedValueBox<UInt64>
     /// The ledger as loaded, until `start` hands it to the sequencer thread, its only owner.
     private let ledgerAtStart: NIOLockedValueBox<Ledger?>
@@ -119,22 +118,14 @@ public final class ArbiterService: Sendable {
 
     /// Answers `session` until it closes. Must be called once per session.
     public func serve(_ session: PeerSession) {
-        let outbox = PacedOutbox(session: session)
-        outboxes.withLockedValue { $0[ObjectIdentifier(session)] = outbox }
-        session.eventLoop.execute { [self] in
-            session.inbox.consumeOnEventLoop { event in
-                switch event {
-                case .message(.arbiter(let message)):
-                    self.handle(message, from: session)
-                case .message(let other):
-                    session.beginClose(
-                        reporting: SessionError(.unexpectedMessage, "\(other.type) is not a message for the arbiter"))
-                case .finished:
-                    self.subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
-                    self.outboxes.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
-                }
-            }
-        }
+        sessions.serve(
+            session,
+            route: { message in
+                if case .arbiter(let request) = message { return request }
+                return nil
+            },
+            handle: { [self] request in handle(request, from: session) },
+            ended: { [self] in subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) } })
     }
 
     // MARK: Requests (on the session's event loop)
@@ -200,17 +191,10 @@ public final class ArbiterService: Sendable {
         }
     }
 
-    private func outbox(_ session: PeerSession) -> PacedOutbox? {
-        outboxes.withLockedValue { $0[ObjectIdentifier(session)] }  // nil: the session has ended
-    }
+    private func outbox(_ session: PeerSession) -> PacedOutbox? { sessions.outbox(session) }
 
-    /// Answers on the session's loop, through its outbox.
     private func reply(_ session: PeerSession, _ message: ArbiterMessage) {
-        if session.eventLoop.inEventLoop {
-            outbox(session)?.send([.arbiter(message)])
-        } else {
-            session.eventLoop.execute { [self] in outbox(session)?.send([.arbiter(message)]) }
-        }
+        sessions.send([.arbiter(message)], to: session)
     }
 
     /// Runs a read of committed state on the thread pool and answers on the session's loop.
@@ -372,10 +356,7 @@ public final class ArbiterService: Sendable {
                 for subscription in subscribers.withLockedValue({ Array($0.values) }) { pump(subscription) }
             }
         }
-        for (session, messages) in bySession.values {
-            guard let outbox = outbox(session) else { continue }
-            session.eventLoop.execute { outbox.send(messages) }
-        }
+        for (session, messages) in bySession.values { sessions.send(messages, to: session) }
     }
 
     private func commit(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) {

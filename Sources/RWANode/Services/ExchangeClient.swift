@@ -43,11 +43,9 @@ public final class ExchangeClient: Sendable {
         host: String, port: Int, transport: TransportKind = .tcp, identity: SigningKeyPair, chainID: Digest32,
         exchange: SigningPublicKey? = nil, group: EventLoopGroup, logger: Logger = Logger(label: "rwanet.trader")
     ) async throws -> ExchangeClient {
-        var configuration = try SessionConfiguration(
-            handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: exchange))
-        configuration.inboxCapacity = 4096
-        let session = try await transport.dial(
-            host: host, port: port, configuration: configuration, group: group, logger: logger)
+        let session = try await transport.dialService(
+            host: host, port: port, identity: identity, chainID: chainID, expectedPeer: exchange, group: group,
+            logger: logger)
         return await ExchangeClient(session: session)
     }
 

@@ -21,7 +21,7 @@ public final class ExchangeService: Sendable {
     private let arbiter: ArbiterClient
     /// The pure book (`RWAExchange`); this class only carries out what it decides.
     private let book: NIOLockedValueBox<ExchangeBook<FillWaiter>>
-    private let outboxes = NIOLockedValueBox<[ObjectIdentifier: PacedOutbox]>([:])
+    private let sessions = ServedSessions(service: "the exchange")
     private let logger: Logger
 
     typealias FillWaiter = @Sendable (Result<OrderFill, Rejection>) -> Void
@@ -80,28 +80,17 @@ public final class ExchangeService: Sendable {
 
     /// Answers `session` until it closes.
     public func serve(_ session: PeerSession) {
-        let outbox = PacedOutbox(session: session)
-        outboxes.withLockedValue { $0[ObjectIdentifier(session)] = outbox }
-        session.eventLoop.execute { [self] in
-            session.inbox.consumeOnEventLoop { event in
-                switch event {
-                case .message(.exchange(let message)):
-                    self.handle(message, from: session)
-                case .message(let other):
-                    session.beginClose(
-                        reporting: SessionError(.unexpectedMessage, "\(other.type) is not a message for the exchange"))
-                case .finished:
-                    self.outboxes.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
-                }
-            }
-        }
+        sessions.serve(
+            session,
+            route: { message in
+                if case .exchange(let request) = message { return request }
+                return nil
+            },
+            handle: { [self] request in handle(request, from: session) })
     }
 
     private func reply(_ session: PeerSession, _ message: ExchangeMessage) {
-        @Sendable func send() {
-            outboxes.withLockedValue { $0[ObjectIdentifier(session)] }?.send([.exchange(message)])
-        }
-        if session.eventLoop.inEventLoop { send() } else { session.eventLoop.execute(send) }
+        sessions.send([.exchange(message)], to: session)
     }
 
     private func handle(_ message: ExchangeMessage, from session: PeerSession) {

@@ -1,4 +1,6 @@
+import Logging
 import NIOCore
+import RWACrypto
 import RWASession
 import RWAWire
 
@@ -52,4 +54,18 @@ final class PendingRequests<Answer: Sendable>: Sendable {
 
     /// On the session's loop: why the session ended, if it has.
     var ended: SessionError? { state.value.ended }
+}
+
+extension TransportKind {
+    /// A client's session with a service (the arbiter, the exchange): the handshake must prove
+    /// `expectedPeer` when given, and the inbox holds a deep pipeline of answers.
+    func dialService(
+        host: String, port: Int, identity: SigningKeyPair, chainID: Digest32, expectedPeer: SigningPublicKey?,
+        group: EventLoopGroup, logger: Logger
+    ) async throws -> PeerSession {
+        var configuration = try SessionConfiguration(
+            handshake: HandshakeConfiguration(identity: identity, chainID: chainID, expectedPeer: expectedPeer))
+        configuration.inboxCapacity = 4096
+        return try await dial(host: host, port: port, configuration: configuration, group: group, logger: logger)
+    }
 }

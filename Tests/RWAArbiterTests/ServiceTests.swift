@@ -54,6 +54,39 @@ final class ServiceTests: XCTestCase {
         return Running(fixture: fixture, store: store, service: service, listeners: listeners)
     }
 
+    /// The sequencer reads time only from its `TimeSource`: with a manual one, a block waits for
+    /// its delay until the test moves the clock, and takes the source's wall time.
+    func testBlocksTakeTheirDelayAndTimeFromTheTimeSource() async throws {
+        try await withTimeout(60, "testBlocksTakeTheirDelayAndTimeFromTheTimeSource") {
+            let fixture = try ChainFixture()
+            let store = try fixture.createStore()
+            let time = ManualTimeSource(unixMilliseconds: 1_800_000_123_000)
+            let service = try ArbiterService(
+                store: store, arbiterKey: fixture.arbiter,
+                rules: BlockRules(maxTransactions: 100, maxDelay: .milliseconds(10)), time: time)
+            service.start()
+            let listener = try await TransportKind.tcp.listen(
+                host: "127.0.0.1", port: 0,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            Task { for await session in listener.sessions { service.serve(session) } }
+            let client = try await ArbiterClient.connect(
+                host: "127.0.0.1", port: listener.port, identity: .generate(), chainID: fixture.chainID,
+                group: MultiThreadedEventLoopGroup.singleton)
+            let pending = client.submitPipelined(
+                try fixture.sign(fixture.issuer, .mint(token: 0, to: SigningKeyPair.generate().publicKey, amount: 1)))
+            try await Task.sleep(for: .milliseconds(200))
+            XCTAssertNil(try store.tip(), "the source has not moved, so the block's delay has not passed")
+            time.advance(byNanoseconds: 10_000_000)
+            let receipt = try await pending.get()
+            XCTAssertEqual(try store.header(height: receipt.height)?.time, 1_800_000_123_000)
+            await client.close()
+            await listener.close()
+            await service.shutdown()
+        }
+    }
+
     /// The service runs on any `ChainStore`: here the in-memory one the simulation will use.
     func testTheArbiterRunsOnTheInMemoryStore() async throws {
         try await withTimeout(60, "testTheArbiterRunsOnTheInMemoryStore") {

@@ -78,10 +78,14 @@ public final class ArbiterService: Sendable {
         var persisted: UInt64?
     }
 
+    /// Where the sequencer reads the time it hands the core.
+    private let time: any TimeSource
+
     public init(
         store: any ChainStore, arbiterKey: SigningKeyPair, rules: BlockRules = .standard, queueCapacity: Int = 100_000,
-        logger: Logger = Logger(label: "rwanet.arbiter")
+        time: any TimeSource = SystemTimeSource(), logger: Logger = Logger(label: "rwanet.arbiter")
     ) throws {
+        self.time = time
         let ledger = try store.loadLedger()
         guard ledger.genesis.arbiter == arbiterKey.publicKey else {
             throw StoreError("this key is not the arbiter named in the genesis (\(ledger.genesis.arbiter))")
@@ -246,7 +250,7 @@ public final class ArbiterService: Sendable {
 
     /// Sleeps until `deadline` passes or there is work: a persisted block, `shutdown`, or (unless
     /// the core cannot take them) new submissions.
-    private func waitForWork(until deadline: NIODeadline?, submissionsWelcome: Bool) {
+    private func waitForWork(until deadline: UInt64?, submissionsWelcome: Bool) {
         let ready = queue.withLockedValue { queue in
             queue.persisted != nil || (submissionsWelcome && (!queue.items.isEmpty || queue.stopping))
         }
@@ -258,9 +262,11 @@ public final class ArbiterService: Sendable {
             return
         }
         if let deadline {
-            let remaining = deadline - .now()
-            guard remaining > .zero else { return }
-            if condition.lock(whenValue: 1, timeoutSeconds: Double(remaining.nanoseconds) / 1e9) {
+            // Sleeps for what the time source says is left; a manual source that has not moved
+            // is asked again after that long.
+            let now = time.uptimeNanoseconds
+            guard deadline > now else { return }
+            if condition.lock(whenValue: 1, timeoutSeconds: Double(deadline - now) / 1e9) {
                 condition.unlock(withValue: 0)
             }
         } else {
@@ -288,35 +294,35 @@ public final class ArbiterService: Sendable {
         var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
         while true {
             if let height = takePersisted() {
-                perform(core.persisted(height: height, now: NIODeadline.now().uptimeNanoseconds))
+                perform(core.persisted(height: height, now: time.uptimeNanoseconds))
             }
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
                 checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
             var consumed = 0
-            let now = NIODeadline.now().uptimeNanoseconds
-            let time = UInt64(Date().timeIntervalSince1970 * 1000)  // the block's time, if this opens one
+            let now = time.uptimeNanoseconds
+            let wall = time.unixMilliseconds  // the block's time, if this opens one
             for (submission, result) in zip(backlog, checked) {
                 guard core.acceptsSubmissions else { break }
                 consumed += 1
                 perform(
                     core.submit(
-                        result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: time))
+                        result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: wall))
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)
-            perform(core.tick(now: NIODeadline.now().uptimeNanoseconds))
+            perform(core.tick(now: time.uptimeNanoseconds))
             guard backlog.isEmpty || !core.acceptsSubmissions else { continue }
             if backlog.isEmpty && queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
                 // Drain: seal what is pending, then wait until every answer has left.
-                perform(core.tick(now: NIODeadline.now().uptimeNanoseconds, draining: true))
+                perform(core.tick(now: time.uptimeNanoseconds, draining: true))
                 if core.unansweredCount == 0 { break }
                 waitForWork(until: nil, submissionsWelcome: false)
                 continue
             }
             waitForWork(
-                until: core.nextDeadline.map { NIODeadline.uptimeNanoseconds($0) },
+                until: core.nextDeadline,
                 submissionsWelcome: core.acceptsSubmissions)
         }
         stopped.set()

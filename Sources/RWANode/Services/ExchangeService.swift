@@ -18,7 +18,7 @@ import RWAWire
 /// trader's own limit and deadline, so the exchange can neither change nor front-run its terms.
 public final class ExchangeService: Sendable {
     public let chainID: Digest32
-    private let arbiter: ArbiterClient
+    private let arbiter: any ArbiterLink
     /// The pure book (`RWAExchange`); this class only carries out what it decides.
     private let book: NIOLockedValueBox<ExchangeBook<FillWaiter>>
     private let sessions = ServedSessions(service: "the exchange")
@@ -26,9 +26,9 @@ public final class ExchangeService: Sendable {
 
     typealias FillWaiter = @Sendable (Result<OrderFill, Rejection>) -> Void
 
-    /// `arbiter` is a session with the arbiter, which the exchange uses for submissions and for
-    /// its one block subscription.
-    public init(genesis: Genesis, arbiter: ArbiterClient, logger: Logger = Logger(label: "rwanet.exchange")) {
+    /// `arbiter` is the link to the arbiter (a session, or an `InMemoryArbiter`), which the
+    /// exchange uses for submissions and for its one block subscription.
+    public init(genesis: Genesis, arbiter: any ArbiterLink, logger: Logger = Logger(label: "rwanet.exchange")) {
         precondition(genesis.chainID == arbiter.chainID)
         self.chainID = genesis.chainID
         self.arbiter = arbiter
@@ -135,7 +135,7 @@ public final class ExchangeService: Sendable {
         case .answer(let result):
             completion(result)
         case .relay(let transaction, let hash):
-            arbiter.submitPipelined(transaction).whenComplete { [self] result in
+            arbiter.submit(transaction) { [self] result in
                 switch result {
                 case .success(let receipt):
                     // Committed: the fill is known once the subscription delivers its block (which

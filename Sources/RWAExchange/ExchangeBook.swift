@@ -176,7 +176,7 @@ public struct ExchangeBook<Waiter> {
         return .marketAnswer(
             requestID: requestID,
             market: MarketData(
-                height: ledger.height, time: ledger.tipTimeMilliseconds, licenceReserve: market.reserve0,
+                height: ledger.height, timeMilliseconds: ledger.tipTimeMilliseconds, licenceReserve: market.reserve0,
                 stablecoinReserve: market.reserve1, totalShares: market.totalShares, twapSeconds: twap?.seconds ?? 0,
                 twap: twap?.price, depth: depth))
     }

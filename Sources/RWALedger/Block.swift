@@ -8,7 +8,7 @@ import RWAWire
 public struct Genesis: Equatable, Sendable {
     public var networkName: String
     /// Unix milliseconds; no block may be older.
-    public var time: UInt64
+    public var timeMilliseconds: UInt64
     public var arbiter: AccountID
     public var claimIssuers: [AccountID]
     public var stablecoinIssuer: AccountID
@@ -16,11 +16,12 @@ public struct Genesis: Equatable, Sendable {
     public var stablecoinDecimals: UInt8
 
     public init(
-        networkName: String, time: UInt64, arbiter: AccountID, claimIssuers: [AccountID], stablecoinIssuer: AccountID,
+        networkName: String, timeMilliseconds: UInt64, arbiter: AccountID, claimIssuers: [AccountID],
+        stablecoinIssuer: AccountID,
         stablecoinSymbol: String = "USDR", stablecoinDecimals: UInt8 = 6
     ) {
         self.networkName = networkName
-        self.time = time
+        self.timeMilliseconds = timeMilliseconds
         self.arbiter = arbiter
         self.claimIssuers = claimIssuers
         self.stablecoinIssuer = stablecoinIssuer
@@ -31,7 +32,7 @@ public struct Genesis: Equatable, Sendable {
     public init(decoding bytes: [UInt8]) throws(WireError) {
         var buffer = ByteBuffer(bytes: bytes)
         networkName = try buffer.readText(field: "genesis.network_name", maximum: LedgerLimits.networkNameBytesMax)
-        time = try buffer.readInteger(field: "genesis.time")
+        timeMilliseconds = try buffer.readInteger(field: "genesis.time")
         arbiter = try buffer.readPublicKey(field: "genesis.arbiter")
         claimIssuers = try buffer.readList(field: "genesis.claim_issuers", maximum: LedgerLimits.claimIssuersMax) {
             (b) throws(WireError) in try b.readPublicKey(field: "genesis.claim_issuer")
@@ -46,7 +47,7 @@ public struct Genesis: Equatable, Sendable {
     public var encoded: [UInt8] {
         var buffer = ByteBuffer()
         buffer.writeText(networkName, maximum: LedgerLimits.networkNameBytesMax)
-        buffer.writeInteger(time, endianness: .big)
+        buffer.writeInteger(timeMilliseconds, endianness: .big)
         buffer.writePublicKey(arbiter)
         buffer.writeList(claimIssuers, maximum: LedgerLimits.claimIssuersMax) { $0.writePublicKey($1) }
         buffer.writePublicKey(stablecoinIssuer)
@@ -68,18 +69,19 @@ public struct BlockHeader: Equatable, Sendable {
     public var previousHash: Digest32
     public var transactionsRoot: Digest32
     /// Unix milliseconds, never less than the previous block's.
-    public var time: UInt64
+    public var timeMilliseconds: UInt64
     public var transactionCount: UInt32
     public var signature: Signature
 
     public init(
-        height: UInt64, previousHash: Digest32, transactionsRoot: Digest32, time: UInt64, transactionCount: UInt32,
+        height: UInt64, previousHash: Digest32, transactionsRoot: Digest32, timeMilliseconds: UInt64,
+        transactionCount: UInt32,
         signature: Signature
     ) {
         self.height = height
         self.previousHash = previousHash
         self.transactionsRoot = transactionsRoot
-        self.time = time
+        self.timeMilliseconds = timeMilliseconds
         self.transactionCount = transactionCount
         self.signature = signature
     }
@@ -92,7 +94,7 @@ public struct BlockHeader: Equatable, Sendable {
         height = try buffer.readInteger(field: "block_header.height")
         previousHash = try buffer.readDigest(field: "block_header.previous_hash")
         transactionsRoot = try buffer.readDigest(field: "block_header.transactions_root")
-        time = try buffer.readInteger(field: "block_header.time")
+        timeMilliseconds = try buffer.readInteger(field: "block_header.time")
         transactionCount = try buffer.readInteger(field: "block_header.transaction_count")
         signature = try buffer.readSignature(field: "block_header.signature")
     }
@@ -102,7 +104,7 @@ public struct BlockHeader: Equatable, Sendable {
         buffer.writeInteger(height, endianness: .big)
         buffer.writeDigest(previousHash)
         buffer.writeDigest(transactionsRoot)
-        buffer.writeInteger(time, endianness: .big)
+        buffer.writeInteger(timeMilliseconds, endianness: .big)
         buffer.writeInteger(transactionCount, endianness: .big)
         return Array(buffer.readableBytesView)
     }

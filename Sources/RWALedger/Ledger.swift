@@ -27,8 +27,8 @@ public struct Ledger: Sendable {
         self.chainID = genesis.chainID
         self.height = 0
         self.tipHash = chainID
-        self.tipTimeMilliseconds = genesis.time
-        self.blockTimeMilliseconds = genesis.time
+        self.tipTimeMilliseconds = genesis.timeMilliseconds
+        self.blockTimeMilliseconds = genesis.timeMilliseconds
         var state = LedgerState()
         for issuer in genesis.claimIssuers + [genesis.stablecoinIssuer] where state.accounts[issuer] == nil {
             state.setAccount(issuer, Account())
@@ -48,7 +48,7 @@ public struct Ledger: Sendable {
         self.state = try LedgerState(rows: rows)
         self.height = tip?.height ?? 0
         self.tipHash = tip?.hash ?? chainID
-        self.tipTimeMilliseconds = tip?.time ?? genesis.time
+        self.tipTimeMilliseconds = tip?.timeMilliseconds ?? genesis.timeMilliseconds
         self.blockTimeMilliseconds = tipTimeMilliseconds
     }
 
@@ -79,7 +79,7 @@ public struct Ledger: Sendable {
         precondition(arbiter.publicKey == genesis.arbiter, "only the genesis arbiter seals blocks")
         let unsigned = BlockHeader(
             height: height + 1, previousHash: tipHash, transactionsRoot: MerkleTree.root(pending.map(\.hash)),
-            time: blockTimeMilliseconds, transactionCount: UInt32(pending.count),
+            timeMilliseconds: blockTimeMilliseconds, transactionCount: UInt32(pending.count),
             signature: try! Signature(bytes: [UInt8](repeating: 0, count: Signature.byteCount)))
         var header = unsigned
         header.signature = arbiter.sign(unsigned.unsignedBytes, domain: BlockHeader.domain(chainID))
@@ -143,7 +143,9 @@ public struct Ledger: Sendable {
         guard header.previousHash == tipHash else {
             throw .init(height: header.height, "previous hash is not the tip's")
         }
-        guard header.time >= tipTimeMilliseconds else { throw .init(height: header.height, "time goes back") }
+        guard header.timeMilliseconds >= tipTimeMilliseconds else {
+            throw .init(height: header.height, "time goes back")
+        }
         guard header.hasValidSignature(arbiter: genesis.arbiter, chainID: chainID) else {
             throw .init(height: header.height, "arbiter signature does not verify")
         }
@@ -173,7 +175,7 @@ public struct Ledger: Sendable {
         guard verified.hash == committed.hash else {
             throw .init(height: header.height, "transaction \(index) is not the one committed")
         }
-        switch apply(verified, timeMilliseconds: header.time) {
+        switch apply(verified, timeMilliseconds: header.timeMilliseconds) {
         case .failure(let rejection):
             throw .init(height: header.height, "transaction \(index) \(verified.hash) is rejected: \(rejection)")
         case .success(let applied) where applied.createdID != committed.createdID:
@@ -188,8 +190,8 @@ public struct Ledger: Sendable {
     private mutating func advance(to header: BlockHeader) {
         height = header.height
         tipHash = header.hash
-        tipTimeMilliseconds = header.time
-        blockTimeMilliseconds = header.time
+        tipTimeMilliseconds = header.timeMilliseconds
+        blockTimeMilliseconds = header.timeMilliseconds
         pending.removeAll(keepingCapacity: true)
     }
 }

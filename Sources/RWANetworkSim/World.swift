@@ -28,7 +28,7 @@ struct World {
         issuer = try key()
         traders = try (0..<traderCount).map { _ in try key() }
         genesis = Genesis(
-            networkName: "rwanet-simulation", time: Self.genesisTime, arbiter: arbiter.publicKey,
+            networkName: "rwanet-simulation", timeMilliseconds: Self.genesisTime, arbiter: arbiter.publicKey,
             claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey)
         var ledger = Ledger(genesis: genesis)
         genesisRows = ledger.takeStateChanges().compactMap { change in

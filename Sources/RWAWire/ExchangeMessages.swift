@@ -51,8 +51,8 @@ public struct DepthLevel: Equatable, Sendable {
 /// A pool's state as the exchange last confirmed it from the chain.
 public struct MarketData: Equatable, Sendable {
     public var height: UInt64
-    /// The time of block `height`, in milliseconds.
-    public var time: UInt64
+    /// The time of block `height`, in Unix milliseconds.
+    public var timeMilliseconds: UInt64
     public var licenceReserve: UInt128
     public var stablecoinReserve: UInt128
     public var totalShares: UInt128
@@ -63,11 +63,12 @@ public struct MarketData: Equatable, Sendable {
     public var depth: [DepthLevel]
 
     public init(
-        height: UInt64, time: UInt64, licenceReserve: UInt128, stablecoinReserve: UInt128, totalShares: UInt128,
+        height: UInt64, timeMilliseconds: UInt64, licenceReserve: UInt128, stablecoinReserve: UInt128,
+        totalShares: UInt128,
         twapSeconds: UInt32, twap: UInt256?, depth: [DepthLevel]
     ) {
         self.height = height
-        self.time = time
+        self.timeMilliseconds = timeMilliseconds
         self.licenceReserve = licenceReserve
         self.stablecoinReserve = stablecoinReserve
         self.totalShares = totalShares
@@ -227,7 +228,7 @@ public enum ExchangeMessage: Equatable, Sendable {
             let id = try requestID()
             let market = MarketData(
                 height: try body.readInteger(field: "\(name).height"),
-                time: try body.readInteger(field: "\(name).time"),
+                timeMilliseconds: try body.readInteger(field: "\(name).time"),
                 licenceReserve: try amount("licence_reserve"), stablecoinReserve: try amount("stablecoin_reserve"),
                 totalShares: try amount("total_shares"),
                 twapSeconds: try body.readInteger(field: "\(name).twap_seconds"),
@@ -309,7 +310,7 @@ public enum ExchangeMessage: Equatable, Sendable {
             buffer.writeInteger(ordersInFlight, endianness: .big)
         case .marketAnswer(_, let market):
             buffer.writeInteger(market.height, endianness: .big)
-            buffer.writeInteger(market.time, endianness: .big)
+            buffer.writeInteger(market.timeMilliseconds, endianness: .big)
             buffer.writeUInt128(market.licenceReserve)
             buffer.writeUInt128(market.stablecoinReserve)
             buffer.writeUInt128(market.totalShares)

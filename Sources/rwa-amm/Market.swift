@@ -41,7 +41,8 @@ struct Price: AsyncParsableCommand {
         }
         let spot = market.licenceReserve == 0 ? 0 : Double(market.stablecoinReserve) / Double(market.licenceReserve)
         var value: [String: Any] = [
-            "token": token, "height": market.height, "time_ms": market.time, "licence_reserve": market.licenceReserve,
+            "token": token, "height": market.height, "time_ms": market.timeMilliseconds,
+            "licence_reserve": market.licenceReserve,
             "stablecoin_reserve": market.stablecoinReserve, "total_shares": market.totalShares, "price": spot,
             "twap_seconds": market.twapSeconds,
             "depth": market.depth.map {

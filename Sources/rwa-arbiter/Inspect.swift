@@ -68,7 +68,7 @@ struct Inspect: ParsableCommand {
                 for block in blocks {
                     emit(
                         "block \(block.header.height) \(block.header.hash) txs \(block.header.transactionCount) "
-                            + "time_ms \(block.header.time)")
+                            + "time_ms \(block.header.timeMilliseconds)")
                 }
             }
         }

@@ -91,7 +91,8 @@ struct Init: ParsableCommand {
         let issuers = issuerKey.isEmpty ? [try key(nil, "regulator")] : try issuerKey.map(readKey)
         let stablecoinIssuer = try key(stablecoinKey, "stablecoin-issuer")
         let genesis = Genesis(
-            networkName: networkName, time: UInt64(Date().timeIntervalSince1970 * 1000), arbiter: arbiter.publicKey,
+            networkName: networkName, timeMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
+            arbiter: arbiter.publicKey,
             claimIssuers: issuers.map(\.publicKey), stablecoinIssuer: stablecoinIssuer.publicKey,
             stablecoinSymbol: symbol, stablecoinDecimals: decimals)
         var ledger = Ledger(genesis: genesis)

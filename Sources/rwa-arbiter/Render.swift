@@ -9,7 +9,7 @@ enum Describe {
     static func header(_ header: BlockHeader) -> [String: Any] {
         [
             "height": header.height, "hash": "\(header.hash)", "previous_hash": "\(header.previousHash)",
-            "transactions_root": "\(header.transactionsRoot)", "time_ms": header.time,
+            "transactions_root": "\(header.transactionsRoot)", "time_ms": header.timeMilliseconds,
             "transaction_count": header.transactionCount, "signature": "\(header.signature)",
         ]
     }

@@ -46,7 +46,7 @@ struct Watch: AsyncParsableCommand {
                 } else {
                     emit(
                         "block \(block.header.height) \(block.header.hash) txs \(block.header.transactionCount) "
-                            + "time_ms \(block.header.time)")
+                            + "time_ms \(block.header.timeMilliseconds)")
                     for transaction in block.transactions {
                         let operation = (try? Transaction(decoding: transaction.bytes))?.operation.name ?? "undecodable"
                         emit("  tx \(transaction.hash) \(operation)")

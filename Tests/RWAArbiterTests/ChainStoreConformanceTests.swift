@@ -53,7 +53,8 @@ final class ChainStoreConformanceTests: XCTestCase {
         for (offset, batch) in batches.enumerated() {
             written.append(
                 try commitBlock(
-                    &ledger, store, batch, arbiter: fixture.arbiter, time: fixture.genesis.time + UInt64(offset + 1)))
+                    &ledger, store, batch, arbiter: fixture.arbiter,
+                    time: fixture.genesis.timeMilliseconds + UInt64(offset + 1)))
         }
         XCTAssertEqual(try store.tip(), written.last?.header, name)
         XCTAssertEqual(try store.header(height: 2), written[1].header, name)
@@ -82,7 +83,7 @@ final class ChainStoreConformanceTests: XCTestCase {
         var stray = ledger
         _ = stray.apply(
             try fixture.sign(bob, .transfer(token: 0, to: alice.publicKey, amount: 1)).verified(
-                chainID: fixture.chainID), timeMilliseconds: fixture.genesis.time + 10)
+                chainID: fixture.chainID), timeMilliseconds: fixture.genesis.timeMilliseconds + 10)
         let next = stray.sealBlock(arbiter: fixture.arbiter)
         var skipping = next
         skipping.header.height = 5

@@ -259,7 +259,8 @@ final class ExchangeProcessTests: XCTestCase {
                     let decoded = try Transaction(decoding: transaction.bytes)
                     committed.append(
                         (
-                            transaction.hash, block.header.height, UInt32(index), block.header.time, decoded.operation,
+                            transaction.hash, block.header.height, UInt32(index), block.header.timeMilliseconds,
+                            decoded.operation,
                             decoded.signer
                         ))
                 }

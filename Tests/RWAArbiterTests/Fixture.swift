@@ -20,7 +20,7 @@ final class ChainFixture {
     init() throws {
         scratch = try Scratch()
         genesis = Genesis(
-            networkName: "test", time: 1_700_000_000_000, arbiter: arbiter.publicKey,
+            networkName: "test", timeMilliseconds: 1_700_000_000_000, arbiter: arbiter.publicKey,
             claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey)
         databasePath = scratch.directory.appendingPathComponent("chain.sqlite").path
     }

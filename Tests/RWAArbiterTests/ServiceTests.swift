@@ -80,7 +80,7 @@ final class ServiceTests: XCTestCase {
             XCTAssertNil(try store.tip(), "the source has not moved, so the block's delay has not passed")
             time.advance(byNanoseconds: 10_000_000)
             let receipt = try await pending.get()
-            XCTAssertEqual(try store.header(height: receipt.height)?.time, 1_800_000_123_000)
+            XCTAssertEqual(try store.header(height: receipt.height)?.timeMilliseconds, 1_800_000_123_000)
             await client.close()
             await listener.close()
             await service.shutdown()

@@ -17,7 +17,7 @@ final class StoreTests: XCTestCase {
         _ = ledger.takeStateChanges()
         let alice = try SigningKeyPair(seed: [UInt8](repeating: 10, count: 32))
         let bob = try SigningKeyPair(seed: [UInt8](repeating: 11, count: 32))
-        var time = fixture.genesis.time
+        var time = fixture.genesis.timeMilliseconds
         func next() -> UInt64 {
             time += 1000
             return time

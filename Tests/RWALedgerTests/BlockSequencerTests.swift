@@ -91,7 +91,7 @@ final class BlockSequencerTests: XCTestCase {
         XCTAssertNil(sequencer.sealIfDue(now: 2 * millisecond), "neither full nor due")
         let drained = try XCTUnwrap(sequencer.sealIfDue(now: 2 * millisecond, draining: true))
         XCTAssertEqual(drained.block?.transactions.count, 2)
-        XCTAssertEqual(drained.block?.header.time, Chain.genesisTime + 7_000)
+        XCTAssertEqual(drained.block?.header.timeMilliseconds, Chain.genesisTime + 7_000)
         XCTAssertFalse(drained.changes.isEmpty, "the block's state changes go to the store with it")
     }
 }

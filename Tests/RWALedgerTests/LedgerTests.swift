@@ -84,7 +84,7 @@ struct Chain {
         let claimIssuers =
             twoClaimIssuers ? [regulator.publicKey, otherRegulator.publicKey] : [regulator.publicKey]
         let genesis = Genesis(
-            networkName: "rwanet-test", time: Self.genesisTime, arbiter: arbiter.publicKey,
+            networkName: "rwanet-test", timeMilliseconds: Self.genesisTime, arbiter: arbiter.publicKey,
             claimIssuers: claimIssuers, stablecoinIssuer: issuer.publicKey)
         self.genesis = genesis
         ledger = Ledger(genesis: genesis)
@@ -1608,7 +1608,7 @@ final class LedgerEncodingTests: XCTestCase {
         reordered.claimIssuers.reverse()
         XCTAssertNotEqual(reordered.chainID, genesis.chainID)
         var later = genesis
-        later.time += 1
+        later.timeMilliseconds += 1
         XCTAssertNotEqual(later.chainID, genesis.chainID)
         XCTAssertEqual(
             decodingFault { try Genesis(decoding: genesis.encoded + [0]) }, WireFault("trailingBytes", "genesis"))
@@ -1666,7 +1666,7 @@ final class BlockTests: XCTestCase {
         let header = block.header
         XCTAssertEqual(header.height, 1)
         XCTAssertEqual(header.previousHash, chain.genesis.chainID)
-        XCTAssertEqual(header.time, time)
+        XCTAssertEqual(header.timeMilliseconds, time)
         XCTAssertEqual(header.transactionCount, 3)
         XCTAssertEqual(header.transactionsRoot, MerkleTree.root(pending.map(\.hash)))
         XCTAssertEqual(block.transactions, pending)
@@ -1692,7 +1692,7 @@ final class BlockTests: XCTestCase {
         let next = chain.ledger.sealBlock(arbiter: chain.arbiter)
         XCTAssertEqual(next.header.height, 2)
         XCTAssertEqual(next.header.previousHash, header.hash)
-        XCTAssertEqual(next.header.time, time)
+        XCTAssertEqual(next.header.timeMilliseconds, time)
         XCTAssertEqual(next.header.transactionCount, 0)
         XCTAssertTrue(next.transactions.isEmpty)
         XCTAssertEqual(next.header.transactionsRoot, MerkleTree.root([]))
@@ -1750,7 +1750,7 @@ final class BlockTests: XCTestCase {
         var chain = try Chain()
         let blocks = chain.sealTwoBlocks()
         var tampered = blocks[0]
-        tampered.header.time += 1
+        tampered.header.timeMilliseconds += 1
         let outcome = replayFresh(chain.genesis, [tampered])
         assertRefused(outcome, atHeight: 1, mentioning: "signature")
         XCTAssertEqual(outcome.ledger.height, 0)
@@ -1810,7 +1810,7 @@ final class BlockTests: XCTestCase {
         let blocks = chain.sealTwoBlocks()
         let chainID = chain.genesis.chainID
         var earlier = blocks[1]
-        earlier.header.time = Chain.genesisTime
+        earlier.header.timeMilliseconds = Chain.genesisTime
         earlier.header = resigned(earlier.header, by: chain.arbiter, chainID: chainID)
         assertRefused(replayFresh(chain.genesis, [blocks[0], earlier]), atHeight: 2, mentioning: "time goes back")
 

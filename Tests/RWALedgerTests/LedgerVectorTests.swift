@@ -18,7 +18,7 @@ final class LedgerVectorTests: XCTestCase {
     static let bob = try! SigningKeyPair(seed: [UInt8](repeating: 0x0b, count: 32))
     static let spare = try! SigningKeyPair(seed: [UInt8](repeating: 0x0c, count: 32))
     static let genesis = Genesis(
-        networkName: "rwanet-vectors", time: 1_767_225_600_000, arbiter: arbiter.publicKey,
+        networkName: "rwanet-vectors", timeMilliseconds: 1_767_225_600_000, arbiter: arbiter.publicKey,
         claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey)
 
     static let licence = ResourceRegistration(

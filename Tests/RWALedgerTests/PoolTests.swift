@@ -266,7 +266,7 @@ final class PoolTests: XCTestCase {
                 deadlineMilliseconds: Chain.genesisTime + 61_000)
         )
         let second = market.chain.ledger.sealBlock(arbiter: market.chain.arbiter)
-        XCTAssertEqual(second.header.time, Chain.genesisTime + 61_000)
+        XCTAssertEqual(second.header.timeMilliseconds, Chain.genesisTime + 61_000)
         let (replayed, error) = replayFresh(market.chain.genesis, [first, second])
         XCTAssertNil(error)
         XCTAssertEqual(replayed.state.allRows(), market.chain.ledger.state.allRows())

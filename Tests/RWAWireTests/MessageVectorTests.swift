@@ -180,7 +180,7 @@ enum Fixtures {
                 .marketAnswer(
                     requestID: 21,
                     market: MarketData(
-                        height: 9, time: 1_767_225_601_000, licenceReserve: 40_000_000,
+                        height: 9, timeMilliseconds: 1_767_225_601_000, licenceReserve: 40_000_000,
                         stablecoinReserve: 4_000_000_000, totalShares: 400_000_000, twapSeconds: 3600,
                         twap: UInt256(high: 0, low: 100).shiftedLeft(by: 112),
                         depth: [DepthLevel(size: 1_000_000, buyCost: 102_871_331, sellProceeds: 97_319_773)])))
@@ -491,7 +491,8 @@ final class LimitRelationTests: XCTestCase {
                 .marketAnswer(
                     requestID: .max,
                     market: MarketData(
-                        height: .max, time: .max, licenceReserve: .max, stablecoinReserve: .max, totalShares: .max,
+                        height: .max, timeMilliseconds: .max, licenceReserve: .max, stablecoinReserve: .max,
+                        totalShares: .max,
                         twapSeconds: .max, twap: UInt256(high: .max, low: .max),
                         depth: [DepthLevel](
                             repeating: DepthLevel(size: .max, buyCost: .max, sellProceeds: .max),

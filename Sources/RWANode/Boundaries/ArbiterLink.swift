@@ -121,7 +121,7 @@ public final class InMemoryArbiter: ArbiterLink {
         let tip = try store.tip()
         return ChainStatus(
             chainID: chainID, height: tip?.height ?? 0, tipHash: tip?.hash ?? chainID,
-            tipTimeMilliseconds: tip?.time ?? 0)
+            tipTimeMilliseconds: tip?.timeMilliseconds ?? 0)
     }
 
     public func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error> {

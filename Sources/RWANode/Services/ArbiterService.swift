@@ -169,7 +169,7 @@ public final class ArbiterService: Sendable {
                 let tip = try store.tip()
                 return .statusAnswer(
                     requestID: requestID, chainID: chainID, height: tip?.height ?? 0, tipHash: tip?.hash ?? chainID,
-                    tipTimeMilliseconds: tip?.time ?? 0)
+                    tipTimeMilliseconds: tip?.timeMilliseconds ?? 0)
             }
 
         case .subscribeBlocks(let requestID, let fromHeight):

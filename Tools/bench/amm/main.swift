@@ -41,7 +41,8 @@ defer { try? FileManager.default.removeItem(at: scratch) }
 /// everyone and slices for every trader; block 2: trader 0 seeds the pool.
 func preparedChain() throws -> (LedgerStore, Genesis, [AccountID: UInt64]) {
     let genesis = Genesis(
-        networkName: "bench-amm", time: 0, arbiter: arbiterKey.publicKey, claimIssuers: [regulator.publicKey],
+        networkName: "bench-amm", timeMilliseconds: 0, arbiter: arbiterKey.publicKey,
+        claimIssuers: [regulator.publicKey],
         stablecoinIssuer: issuer.publicKey)
     var ledger = Ledger(genesis: genesis)
     let rows = ledger.takeStateChanges().compactMap { change in

@@ -53,7 +53,7 @@ func verificationBound(perCore: Int = 20_000) -> Double {
 /// ledger as of that block.
 func fundedChain(_ name: String) throws -> (Ledger, LedgerStore, Genesis) {
     let genesis = Genesis(
-        networkName: name, time: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
+        networkName: name, timeMilliseconds: 0, arbiter: arbiter.publicKey, claimIssuers: [regulator.publicKey],
         stablecoinIssuer: issuer.publicKey)
     var ledger = Ledger(genesis: genesis)
     let rows = ledger.takeStateChanges().compactMap { change in

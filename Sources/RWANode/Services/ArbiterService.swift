@@ -56,8 +56,13 @@ public final class ArbiterService: Sendable {
     /// The ledger as loaded, until `start` hands it to the sequencer thread, its only owner.
     private let ledgerAtStart: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
-    /// Writes blocks durably, in order, behind the sequencer, and reports each one back to it.
+    /// Writes blocks durably, in order, and reports each one to the core.
     private let committer = DispatchQueue(label: "rwanet-committer")
+    /// Carries out the core's actions, in the order the core gave them.
+    private let dispatcher = DispatchQueue(label: "rwanet-dispatcher")
+    /// The core, driven by the sequencer thread (submissions, ticks) and the committer (durable
+    /// blocks); nil until `start`.
+    private let core = NIOLockedValueBox<ArbiterCore<Reply>?>(nil)
     /// Submissions waiting for the sequencer beyond this are refused with `arbiter_busy`.
     public let queueCapacity: Int
 
@@ -74,8 +79,9 @@ public final class ArbiterService: Sendable {
     struct Queue {
         var items: [Submission] = []
         var stopping = false
-        /// The last block the committer made durable, until the sequencer takes the news.
-        var persisted: UInt64?
+        /// The committer reported a block to the core since the sequencer last looked: the core
+        /// may take submissions again, or have nothing left to answer.
+        var committerNews = false
     }
 
     /// Where the sequencer reads the time it hands the core.
@@ -244,23 +250,26 @@ public final class ArbiterService: Sendable {
         }
     }
 
-    private func takePersisted() -> UInt64? {
-        queue.withLockedValue { $0.persisted.take() }
+    /// Clears and returns whether the committer has reported a block since the last call.
+    private func takeCommitterNews() -> Bool {
+        queue.withLockedValue { queue in
+            defer { queue.committerNews = false }
+            return queue.committerNews
+        }
     }
 
-    /// Sleeps until `deadline` passes or there is work: a persisted block, `shutdown`, or (unless
-    /// the core cannot take them) new submissions.
+    /// Sleeps until `deadline` passes or there is work: news from the committer, `shutdown`, or
+    /// (unless the core cannot take them) new submissions.
     private func waitForWork(until deadline: UInt64?, submissionsWelcome: Bool) {
-        let ready = queue.withLockedValue { queue in
-            queue.persisted != nil || (submissionsWelcome && (!queue.items.isEmpty || queue.stopping))
+        func ready() -> Bool {
+            queue.withLockedValue { queue in
+                queue.committerNews || (submissionsWelcome && (!queue.items.isEmpty || queue.stopping))
+            }
         }
-        if ready { return }
+        if ready() { return }
         condition.lock()
         condition.unlock(withValue: 0)  // what arrives from now on wakes the wait below
-        if queue.withLockedValue({ $0.persisted != nil || (submissionsWelcome && (!$0.items.isEmpty || $0.stopping)) })
-        {
-            return
-        }
+        if ready() { return }
         if let deadline {
             // Sleeps for what the time source says is left; a manual source that has not moved
             // is asked again after that long.
@@ -280,51 +289,68 @@ public final class ArbiterService: Sendable {
         condition.unlock(withValue: 1)
     }
 
-    /// Runs the pure `ArbiterCore` and carries out its actions: blocks go to the committer
-    /// thread, answers leave once the committer reports their block durable.
+    /// Runs `body` on the core under its lock, and queues the actions it returns for the
+    /// dispatcher while still holding it: so actions are carried out in exactly the order the
+    /// core gave them, whichever thread drove it.
+    private func drive<Value>(_ body: (inout ArbiterCore<Reply>) -> ([ArbiterCore<Reply>.Action], Value)) -> Value {
+        core.withLockedValue { core in
+            guard core != nil else { preconditionFailure("the core is driven only after start") }
+            let (actions, value) = body(&core!)
+            if !actions.isEmpty { dispatcher.async { [self] in perform(actions) } }
+            return value
+        }
+    }
+
+    /// Feeds the pure `ArbiterCore` with what the sessions submitted, its signatures checked in
+    /// parallel first. The committer reports durable blocks to the core itself (`persisted`), so
+    /// answers never wait for this thread.
     private func sequence() {
         guard let ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
             preconditionFailure("an arbiter service is started once")
         }
-        var core = ArbiterCore<Reply>(
-            ledger: ledger, arbiter: arbiterKey, maxTransactions: rules.maxTransactions,
-            maxDelayNanoseconds: UInt64(rules.maxDelay.nanoseconds))
+        core.withLockedValue { core in
+            core = ArbiterCore(
+                ledger: ledger, arbiter: arbiterKey, maxTransactions: rules.maxTransactions,
+                maxDelayNanoseconds: UInt64(rules.maxDelay.nanoseconds))
+        }
         // Slices, so taking a block's worth off the front costs nothing however long the queue.
         var backlog: ArraySlice<Submission> = []
         var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
         while true {
-            if let height = takePersisted() {
-                perform(core.persisted(height: height, now: time.uptimeNanoseconds))
-            }
+            _ = takeCommitterNews()
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
                 checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
-            var consumed = 0
             let now = time.uptimeNanoseconds
             let wall = time.unixMilliseconds  // the block's time, if this opens one
-            for (submission, result) in zip(backlog, checked) {
-                guard core.acceptsSubmissions else { break }
-                consumed += 1
-                perform(
-                    core.submit(
-                        result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: wall))
+            let (consumed, accepting, deadline) = drive { core in
+                var actions: [ArbiterCore<Reply>.Action] = []
+                var consumed = 0
+                for (submission, result) in zip(backlog, checked) {
+                    guard core.acceptsSubmissions else { break }
+                    consumed += 1
+                    actions += core.submit(
+                        result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: wall)
+                }
+                actions += core.tick(now: time.uptimeNanoseconds)
+                return (actions, (consumed, core.acceptsSubmissions, core.nextDeadline))
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)
-            perform(core.tick(now: time.uptimeNanoseconds))
-            guard backlog.isEmpty || !core.acceptsSubmissions else { continue }
+            guard backlog.isEmpty || !accepting else { continue }
             if backlog.isEmpty && queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
-                // Drain: seal what is pending, then wait until every answer has left.
-                perform(core.tick(now: time.uptimeNanoseconds, draining: true))
-                if core.unansweredCount == 0 { break }
+                // Drain: seal what is pending, then wait until every answer has been released.
+                let unanswered = drive { core in
+                    (core.tick(now: time.uptimeNanoseconds, draining: true), core.unansweredCount)
+                }
+                if unanswered == 0 { break }
                 waitForWork(until: nil, submissionsWelcome: false)
                 continue
             }
-            waitForWork(
-                until: core.nextDeadline,
-                submissionsWelcome: core.acceptsSubmissions)
+            waitForWork(until: deadline, submissionsWelcome: accepting)
         }
+        dispatcher.sync {}  // every released answer has been handed to its session
         stopped.set()
     }
 
@@ -341,7 +367,8 @@ public final class ArbiterService: Sendable {
             case .persist(let block, let changes):
                 committer.async { [self] in
                     commit(block, changes: changes)
-                    queue.withLockedValue { $0.persisted = block.header.height }
+                    drive { core in (core.persisted(height: block.header.height, now: time.uptimeNanoseconds), ()) }
+                    queue.withLockedValue { $0.committerNews = true }
                     wake()
                 }
             case .answer(let reply, let answer):

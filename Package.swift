@@ -46,6 +46,7 @@ let package = Package(
             dependencies: ["RWACrypto", "RWAWire", "RWALedger", "RWAMarket"]
         ),
         .target(name: "RWAArbiter", dependencies: ["RWACrypto", "RWAWire", "RWALedger"]),
+        .target(name: "RWAChannel", dependencies: ["RWACrypto", "RWAWire"]),
         .target(
             name: "RWAStore",
             dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
@@ -145,6 +146,10 @@ let package = Package(
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket", "RWATestSupport"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
         .testTarget(name: "RWANetworkSimTests", dependencies: ["RWANetworkSim", "RWATestSupport"]),
+        .testTarget(
+            name: "RWAChannelTests",
+            dependencies: ["RWAChannel", "RWAWire", "RWACrypto", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .testTarget(
             name: "RWALedgerTests",
             dependencies: [

@@ -58,7 +58,7 @@ public struct SessionCore: Sendable {
             return close(SessionError(report.code, report.text, fromPeer: true))
         case .hello, .helloReply, .helloFinish:
             return close(SessionError(.unexpectedMessage, "\(message.type) after the handshake"))
-        case .signedNote, .arbiter, .exchange:
+        case .signedNote, .arbiter, .exchange, .lease:
             return [.deliver(message)]
         }
     }

@@ -58,7 +58,49 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
         case deadlinePassed = 0x011A
         case priceLimit = 0x011B
         case insufficientLiquidity = 0x011C
-        // 0x0200–0x02FF: lease channel. 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
+        // 0x0200–0x02FF: lease channel (proto/README.md, "Lease codes"), carried by the lease
+        // messages' refusals and by `transaction_rejected` for the channel contract.
+        /// No channel with this id (at the peer or on the ledger).
+        case unknownChannel = 0x0201
+        /// A signature over the terms or a state does not verify for its party.
+        case badChannelSignature = 0x0202
+        /// The state belongs to another channel (or another chain).
+        case wrongChannel = 0x0203
+        /// An update's nonce is not exactly one above the latest co-signed state's.
+        case nonceNotNext = 0x0204
+        /// The paid amount falls below the latest state's.
+        case paymentDecreased = 0x0205
+        /// The paid amount exceeds the deposit.
+        case paymentAboveDeposit = 0x0206
+        /// The paid-through time is not what the paid amount buys at the rate.
+        case paidThroughMismatch = 0x0207
+        /// The channel's latest state is final, or the channel is closing or closed.
+        case channelFinal = 0x0208
+        /// The lessor proposed a state that changes the paid amount.
+        case lessorCannotPay = 0x0209
+        /// A proposal already waits for its countersignature.
+        case updateInProgress = 0x020A
+        /// Terms that cannot open a channel (proto/README.md, "Lease terms").
+        case invalidTerms = 0x020B
+        /// The lessor does not offer these terms.
+        case notOffered = 0x020C
+        /// One of the slice-hours is already leased.
+        case sliceHourTaken = 0x020D
+        /// The lease's hours are not all inside the licence's validity.
+        case outsideLicenceValidity = 0x020E
+        /// The lessor is neither an agent nor the registered owner of the licence.
+        case notLessorOfLicence = 0x020F
+        /// A challenge after the challenge period.
+        case challengePeriodOver = 0x0210
+        /// A registration or challenge whose nonce is not above the registered state's.
+        case staleState = 0x0211
+        /// A settlement before the challenge period is over.
+        case challengePeriodRunning = 0x0212
+        /// A rent claim with no rent accrued.
+        case nothingToClaim = 0x0213
+        /// The terms' period is not the chain's usage-right period.
+        case periodMismatch = 0x0214
+        // 0x0300–0x03FF: exchange. 0x8000–0xFFFF: private use.
         /// The exchange was sent a transaction that is not an order (`add_liquidity`,
         /// `remove_liquidity`, `swap_exact_in` or `swap_exact_out`).
         case notAnOrder = 0x0301
@@ -109,6 +151,26 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
     public static let deadlinePassed = ErrorCode(.deadlinePassed)
     public static let priceLimit = ErrorCode(.priceLimit)
     public static let insufficientLiquidity = ErrorCode(.insufficientLiquidity)
+    public static let unknownChannel = ErrorCode(.unknownChannel)
+    public static let badChannelSignature = ErrorCode(.badChannelSignature)
+    public static let wrongChannel = ErrorCode(.wrongChannel)
+    public static let nonceNotNext = ErrorCode(.nonceNotNext)
+    public static let paymentDecreased = ErrorCode(.paymentDecreased)
+    public static let paymentAboveDeposit = ErrorCode(.paymentAboveDeposit)
+    public static let paidThroughMismatch = ErrorCode(.paidThroughMismatch)
+    public static let channelFinal = ErrorCode(.channelFinal)
+    public static let lessorCannotPay = ErrorCode(.lessorCannotPay)
+    public static let updateInProgress = ErrorCode(.updateInProgress)
+    public static let invalidTerms = ErrorCode(.invalidTerms)
+    public static let notOffered = ErrorCode(.notOffered)
+    public static let sliceHourTaken = ErrorCode(.sliceHourTaken)
+    public static let outsideLicenceValidity = ErrorCode(.outsideLicenceValidity)
+    public static let notLessorOfLicence = ErrorCode(.notLessorOfLicence)
+    public static let challengePeriodOver = ErrorCode(.challengePeriodOver)
+    public static let staleState = ErrorCode(.staleState)
+    public static let challengePeriodRunning = ErrorCode(.challengePeriodRunning)
+    public static let nothingToClaim = ErrorCode(.nothingToClaim)
+    public static let periodMismatch = ErrorCode(.periodMismatch)
     public static let notAnOrder = ErrorCode(.notAnOrder)
     public static let exchangeUnavailable = ErrorCode(.exchangeUnavailable)
 

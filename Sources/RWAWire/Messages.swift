@@ -275,6 +275,8 @@ public enum Message: Equatable, Sendable {
     case arbiter(ArbiterMessage)
     /// Requests to the exchange peer and its answers (types 0x0600–0x07FF).
     case exchange(ExchangeMessage)
+    /// Between a lessor and a lessee (types 0x0400–0x05FF).
+    case lease(LeaseMessage)
     /// An odd type this implementation does not know: decoded only so it can be ignored.
     case ignored(MessageType)
 
@@ -290,6 +292,7 @@ public enum Message: Equatable, Sendable {
         case .signedNote: return .signedNote
         case .arbiter(let message): return message.type
         case .exchange(let message): return message.type
+        case .lease(let message): return message.type
         case .ignored(let type): return type
         }
     }
@@ -316,6 +319,10 @@ public enum Message: Equatable, Sendable {
             }
             if let exchange = try ExchangeMessage.decode(type: type, body: &reader) {
                 message = .exchange(exchange)
+                break
+            }
+            if let lease = try LeaseMessage.decode(type: type, body: &reader) {
+                message = .lease(lease)
                 break
             }
             guard !type.isRequired else { throw .unknownRequiredType(type.rawValue) }
@@ -349,6 +356,7 @@ public enum Message: Equatable, Sendable {
         case .signedNote(let m): m.encode(into: &buffer)
         case .arbiter(let m): m.encode(into: &buffer)
         case .exchange(let m): m.encode(into: &buffer)
+        case .lease(let m): m.encode(into: &buffer)
         case .ignored: preconditionFailure("an ignored message has no body to send")
         }
     }

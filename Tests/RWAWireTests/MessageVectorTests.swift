@@ -22,6 +22,15 @@ enum Fixtures {
     static let placeholderSignature = responder.sign(
         Array("vector".utf8), domain: SignatureDomain(tag: "rwanet/vector", chainID: chain))
 
+    /// Lease terms between the responder (lessor) and the initiator (lessee) on the devnet: slices
+    /// 10–11 of licence 1 for 4 hours from 2027-01-15T08:00Z at 1,000 per slice-hour.
+    static let terms = LeaseTerms(
+        chainID: chain, lessor: responder.publicKey, lessee: initiator.publicKey, licence: 1, firstSlice: 10,
+        sliceCount: 2, startSeconds: 1_800_000_000, hours: 4, periodSeconds: 3_600, ratePerSliceHour: 1_000,
+        deposit: 6_000, paymentIncrement: 500, challengePeriodMilliseconds: 60_000, nonce: 7)
+    static let leaseState = ChannelState(
+        channelID: terms.channelID, nonce: 3, paid: 1_500, paidThroughSeconds: 1_800_002_700, final: false)
+
     static let note = SignedNote(
         signedBy: initiator, chainID: chain, number: 42, body: Array("lease slice 17, 14:00-15:00".utf8))
 
@@ -216,6 +225,60 @@ enum Fixtures {
             "exchange_failed", "unknown_pool (0x0119)",
             .exchange(.failed(requestID: 20, code: .unknownPool, reason: "no pool for token 9"))
         ),
+        (
+            "lease_open_request",
+            "Fixtures.terms, signed by the lessee (initiator key) with the tag rwanet/lease-terms",
+            .lease(
+                .openRequest(
+                    requestID: 1, terms: terms,
+                    lesseeSignature: initiator.sign(terms.encoded, domain: terms.signatureDomain)))
+        ),
+        (
+            "lease_open_accept", "the lessor's (responder key) signature over Fixtures.terms",
+            .lease(
+                .openAccept(
+                    requestID: 1, channelID: terms.channelID,
+                    lessorSignature: responder.sign(terms.encoded, domain: terms.signatureDomain)))
+        ),
+        (
+            "lease_open_refused", "not_offered (0x020C)",
+            .lease(
+                .openRefused(
+                    requestID: 1, channelID: terms.channelID, code: .notOffered, reason: "slices 10-11 are leased"))
+        ),
+        (
+            "lease_update", "state 3 (1,500 paid, through 1800002700), signed by the lessee",
+            .lease(
+                .update(
+                    requestID: 3, state: leaseState, signature: leaseState.signed(by: initiator, chainID: chain)))
+        ),
+        (
+            "lease_countersign", "the lessor's signature over state 3",
+            .lease(
+                .countersign(
+                    requestID: 3, channelID: terms.channelID, nonce: 3,
+                    signature: leaseState.signed(by: responder, chainID: chain)))
+        ),
+        (
+            "lease_update_refused", "payment_decreased (0x0205)",
+            .lease(
+                .updateRefused(
+                    requestID: 4, channelID: terms.channelID, nonce: 4, code: .paymentDecreased,
+                    reason: "paid 1000 is below 1500"))
+        ),
+        (
+            "lease_reestablish", "holding state 3",
+            .lease(.reestablish(requestID: 0, channelID: terms.channelID, nonce: 3))
+        ),
+        (
+            "lease_latest_state", "state 3 co-signed: the lessor's signature, then the lessee's",
+            .lease(
+                .latestState(
+                    requestID: 0,
+                    state: CoSignedState(
+                        state: leaseState, lessorSignature: leaseState.signed(by: responder, chainID: chain),
+                        lesseeSignature: leaseState.signed(by: initiator, chainID: chain))))
+        ),
     ]
 
     /// Every invalid vector: name, description, frame bytes, error class.
@@ -270,6 +333,20 @@ enum Fixtures {
                 "length_above_maximum"
             ),
             (
+                "lease_update_final_2", "lease_update whose final flag is 2 (a bool is 0 or 1)",
+                {
+                    var frame = Message.lease(
+                        .update(requestID: 3, state: leaseState, signature: placeholderSignature)
+                    ).frameBytes()
+                    frame[2 + 8 + 64] = 2
+                    return frame
+                }(), "non_canonical"
+            ),
+            (
+                "lease_open_request_truncated", "lease_open_request without the last byte of its signature",
+                Array(messages.first { $0.0 == "lease_open_request" }!.2.frameBytes().dropLast()), "truncated"
+            ),
+            (
                 "unknown_even_type", "type 0x0800 (unassigned): required, so fatal",
                 [0x08, 0x00, 0xaa], "unknown_required_type"
             ),
@@ -321,10 +398,10 @@ final class MessageVectorTests: XCTestCase {
 
     func testUnknownOddTypeIsIgnoredAndEvenIsFatal() throws {
         XCTAssertEqual(
-            try Message.decode(frame: ByteBuffer(bytes: [0x04, 0x01, 1, 2, 3])), .ignored(MessageType(rawValue: 0x0401))
+            try Message.decode(frame: ByteBuffer(bytes: [0x08, 0x01, 1, 2, 3])), .ignored(MessageType(rawValue: 0x0801))
         )
-        XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: [0x04, 0x00, 1, 2, 3]))) {
-            XCTAssertEqual($0 as? WireError, .unknownRequiredType(0x0400))
+        XCTAssertThrowsError(try Message.decode(frame: ByteBuffer(bytes: [0x08, 0x00, 1, 2, 3]))) {
+            XCTAssertEqual($0 as? WireError, .unknownRequiredType(0x0800))
             XCTAssertEqual(($0 as? WireError)?.code, .unknownRequiredMessage)
         }
     }
@@ -513,6 +590,16 @@ final class LimitRelationTests: XCTestCase {
                         shares: .max))),
             .exchange(.orderRejected(requestID: .max, hash: digest, code: .closed, reason: text)),
             .exchange(.failed(requestID: .max, code: .closed, reason: text)),
+            .lease(.openRefused(requestID: .max, channelID: digest, code: .closed, reason: text)),
+            .lease(.updateRefused(requestID: .max, channelID: digest, nonce: .max, code: .closed, reason: text)),
+            .lease(
+                .openRequest(requestID: .max, terms: Fixtures.terms, lesseeSignature: Fixtures.placeholderSignature)),
+            .lease(
+                .latestState(
+                    requestID: .max,
+                    state: CoSignedState(
+                        state: Fixtures.leaseState, lessorSignature: Fixtures.placeholderSignature,
+                        lesseeSignature: Fixtures.placeholderSignature))),
         ]
         var biggest = 0
         for message in largest {

@@ -149,7 +149,8 @@ public struct ExchangeBook<Waiter> {
             _ = try? market.swap(exactOut: amountOut, side.direction, maximumIn: maximumIn, timestampSeconds: timestamp)
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
             .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
-            .createPool, .addLiquidity, .removeLiquidity:
+            .createPool, .addLiquidity, .removeLiquidity, .openChannel, .closeChannel, .registerState, .challenge,
+            .settleChannel, .claimRent:
             break
         }
     }
@@ -201,7 +202,7 @@ public struct ExchangeBook<Waiter> {
         case .addLiquidity, .removeLiquidity, .swapExactIn, .swapExactOut: break
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
             .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
-            .createPool:
+            .createPool, .openChannel, .closeChannel, .registerState, .challenge, .settleChannel, .claimRent:
             return .answer(
                 .failure(
                     Rejection(.notAnOrder, "\(transaction.operation.name) is not an order; send it to the arbiter")))

@@ -14,12 +14,17 @@ public struct Genesis: Equatable, Sendable {
     public var stablecoinIssuer: AccountID
     public var stablecoinSymbol: String
     public var stablecoinDecimals: UInt8
+    /// The usage-right period of lease channels ("an hour"), in seconds: 3,600 unless a test
+    /// network wants hours that pass in seconds.
+    public var periodSeconds: UInt32
 
     public init(
         networkName: String, timeMilliseconds: UInt64, arbiter: AccountID, claimIssuers: [AccountID],
         stablecoinIssuer: AccountID,
-        stablecoinSymbol: String = "USDR", stablecoinDecimals: UInt8 = 6
+        stablecoinSymbol: String = "USDR", stablecoinDecimals: UInt8 = 6, periodSeconds: UInt32 = 3_600
     ) {
+        precondition(periodSeconds > 0)
+        self.periodSeconds = periodSeconds
         self.networkName = networkName
         self.timeMilliseconds = timeMilliseconds
         self.arbiter = arbiter
@@ -40,6 +45,10 @@ public struct Genesis: Equatable, Sendable {
         stablecoinIssuer = try buffer.readPublicKey(field: "genesis.stablecoin_issuer")
         stablecoinSymbol = try buffer.readText(field: "genesis.stablecoin_symbol", maximum: LedgerLimits.symbolBytesMax)
         stablecoinDecimals = try buffer.readInteger(field: "genesis.stablecoin_decimals")
+        periodSeconds = try buffer.readInteger(field: "genesis.period_seconds")
+        guard periodSeconds > 0 else {
+            throw .invalidValue(field: "genesis.period_seconds", reason: "must be positive")
+        }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(message: "genesis", count: buffer.readableBytes) }
         guard encoded == bytes else { throw .nonCanonical(field: "genesis", reason: "re-encodes differently") }
     }
@@ -53,6 +62,7 @@ public struct Genesis: Equatable, Sendable {
         buffer.writePublicKey(stablecoinIssuer)
         buffer.writeText(stablecoinSymbol, maximum: LedgerLimits.symbolBytesMax)
         buffer.writeInteger(stablecoinDecimals)
+        buffer.writeInteger(periodSeconds, endianness: .big)
         return Array(buffer.readableBytesView)
     }
 

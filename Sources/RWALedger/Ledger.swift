@@ -202,10 +202,13 @@ public struct Ledger: Sendable {
 public struct Applied: Sendable, Equatable {
     public var createdID: UInt64
     public var fill: PoolFill?
+    /// Stablecoin collected by `claim_rent`.
+    public var claimed: UInt128
 
-    public init(createdID: UInt64 = 0, fill: PoolFill? = nil) {
+    public init(createdID: UInt64 = 0, fill: PoolFill? = nil, claimed: UInt128 = 0) {
         self.createdID = createdID
         self.fill = fill
+        self.claimed = claimed
     }
 }
 
@@ -435,6 +438,19 @@ extension Ledger {
                 fill: try swap(
                     token: token, side: side, exactIn: false, amount: amountOut, limit: maximumIn, deadline: deadline,
                     signer: signer))
+
+        case .openChannel(let terms, let lessorSignature, let lesseeSignature):
+            try openChannel(terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature, signer: signer)
+        case .closeChannel(let coSigned):
+            try closeChannel(coSigned, signer: signer)
+        case .registerState(let channel, let coSigned):
+            try registerState(channelID: channel, coSigned, signer: signer)
+        case .challenge(let coSigned):
+            try challenge(coSigned, signer: signer)
+        case .settleChannel(let channel):
+            try settleChannel(channel)
+        case .claimRent(let token):
+            return Applied(claimed: try claimRent(token, signer: signer))
         }
         return Applied()
     }
@@ -457,6 +473,14 @@ extension Ledger {
         var token: Token?
         if let spectrum = registration.spectrum, let rules = registration.compliance {
             if let reason = spectrum.invalidReason { throw Rejection(.invalidResource, reason) }
+            // Judged against the block's time, like deadlines: a licence that has expired
+            // cannot become a token (one valid later, or already running, can).
+            guard spectrum.validUntil > blockTimeMilliseconds / 1000 else {
+                throw Rejection(
+                    .invalidResource,
+                    "the licence expired at \(spectrum.validUntil); the block's time is \(blockTimeMilliseconds / 1000)"
+                )
+            }
             try validate(rules)
             let decimals: UInt8 = 6
             let supply = UInt128(SpectrumLicence.sliceCount) * 1_000_000

@@ -13,6 +13,15 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
     case resource(ResourceID)
     /// The pool of a licence token.
     case pool(TokenID)
+    /// A lease channel.
+    case channel(Digest32)
+    /// One slice of a licence for one usage-right period (`hour` counts periods since the Unix
+    /// epoch), locked by the channel that leases it.
+    case leasedSliceHour(TokenID, UInt8, UInt64)
+    /// The rent a licence's ownership token has earned per unit.
+    case rentIndex(TokenID)
+    /// One holder's settled rent in one licence.
+    case rentPosition(TokenID, AccountID)
 
     public var bytes: [UInt8] {
         var buffer = ByteBuffer()
@@ -37,6 +46,21 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
         case .pool(let token):
             buffer.writeInteger(UInt8(0x06))
             buffer.writeInteger(token, endianness: .big)
+        case .channel(let id):
+            buffer.writeInteger(UInt8(0x07))
+            buffer.writeDigest(id)
+        case .leasedSliceHour(let licence, let slice, let hour):
+            buffer.writeInteger(UInt8(0x08))
+            buffer.writeInteger(licence, endianness: .big)
+            buffer.writeInteger(slice)
+            buffer.writeInteger(hour, endianness: .big)
+        case .rentIndex(let token):
+            buffer.writeInteger(UInt8(0x09))
+            buffer.writeInteger(token, endianness: .big)
+        case .rentPosition(let token, let account):
+            buffer.writeInteger(UInt8(0x0A))
+            buffer.writeInteger(token, endianness: .big)
+            buffer.writePublicKey(account)
         }
         return Array(buffer.readableBytesView)
     }
@@ -54,6 +78,15 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
                 try buffer.readInteger(field: "state_key.token"), try buffer.readPublicKey(field: "state_key.account"))
         case 0x05: self = .resource(try buffer.readInteger(field: "state_key.resource"))
         case 0x06: self = .pool(try buffer.readInteger(field: "state_key.token"))
+        case 0x07: self = .channel(try buffer.readDigest(field: "state_key.channel"))
+        case 0x08:
+            self = .leasedSliceHour(
+                try buffer.readInteger(field: "state_key.licence"), try buffer.readInteger(field: "state_key.slice"),
+                try buffer.readInteger(field: "state_key.hour"))
+        case 0x09: self = .rentIndex(try buffer.readInteger(field: "state_key.token"))
+        case 0x0A:
+            self = .rentPosition(
+                try buffer.readInteger(field: "state_key.token"), try buffer.readPublicKey(field: "state_key.account"))
         default: throw .invalidValue(field: "state_key.kind", reason: "unknown kind \(kind)")
         }
         guard buffer.readableBytes == 0 else { throw .trailingBytes(message: "state key", count: buffer.readableBytes) }
@@ -68,6 +101,11 @@ public enum StateKey: Hashable, Sendable, CustomStringConvertible {
         case .holding(let token, let account): return "holding of token \(token) by \(account)"
         case .resource(let id): return "resource \(id)"
         case .pool(let token): return "pool of token \(token)"
+        case .channel(let id): return "channel \(id)"
+        case .leasedSliceHour(let licence, let slice, let hour):
+            return "slice \(slice) of licence \(licence) in hour \(hour)"
+        case .rentIndex(let token): return "rent index of token \(token)"
+        case .rentPosition(let token, let account): return "rent of \(account) in token \(token)"
         }
     }
 }
@@ -92,6 +130,12 @@ public struct LedgerState: Sendable {
     public internal(set) var holdings: [StateKey: Holding] = [:]
     public internal(set) var resources: [ResourceID: Resource] = [:]
     public internal(set) var pools: [TokenID: PoolRecord] = [:]
+    public internal(set) var channels: [Digest32: ChannelRecord] = [:]
+    /// Each locked slice-hour (`.leasedSliceHour` keys) and the channel that leases it.
+    public internal(set) var leasedSliceHours: [StateKey: Digest32] = [:]
+    public internal(set) var rentIndexes: [TokenID: RentIndex] = [:]
+    /// Keyed by `.rentPosition`; a holder without one is at index 0 with nothing accrued.
+    public internal(set) var rentPositions: [StateKey: RentPosition] = [:]
     /// Derived, never stored: which token's pool each pool account holds.
     var poolAccounts: [AccountID: TokenID] = [:]
     public internal(set) var nextIdentity: IdentityID = 1
@@ -136,6 +180,18 @@ public struct LedgerState: Sendable {
         case .pool(let token):
             guard let pool = pools[token] else { return nil }
             pool.encode(into: &buffer)
+        case .channel(let id):
+            guard let channel = channels[id] else { return nil }
+            channel.encode(into: &buffer)
+        case .leasedSliceHour:
+            guard let channel = leasedSliceHours[key] else { return nil }
+            buffer.writeDigest(channel)
+        case .rentIndex(let token):
+            guard let index = rentIndexes[token] else { return nil }
+            index.encode(into: &buffer)
+        case .rentPosition:
+            guard let position = rentPositions[key] else { return nil }
+            position.encode(into: &buffer)
         }
         return Array(buffer.readableBytesView)
     }
@@ -149,6 +205,10 @@ public struct LedgerState: Sendable {
         keys += Array(holdings.keys)
         keys += resources.keys.map { .resource($0) }
         keys += pools.keys.map { .pool($0) }
+        keys += channels.keys.map { .channel($0) }
+        keys += Array(leasedSliceHours.keys)
+        keys += rentIndexes.keys.map { .rentIndex($0) }
+        keys += Array(rentPositions.keys)
         return keys.map { StateRow(key: $0.bytes, value: row($0)!) }.sorted { $0.key.lexicographicallyPrecedes($1.key) }
     }
 
@@ -186,6 +246,16 @@ public struct LedgerState: Sendable {
                 }
                 pools[token] = pool
                 poolAccounts[pool.account] = token
+            case .channel(let id):
+                let channel = try ChannelRecord(decoding: &buffer)
+                guard channel.id == id else { throw .invalidValue(field: "channel", reason: "differs from its key") }
+                channels[id] = channel
+            case .leasedSliceHour:
+                leasedSliceHours[key] = try buffer.readDigest(field: "leased_slice_hour.channel")
+            case .rentIndex(let token):
+                rentIndexes[token] = try RentIndex(decoding: &buffer)
+            case .rentPosition:
+                rentPositions[key] = try RentPosition(decoding: &buffer)
             }
             guard buffer.readableBytes == 0 else {
                 throw .trailingBytes(message: "state row \(key)", count: buffer.readableBytes)
@@ -245,10 +315,42 @@ public struct LedgerState: Sendable {
 
     mutating func bumpCounters() { dirty.insert(.counters) }
 
+    mutating func setChannel(_ channel: ChannelRecord) {
+        channels[channel.id] = channel
+        dirty.insert(.channel(channel.id))
+    }
+
+    /// Locks (or, with nil, frees) a slice-hour.
+    mutating func setLeasedSliceHour(_ key: StateKey, _ channel: Digest32?) {
+        leasedSliceHours[key] = channel
+        dirty.insert(key)
+    }
+
+    mutating func setRentIndex(_ token: TokenID, _ index: RentIndex) {
+        rentIndexes[token] = index
+        dirty.insert(.rentIndex(token))
+    }
+
+    mutating func setRentPosition(_ token: TokenID, _ account: AccountID, _ position: RentPosition) {
+        let key = StateKey.rentPosition(token, account)
+        rentPositions[key] = position.isEmpty ? nil : position
+        dirty.insert(key)
+    }
+
     /// Sets a holding, keeping the per-identity balances of security tokens in step.
     mutating func setHolding(_ token: TokenID, _ account: AccountID, _ holding: Holding) {
         let key = StateKey.holding(token, account)
         let before = holdings[key]?.balance ?? 0
+        // A licence that has earned rent: what the old balance earned is settled first, so the
+        // rent stays right across every transfer, mint, burn, recovery and pool operation.
+        if before != holding.balance, let index = rentIndexes[token] {
+            var position = rentPositions[.rentPosition(token, account)] ?? RentPosition()
+            if position.index != index.perUnit {
+                position.accrued = position.total(balance: before, current: index.perUnit)
+                position.index = index.perUnit
+                setRentPosition(token, account, position)
+            }
+        }
         holdings[key] = holding.isEmpty ? nil : holding
         dirty.insert(key)
         if accounts[account] == nil { setAccount(account, Account()) }
@@ -269,6 +371,11 @@ public enum StateRecord: Equatable, Sendable {
     case holding(Holding)
     case resource(Resource)
     case pool(PoolRecord)
+    case channel(ChannelRecord)
+    /// The channel that leases the slice-hour.
+    case leasedSliceHour(Digest32)
+    case rentIndex(RentIndex)
+    case rentPosition(RentPosition)
 
     public init(key: StateKey, value: [UInt8]) throws(WireError) {
         var buffer = ByteBuffer(bytes: value)
@@ -283,6 +390,10 @@ public enum StateRecord: Equatable, Sendable {
         case .holding: self = .holding(try Holding(decoding: &buffer))
         case .resource: self = .resource(try Resource(decoding: &buffer))
         case .pool: self = .pool(try PoolRecord(decoding: &buffer))
+        case .channel: self = .channel(try ChannelRecord(decoding: &buffer))
+        case .leasedSliceHour: self = .leasedSliceHour(try buffer.readDigest(field: "leased_slice_hour.channel"))
+        case .rentIndex: self = .rentIndex(try RentIndex(decoding: &buffer))
+        case .rentPosition: self = .rentPosition(try RentPosition(decoding: &buffer))
         }
         guard buffer.readableBytes == 0 else {
             throw .trailingBytes(message: "state row \(key)", count: buffer.readableBytes)

@@ -57,6 +57,21 @@ public enum LedgerOperation: Equatable, Sendable {
     case swapExactOut(
         token: TokenID, side: TradeSide, amountOut: UInt128, maximumIn: UInt128, deadlineMilliseconds: UInt64)
 
+    /// Lessee: opens a lease channel on terms both parties signed (proto/README.md, "Channel
+    /// operations").
+    case openChannel(terms: LeaseTerms, lessorSignature: Signature, lesseeSignature: Signature)
+    /// A party: closes the channel with the final state both signed, and settles at once.
+    case closeChannel(CoSignedState)
+    /// A party: registers its latest co-signed state (nil: the opening state) and starts the
+    /// challenge period.
+    case registerState(channel: Digest32, state: CoSignedState?)
+    /// A party: replaces the registered state with a newer one, within the challenge period.
+    case challenge(CoSignedState)
+    /// Anyone: settles a disputed channel after its challenge period.
+    case settleChannel(Digest32)
+    /// A holder: collects the rent its holding of a licence token has earned.
+    case claimRent(token: TokenID)
+
     /// The pool a pool operation acts on.
     public var poolToken: TokenID? {
         switch self {
@@ -65,7 +80,21 @@ public enum LedgerOperation: Equatable, Sendable {
             .swapExactIn(let token, _, _, _, _), .swapExactOut(let token, _, _, _, _):
             return token
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
-            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource:
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
+            .openChannel, .closeChannel, .registerState, .challenge, .settleChannel, .claimRent:
+            return nil
+        }
+    }
+
+    /// The channel a channel operation acts on.
+    public var channelID: Digest32? {
+        switch self {
+        case .openChannel(let terms, _, _): return terms.channelID
+        case .closeChannel(let state), .challenge(let state): return state.state.channelID
+        case .registerState(let channel, _), .settleChannel(let channel): return channel
+        case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
+            .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
+            .createPool, .addLiquidity, .removeLiquidity, .swapExactIn, .swapExactOut, .claimRent:
             return nil
         }
     }
@@ -92,6 +121,12 @@ public enum LedgerOperation: Equatable, Sendable {
         case .removeLiquidity: return "remove_liquidity"
         case .swapExactIn: return "swap_exact_in"
         case .swapExactOut: return "swap_exact_out"
+        case .openChannel: return "open_channel"
+        case .closeChannel: return "close_channel"
+        case .registerState: return "register_state"
+        case .challenge: return "challenge"
+        case .settleChannel: return "settle_channel"
+        case .claimRent: return "claim_rent"
         }
     }
 
@@ -133,7 +168,8 @@ public enum LedgerOperation: Equatable, Sendable {
             if let compliance = registration.compliance { try rules(compliance) }
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
             .setPaused, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .createPool, .addLiquidity,
-            .removeLiquidity, .swapExactIn, .swapExactOut:
+            .removeLiquidity, .swapExactIn, .swapExactOut, .openChannel, .closeChannel, .registerState, .challenge,
+            .settleChannel, .claimRent:
             break
         }
     }
@@ -161,6 +197,12 @@ public enum LedgerOperation: Equatable, Sendable {
         case .removeLiquidity: return 0x32
         case .swapExactIn: return 0x33
         case .swapExactOut: return 0x34
+        case .openChannel: return 0x40
+        case .closeChannel: return 0x41
+        case .registerState: return 0x42
+        case .challenge: return 0x43
+        case .settleChannel: return 0x44
+        case .claimRent: return 0x45
         }
     }
 
@@ -223,6 +265,21 @@ public enum LedgerOperation: Equatable, Sendable {
             self = .swapExactOut(
                 token: try token(), side: try TradeSide(decoding: &buffer), amountOut: try amount(),
                 maximumIn: try amount(), deadlineMilliseconds: try deadline())
+        case 0x40:
+            self = .openChannel(
+                terms: try LeaseTerms(decoding: &buffer),
+                lessorSignature: try buffer.readSignature(field: "operation.lessor_signature"),
+                lesseeSignature: try buffer.readSignature(field: "operation.lessee_signature"))
+        case 0x41: self = .closeChannel(try CoSignedState(decoding: &buffer))
+        case 0x42:
+            self = .registerState(
+                channel: try buffer.readDigest(field: "operation.channel"),
+                state: try buffer.readOptional(field: "operation.state") { (b) throws(WireError) in
+                    try CoSignedState(decoding: &b)
+                })
+        case 0x43: self = .challenge(try CoSignedState(decoding: &buffer))
+        case 0x44: self = .settleChannel(try buffer.readDigest(field: "operation.channel"))
+        case 0x45: self = .claimRent(token: try token())
         default: throw .invalidValue(field: "operation.tag", reason: "unknown operation 0x\(String(tag, radix: 16))")
         }
     }
@@ -288,6 +345,19 @@ public enum LedgerOperation: Equatable, Sendable {
             buffer.writeUInt128(exact)
             buffer.writeUInt128(limit)
             buffer.writeInteger(deadline, endianness: .big)
+        case .openChannel(let terms, let lessorSignature, let lesseeSignature):
+            terms.encode(into: &buffer)
+            buffer.writeSignature(lessorSignature)
+            buffer.writeSignature(lesseeSignature)
+        case .closeChannel(let state), .challenge(let state):
+            state.encode(into: &buffer)
+        case .registerState(let channel, let state):
+            buffer.writeDigest(channel)
+            buffer.writeOptional(state) { $1.encode(into: &$0) }
+        case .settleChannel(let channel):
+            buffer.writeDigest(channel)
+        case .claimRent(let token):
+            buffer.writeInteger(token, endianness: .big)
         }
     }
 }

@@ -73,6 +73,15 @@ public struct Pool: Hashable, Sendable {
         return shares
     }
 
+    /// Adds `amount1` to the stablecoin reserve without minting shares, as tokens sent to a v2
+    /// pair and then `sync`ed do: every share is worth more. The ledger gives a pool its share of
+    /// a licence's rent this way, so liquidity providers receive it when they withdraw.
+    public mutating func donate(amount1: UInt128, timestampSeconds timestamp: UInt32) throws(MarketError) {
+        let (balance1, overflow) = reserve1.addingReportingOverflow(amount1)
+        guard !overflow, balance1 <= ConstantProduct.reserveMax else { throw .reserveOverflow }
+        update(balance0: reserve0, balance1: balance1, timestamp: timestamp)
+    }
+
     /// Burns `shares` and returns their pro-rata part of both reserves, rounded down (`burn`).
     public mutating func withdraw(shares: UInt128, timestampSeconds timestamp: UInt32) throws(MarketError) -> (
         amount0: UInt128, amount1: UInt128

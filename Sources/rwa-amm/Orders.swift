@@ -51,7 +51,7 @@ extension TraderOptions {
             line = "burned \(fill.shares) shares for \(fill.licence) licence and \(fill.stablecoin) stablecoin"
         case .transfer, .mint, .burn, .setFrozen, .freezePartial, .unfreezePartial, .forcedTransfer, .recoverWallet,
             .setPaused, .setCompliance, .registerIdentity, .linkWallet, .addClaim, .revokeClaim, .registerResource,
-            .createPool:
+            .createPool, .openChannel, .closeChannel, .registerState, .challenge, .settleChannel, .claimRent:
             line = "applied"  // not an order: the exchange refuses these before they get here
         }
         emit(json ? JSON.render(value) : "\(operation.name) filled in block \(fill.height) as \(fill.hash): \(line)")

@@ -77,6 +77,17 @@ enum Describe {
                 "token": token, "side": "\(side)", "amount_out": amountOut, "maximum_in": maximumIn,
                 "deadline_ms": deadline,
             ]) { $1 }
+        case .openChannel(let terms, _, _):
+            result.merge(["channel": "\(terms.channelID)", "terms": leaseTerms(terms)]) { $1 }
+        case .closeChannel(let state), .challenge(let state):
+            result.merge(["channel": "\(state.state.channelID)", "state": channelState(state.state)]) { $1 }
+        case .registerState(let channel, let state):
+            result["channel"] = "\(channel)"
+            result["state"] = state.map { channelState($0.state) } ?? "opening"
+        case .settleChannel(let channel):
+            result["channel"] = "\(channel)"
+        case .claimRent(let token):
+            result["token"] = token
         }
         return result
     }
@@ -116,6 +127,23 @@ enum Describe {
         }
         if let rules = registration.compliance { result["compliance"] = compliance(rules) }
         return result
+    }
+
+    static func leaseTerms(_ terms: LeaseTerms) -> [String: Any] {
+        [
+            "lessor": "\(terms.lessor)", "lessee": "\(terms.lessee)", "licence": terms.licence,
+            "first_slice": terms.firstSlice, "slice_count": terms.sliceCount, "start_seconds": terms.startSeconds,
+            "hours": terms.hours, "period_seconds": terms.periodSeconds, "rate_per_slice_hour": terms.ratePerSliceHour,
+            "deposit": terms.deposit, "payment_increment": terms.paymentIncrement,
+            "challenge_period_ms": terms.challengePeriodMilliseconds, "nonce": terms.nonce,
+        ]
+    }
+
+    static func channelState(_ state: ChannelState) -> [String: Any] {
+        [
+            "nonce": state.nonce, "paid": state.paid, "paid_through_seconds": state.paidThroughSeconds,
+            "final": state.final,
+        ]
     }
 
     static func record(_ record: StateRecord) -> [String: Any] {
@@ -162,6 +190,20 @@ enum Describe {
                 "licence_price_cumulative": "\(pool.market.price0Cumulative)",
                 "stablecoin_price_cumulative": "\(pool.market.price1Cumulative)",
             ]
+        case .channel(let channel):
+            return [
+                "channel": "\(channel.id)",
+                "status": ["open", "disputed", "settled"][Int(channel.status.rawValue) - 1],
+                "terms": leaseTerms(channel.terms), "nonce": channel.nonce, "paid": channel.paid,
+                "paid_through_seconds": channel.paidThroughSeconds,
+                "challenge_deadline_ms": channel.challengeDeadlineMilliseconds,
+            ]
+        case .leasedSliceHour(let channel):
+            return ["channel": "\(channel)"]
+        case .rentIndex(let index):
+            return ["per_unit": "\(index.perUnit)", "remainder": index.remainder, "distributed": index.distributed]
+        case .rentPosition(let position):
+            return ["index": "\(position.index)", "accrued": position.accrued]
         }
     }
 

@@ -1501,8 +1501,9 @@ final class LedgerEncodingTests: XCTestCase {
         let account = try deterministicKey(10).publicKey
         let keys: [StateKey] = [
             .counters, .account(account), .identity(7), .token(3), .holding(3, account), .resource(0x0102), .pool(3),
+            .channel(Blake2b.hash256([1])), .leasedSliceHour(1, 99, 500_000), .rentIndex(1), .rentPosition(1, account),
         ]
-        let lengths = [1, 33, 9, 9, 41, 9, 9]
+        let lengths = [1, 33, 9, 9, 41, 9, 9, 33, 18, 9, 41]
         for (index, key) in keys.enumerated() {
             XCTAssertEqual(key.bytes.count, lengths[index], "\(key)")
             XCTAssertEqual(key.bytes.first, UInt8(index), "\(key)")
@@ -1511,7 +1512,7 @@ final class LedgerEncodingTests: XCTestCase {
         XCTAssertEqual(StateKey.resource(0x0102).bytes, [5, 0, 0, 0, 0, 0, 0, 1, 2])
         XCTAssertEqual(StateKey.holding(3, account).bytes, [4, 0, 0, 0, 0, 0, 0, 0, 3] + account.bytes)
         XCTAssertEqual(Set(keys.map(\.bytes)).count, keys.count)
-        XCTAssertEqual(decodingFault { try StateKey(bytes: [7]) }, WireFault("invalidValue", "state_key.kind"))
+        XCTAssertEqual(decodingFault { try StateKey(bytes: [0x0B]) }, WireFault("invalidValue", "state_key.kind"))
         XCTAssertEqual(
             decodingFault { try StateKey(bytes: StateKey.token(3).bytes + [0]) },
             WireFault("trailingBytes", "state key"))
@@ -1614,7 +1615,13 @@ final class LedgerEncodingTests: XCTestCase {
             decodingFault { try Genesis(decoding: genesis.encoded + [0]) }, WireFault("trailingBytes", "genesis"))
         XCTAssertEqual(
             decodingFault { try Genesis(decoding: Array(genesis.encoded.dropLast())) },
-            WireFault("truncated", "genesis.stablecoin_decimals"))
+            WireFault("truncated", "genesis.period_seconds"))
+        var shorterHours = genesis
+        shorterHours.periodSeconds = 60
+        XCTAssertNotEqual(shorterHours.chainID, genesis.chainID, "the period is part of the chain")
+        XCTAssertEqual(
+            decodingFault { try Genesis(decoding: Array(genesis.encoded.dropLast(4)) + [0, 0, 0, 0]) },
+            WireFault("invalidValue", "genesis.period_seconds"))
     }
 }
 

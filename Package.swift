@@ -49,7 +49,7 @@ let package = Package(
         .target(name: "RWAChannel", dependencies: ["RWACrypto", "RWAWire"]),
         .target(
             name: "RWAStore",
-            dependencies: ["RWALedger", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: ["RWALedger", "RWAChannel", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
         ),
         .target(name: "RWASim", dependencies: ["RWAMarket"]),
         .target(
@@ -160,7 +160,7 @@ let package = Package(
         .testTarget(
             name: "RWAArbiterTests",
             dependencies: [
-                "RWALedger", "RWAStore", "RWASession", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport", "RWAMarket",
+                "RWALedger", "RWAStore", "RWAChannel", "RWASession", "RWANode", "RWACrypto", "RWAWire", "RWATestSupport", "RWAMarket",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),

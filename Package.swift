@@ -67,7 +67,7 @@ let package = Package(
             name: "RWANode",
             dependencies: [
                 "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore",
-                "RWAMarket",
+                "RWAMarket", "RWAChannel",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
@@ -164,6 +164,7 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

@@ -17,9 +17,18 @@ public protocol ArbiterLink: Sendable {
     func status() async throws -> ChainStatus
     /// Every committed block from `height`, in order, then each new one as it becomes durable.
     func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error>
+    /// The committed state row under `key`.
+    func stateRow(_ key: StateKey) async throws -> [UInt8]?
 }
 
 extension ArbiterLink {
+    /// The sequence number `account`'s next transaction must carry.
+    public func nextSequence(of account: AccountID) async throws -> UInt64 {
+        guard let row = try await stateRow(.account(account)) else { return 0 }
+        guard case .account(let record) = try StateRecord(key: .account(account), value: row) else { return 0 }
+        return record.nextSequence
+    }
+
     public func submit(_ transaction: Transaction) async throws -> Receipt {
         try await withCheckedThrowingContinuation { continuation in
             submit(transaction) { continuation.resume(with: $0) }
@@ -39,6 +48,7 @@ extension ArbiterClient: ArbiterLink {
 public final class InMemoryArbiter: ArbiterLink {
     public let chainID: Digest32
     private let store: any ChainStore
+    private let time: any TimeSource
     private let state: NIOLockedValueBox<State>
 
     private struct State {
@@ -48,13 +58,15 @@ public final class InMemoryArbiter: ArbiterLink {
         var subscribers: [(next: UInt64, continuation: AsyncThrowingStream<Block, Error>.Continuation)] = []
     }
 
-    public init(store: any ChainStore, arbiterKey: SigningKeyPair) throws {
+    /// Blocks take their time from `time`.
+    public init(store: any ChainStore, arbiterKey: SigningKeyPair, time: any TimeSource = SystemTimeSource()) throws {
         let ledger = try store.loadLedger()
         guard ledger.genesis.arbiter == arbiterKey.publicKey else {
             throw StoreError("this key is not the arbiter named in the genesis")
         }
         chainID = ledger.chainID
         self.store = store
+        self.time = time
         state = NIOLockedValueBox(
             State(core: ArbiterCore(ledger: ledger, arbiter: arbiterKey, maxTransactions: 1, maxDelayNanoseconds: 0)))
     }
@@ -68,7 +80,8 @@ public final class InMemoryArbiter: ArbiterLink {
             let waiter = state.nextWaiter
             state.nextWaiter += 1
             state.waiting[waiter] = completion
-            var queue = state.core.submit(checked, bytes: bytes, reply: waiter, now: 0, timeMilliseconds: 0)
+            var queue = state.core.submit(
+                checked, bytes: bytes, reply: waiter, now: 0, timeMilliseconds: time.unixMilliseconds)
             queue += state.core.tick(now: 0, draining: true)
             var answers: [(Int, Result<Receipt, Error>)] = []
             while !queue.isEmpty {
@@ -123,6 +136,8 @@ public final class InMemoryArbiter: ArbiterLink {
             chainID: chainID, height: tip?.height ?? 0, tipHash: tip?.hash ?? chainID,
             tipTimeMilliseconds: tip?.timeMilliseconds ?? 0)
     }
+
+    public func stateRow(_ key: StateKey) async throws -> [UInt8]? { try store.stateRow(key: key.bytes) }
 
     public func subscribe(from height: UInt64) -> AsyncThrowingStream<Block, Error> {
         let (stream, continuation) = AsyncThrowingStream<Block, Error>.makeStream(bufferingPolicy: .unbounded)

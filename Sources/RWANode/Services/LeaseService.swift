@@ -1,0 +1,525 @@
+import Dispatch
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import RWAChannel
+import RWACrypto
+import RWALedger
+import RWAStore
+import RWAWire
+
+/// What a lessor offers (its configuration): which slices of which licence, for how many hours
+/// at most, at what rate at least.
+public struct LeaseOffer: Sendable, Equatable, Codable {
+    public var licence: UInt64
+    public var firstSlice: UInt8
+    public var sliceCount: UInt8
+    public var ratePerSliceHour: UInt128
+    public var maxHours: UInt32
+
+    public init(licence: UInt64, firstSlice: UInt8, sliceCount: UInt8, ratePerSliceHour: UInt128, maxHours: UInt32) {
+        self.licence = licence
+        self.firstSlice = firstSlice
+        self.sliceCount = sliceCount
+        self.ratePerSliceHour = ratePerSliceHour
+        self.maxHours = maxHours
+    }
+
+    /// Why these terms are not offered, or nil.
+    func refusal(_ terms: LeaseTerms) -> ChannelRejection? {
+        guard terms.licence == licence else {
+            return ChannelRejection(.notOffered, "licence \(terms.licence) is not offered")
+        }
+        guard terms.firstSlice >= firstSlice,
+            Int(terms.firstSlice) + Int(terms.sliceCount) <= Int(firstSlice) + Int(sliceCount)
+        else {
+            return ChannelRejection(
+                .notOffered,
+                "slices \(firstSlice)–\(Int(firstSlice) + Int(sliceCount) - 1) are offered, not those asked")
+        }
+        guard terms.ratePerSliceHour >= ratePerSliceHour else {
+            return ChannelRejection(.notOffered, "the rate is at least \(ratePerSliceHour) per slice-hour")
+        }
+        guard terms.hours <= maxHours else { return ChannelRejection(.notOffered, "at most \(maxHours) hours") }
+        return nil
+    }
+}
+
+/// A channel as the daemon reports it.
+public struct ChannelSummary: Sendable, Equatable {
+    public var channelID: Digest32
+    public var role: LeaseRole
+    public var status: StoredChannel.Status
+    public var terms: LeaseTerms
+    public var state: ChannelState
+}
+
+/// The lease channel daemon's shell (`rwa-lessor run`, `rwa-lessee run`): it keeps a pure
+/// `LeaseChannel` per channel and carries out its actions: messages to the peer's session, states
+/// stored in the `ChannelStore` before the core is told (so nothing countersigned is lost),
+/// transactions to the arbiter (open, close, registration, challenge, settlement), grants and
+/// revocations for the radio. It follows the chain's blocks to learn when opens commit and to
+/// answer a registration of an older state with its newer one. All state lives on one serial
+/// queue; the cores decide, this class only carries out.
+public final class LeaseService: @unchecked Sendable {
+    public let role: LeaseRole
+    public let genesis: Genesis
+    private let key: SigningKeyPair
+    private let store: any ChannelStore
+    private let arbiter: any ArbiterLink
+    private let time: any TimeSource
+    private let offers: [LeaseOffer]
+    private let logger: Logger
+    private let queue = DispatchQueue(label: "rwanet-lease")
+    private let served = ServedSessions(service: "the lessor")
+    private let submitter: Submitter
+
+    // Everything below is used on `queue` only.
+    private var entries: [Digest32: Entry] = [:]
+    private var sessions: [SigningPublicKey: PeerSession] = [:]
+    private var pendingOpens: [Digest32: CheckedContinuation<Signature, Error>] = [:]
+    private var watchers: [UUID: AsyncStream<String>.Continuation] = [:]
+    /// Disputed channels and the block time after which they may be settled.
+    private var settleAfter: [Digest32: UInt64] = [:]
+    private var tipTimeMilliseconds: UInt64 = 0
+    private var stopped = false
+
+    struct Entry {
+        var core: LeaseChannel
+        var stored: StoredChannel
+        /// Callers waiting for an update: resumed by `.settled` (nonce reached) or `.refused`.
+        var waiting: [CheckedContinuation<ChannelState, Error>] = []
+    }
+
+    public init(
+        role: LeaseRole, key: SigningKeyPair, genesis: Genesis, store: any ChannelStore, arbiter: any ArbiterLink,
+        time: any TimeSource = SystemTimeSource(), offers: [LeaseOffer] = [],
+        logger: Logger = Logger(label: "rwanet.lease")
+    ) throws {
+        self.role = role
+        self.key = key
+        self.genesis = genesis
+        self.store = store
+        self.arbiter = arbiter
+        self.time = time
+        self.offers = offers
+        self.logger = logger
+        self.submitter = Submitter(key: key, arbiter: arbiter)
+        for stored in try store.channels() where stored.status != .accepted {
+            let latest = try store.latestState(of: stored.channelID)
+            entries[stored.channelID] = Entry(
+                core: LeaseChannel(role: role, terms: stored.terms, key: key, latest: latest), stored: stored)
+        }
+        for stored in try store.channels() where stored.status == .accepted {
+            entries[stored.channelID] = Entry(
+                core: LeaseChannel(role: role, terms: stored.terms, key: key), stored: stored)
+        }
+    }
+
+    /// Follows the chain and starts the clock. Returns at once.
+    public func start() {
+        let blocks = arbiter.subscribe(from: 1)
+        Task { [self] in
+            do {
+                for try await block in blocks { queue.async { self.follow(block) } }
+            } catch {
+                logger.error("stopped following the chain: \(error)")
+            }
+        }
+        scheduleTick()
+    }
+
+    public func stop() {
+        queue.sync {
+            stopped = true
+            for watcher in watchers.values { watcher.finish() }
+        }
+    }
+
+    private func scheduleTick() {
+        queue.asyncAfter(deadline: .now() + .milliseconds(100)) { [self] in
+            guard !stopped else { return }
+            tick()
+            scheduleTick()
+        }
+    }
+
+    // MARK: Sessions
+
+    /// Lessor: serves a lessee's session until it ends.
+    public func serve(_ session: PeerSession) {
+        queue.async { [self] in
+            sessions[session.peerIdentity] = session
+            reconnected(session.peerIdentity)
+        }
+        served.serve(
+            session,
+            route: { message in
+                if case .lease(let lease) = message { return lease }
+                return nil
+            },
+            handle: { [self] message in queue.async { self.receive(message, from: session) } },
+            ended: { [self] in
+                queue.async {
+                    if self.sessions[session.peerIdentity] === session { self.sessions[session.peerIdentity] = nil }
+                }
+            })
+    }
+
+    /// Lessee: takes a session with a lessor into use (its inbox is consumed here).
+    public func adopt(_ session: PeerSession) {
+        serve(session)
+    }
+
+    private func send(_ message: LeaseMessage, to peer: SigningPublicKey) {
+        guard let session = sessions[peer] else {
+            logger.info("no session with \(peer): \(message.type) waits for the reconnection")
+            return
+        }
+        served.send([.lease(message)], to: session)
+    }
+
+    private func reconnected(_ peer: SigningPublicKey) {
+        for (id, entry) in entries where entry.stored.status == .open && peerOf(entry) == peer {
+            perform(entry.core.reconnected(), on: id)
+        }
+    }
+
+    private func peerOf(_ entry: Entry) -> SigningPublicKey {
+        role == .lessor ? entry.stored.terms.lessee : entry.stored.terms.lessor
+    }
+
+    // MARK: Receiving
+
+    private func receive(_ message: LeaseMessage, from session: PeerSession) {
+        switch message {
+        case .openRequest(_, let terms, _):
+            guard role == .lessor else { return }
+            guard terms.lessee == session.peerIdentity else {
+                served.send(
+                    [
+                        .lease(
+                            .openRefused(
+                                requestID: message.requestID, channelID: terms.channelID, code: .invalidTerms,
+                                reason: "the terms name another lessee than this session's"))
+                    ],
+                    to: session)
+                return
+            }
+            let answer = LeaseChannel.answerOpen(message, lessor: key) { [offers, genesis] terms in
+                guard terms.periodSeconds == genesis.periodSeconds, terms.chainID == genesis.chainID else {
+                    return ChannelRejection(.periodMismatch, "this chain's period is \(genesis.periodSeconds) s")
+                }
+                if offers.contains(where: { $0.refusal(terms) == nil }) { return nil }
+                return offers.first.flatMap { $0.refusal(terms) } ?? ChannelRejection(.notOffered, "nothing is offered")
+            }
+            switch answer {
+            case .success(let accepted):
+                let stored = StoredChannel(
+                    role: .lessor, terms: terms, lessorSignature: accepted.lessorSignature,
+                    lesseeSignature: accepted.lesseeSignature)
+                do {
+                    try store.save(stored)
+                } catch {
+                    logger.error("cannot store channel \(terms.channelID): \(error)")
+                    return
+                }
+                entries[terms.channelID] = Entry(
+                    core: LeaseChannel(role: .lessor, terms: terms, key: key), stored: stored)
+                served.send([.lease(accepted.answer)], to: session)
+                event("accepted \(terms.channelID)")
+            case .failure(let rejection):
+                served.send(
+                    [
+                        .lease(
+                            .openRefused(
+                                requestID: message.requestID, channelID: terms.channelID, code: rejection.code,
+                                reason: rejection.reason))
+                    ],
+                    to: session)
+            }
+        case .openAccept(_, let id, _), .openRefused(_, let id, _, _):
+            guard let waiter = pendingOpens.removeValue(forKey: id), let entry = entries[id] else { return }
+            waiter.resume(with: LeaseChannel.checkAcceptance(entry.stored.terms, message).mapError { $0 as Error })
+        case .update, .countersign, .updateRefused, .reestablish, .latestState:
+            guard let entry = entries[message.channelID], peerOf(entry) == session.peerIdentity else {
+                served.send(
+                    [
+                        .lease(
+                            .updateRefused(
+                                requestID: message.requestID, channelID: message.channelID, nonce: 0,
+                                code: .unknownChannel, reason: "no such channel with you"))
+                    ],
+                    to: session)
+                return
+            }
+            perform(entries[message.channelID]!.core.receive(message), on: message.channelID)
+        }
+    }
+
+    // MARK: Carrying out the core's actions
+
+    private func perform(_ actions: [LeaseChannel.Action], on id: Digest32) {
+        var queueOfActions = actions
+        while !queueOfActions.isEmpty {
+            let action = queueOfActions.removeFirst()
+            guard var entry = entries[id] else { return }
+            switch action {
+            case .send(let message):
+                send(message, to: peerOf(entry))
+            case .persist(let state):
+                do {
+                    try store.saveState(state)
+                } catch {
+                    // Not stored: the core is not told, so nothing depends on it.
+                    logger.error("cannot store state \(state.state.nonce) of \(id): \(error)")
+                    continue
+                }
+                queueOfActions += entry.core.persisted(nonce: state.state.nonce)
+                entries[id] = entry
+            case .grant(let through):
+                event("grant \(id) through \(through)")
+            case .revoke:
+                event("revoke \(id)")
+            case .settled(let nonce):
+                event("state \(id) \(nonce) paid \(entry.core.state.paid)")
+                for waiter in entry.waiting { waiter.resume(returning: entry.core.state) }
+                entry.waiting = []
+                entries[id] = entry
+            case .refused(let rejection):
+                logger.info("channel \(id): \(rejection)")
+                for waiter in entry.waiting { waiter.resume(throwing: rejection) }
+                entry.waiting = []
+                entries[id] = entry
+            case .closeCooperatively(let state):
+                mark(id, .closing)
+                submit(.closeChannel(state), for: id)
+            case .register(let state):
+                mark(id, .closing)
+                submit(.registerState(channel: id, state: state), for: id)
+            case .challenge(let state):
+                submit(.challenge(state), for: id)
+            }
+        }
+    }
+
+    private func mark(_ id: Digest32, _ status: StoredChannel.Status, openHeight: UInt64? = nil) {
+        guard var entry = entries[id], entry.stored.status != status || openHeight != nil else { return }
+        entry.stored.status = status
+        if let openHeight { entry.stored.openHeight = openHeight }
+        do { try store.save(entry.stored) } catch { logger.error("cannot store channel \(id): \(error)") }
+        entries[id] = entry
+    }
+
+    private func submit(_ operation: LedgerOperation, for id: Digest32) {
+        let submitter = submitter
+        Task { [self] in
+            do {
+                let receipt = try await submitter.submit(operation)
+                event("\(operation.name) \(id) committed in block \(receipt.height)")
+            } catch {
+                logger.warning("\(operation.name) for \(id) failed: \(error)")
+                event("\(operation.name) \(id) failed: \(error)")
+            }
+        }
+    }
+
+    private func event(_ line: String) {
+        logger.info("\(line)")
+        for watcher in watchers.values { watcher.yield(line) }
+    }
+
+    // MARK: The chain
+
+    private func follow(_ block: Block) {
+        tipTimeMilliseconds = block.header.timeMilliseconds
+        for committed in block.transactions {
+            guard let transaction = try? Transaction(decoding: committed.bytes),
+                let id = transaction.operation.channelID, entries[id] != nil
+            else { continue }
+            switch transaction.operation {
+            case .openChannel:
+                mark(id, .open, openHeight: block.header.height)
+                if let entry = entries[id], sessions[peerOf(entry)] != nil { perform(entry.core.reconnected(), on: id) }
+                event("opened \(id) in block \(block.header.height)")
+            case .registerState, .challenge:
+                var nonce: UInt64 = 0
+                if case .registerState(_, let state) = transaction.operation { nonce = state?.state.nonce ?? 0 }
+                if case .challenge(let state) = transaction.operation { nonce = state.state.nonce }
+                let terms = entries[id]!.stored.terms
+                settleAfter[id] = settleAfter[id] ?? block.header.timeMilliseconds + terms.challengePeriodMilliseconds
+                mark(id, .closing)
+                event("registered \(id) at nonce \(nonce)")
+                if transaction.signer != key.publicKey { perform(entries[id]!.core.registered(nonce: nonce), on: id) }
+            case .closeChannel, .settleChannel:
+                settleAfter[id] = nil
+                mark(id, .closed)
+                event("settled \(id)")
+            default:
+                break
+            }
+        }
+    }
+
+    private func tick() {
+        let now = time.unixMilliseconds / 1000
+        for id in entries.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            guard let entry = entries[id], entry.stored.status == .open else { continue }
+            perform(entries[id]!.core.tick(nowSeconds: now), on: id)
+        }
+        // Settle a disputed channel once a block after its challenge period has been seen.
+        for (id, deadline) in settleAfter
+        where tipTimeMilliseconds > deadline || time.unixMilliseconds > deadline + 2_000 {
+            settleAfter[id] = nil
+            submit(.settleChannel(id), for: id)
+        }
+    }
+
+    // MARK: Commands
+
+    /// Lessee: asks the lessor on `session` to open a channel on `terms`, then submits the open.
+    public func open(_ terms: LeaseTerms, over session: PeerSession) async throws -> Digest32 {
+        precondition(role == .lessee)
+        let id = terms.channelID
+        let lessorSignature = try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in
+                let request = LeaseChannel.openRequest(terms, lessee: key, requestID: 1)
+                guard case .openRequest(_, _, let lesseeSignature) = request else { return }
+                entries[id] = Entry(
+                    core: LeaseChannel(role: .lessee, terms: terms, key: key),
+                    stored: StoredChannel(
+                        role: .lessee, terms: terms, lessorSignature: lesseeSignature, lesseeSignature: lesseeSignature)
+                )
+                pendingOpens[id] = continuation
+                sessions[session.peerIdentity] = session
+                served.send([.lease(request)], to: session)
+            }
+        }
+        let lesseeSignature = key.sign(terms.encoded, domain: terms.signatureDomain)
+        let stored = StoredChannel(
+            role: .lessee, terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature)
+        try store.save(stored)
+        queue.sync { entries[id]?.stored = stored }
+        let receipt = try await submitter.submit(
+            .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
+        queue.sync { mark(id, .open, openHeight: receipt.height) }
+        return id
+    }
+
+    /// Lessee: pays `amount` more; returns the co-signed state once both sides stored it.
+    public func pay(_ id: Digest32, amount: UInt128) async throws -> ChannelState {
+        try await update(id) { $0.pay(amount) }
+    }
+
+    /// Either side: agrees the final state with the peer; the proposer then closes on the chain.
+    public func close(_ id: Digest32) async throws -> ChannelState {
+        try await update(id) { $0.proposeFinal() }
+    }
+
+    private func update(
+        _ id: Digest32, _ propose: @escaping @Sendable (inout LeaseChannel) -> [LeaseChannel.Action]
+    ) async throws
+        -> ChannelState
+    {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in
+                guard var entry = entries[id], entry.stored.status == .open else {
+                    continuation.resume(throwing: ChannelRejection(.unknownChannel, "no open channel \(id)"))
+                    return
+                }
+                let actions = propose(&entry.core)
+                entry.waiting.append(continuation)
+                entries[id] = entry
+                perform(actions, on: id)
+            }
+        }
+    }
+
+    /// Registers this side's latest state on the chain now (a unilateral close).
+    public func dispute(_ id: Digest32) throws {
+        try queue.sync {
+            guard let entry = entries[id] else { throw ChannelRejection(.unknownChannel, "no channel \(id)") }
+            mark(id, .closing)
+            submit(.registerState(channel: id, state: entry.core.latest), for: id)
+        }
+    }
+
+    /// Collects this key's rent on a licence token.
+    public func claimRent(token: UInt64) async throws -> Receipt {
+        try await submitter.submit(.claimRent(token: token))
+    }
+
+    public func channels() -> [ChannelSummary] {
+        queue.sync {
+            entries.values.map {
+                ChannelSummary(
+                    channelID: $0.stored.channelID, role: role, status: $0.stored.status, terms: $0.stored.terms,
+                    state: $0.core.state)
+            }.sorted { $0.channelID.bytes.lexicographicallyPrecedes($1.channelID.bytes) }
+        }
+    }
+
+    /// Grant, revoke and channel events as lines, as they happen (`rwa-lessor watch`).
+    public func watch() -> AsyncStream<String> {
+        let (stream, continuation) = AsyncStream<String>.makeStream()
+        let id = UUID()
+        queue.async { [self] in watchers[id] = continuation }
+        continuation.onTermination = { [self] _ in queue.async { self.watchers[id] = nil } }
+        return stream
+    }
+}
+
+/// Submits this daemon's transactions one at a time with consecutive sequence numbers, read from
+/// the chain first and again after a sequence refusal.
+final class Submitter: @unchecked Sendable {
+    private let key: SigningKeyPair
+    private let arbiter: any ArbiterLink
+    private let lock = NIOLockedValueBox<(chain: Task<Receipt, Error>?, next: UInt64?)>((nil, nil))
+
+    init(key: SigningKeyPair, arbiter: any ArbiterLink) {
+        self.key = key
+        self.arbiter = arbiter
+    }
+
+    func submit(_ operation: LedgerOperation) async throws -> Receipt {
+        // Each submission waits for the one before it, so sequence numbers follow each other.
+        let task = lock.withLockedValue { state -> Task<Receipt, Error> in
+            let previous = state.chain
+            let task = Task { [self] () throws -> Receipt in
+                _ = try? await previous?.value
+                for attempt in 0..<2 {
+                    let sequence: UInt64
+                    if let known = takeNext(), attempt == 0 {
+                        sequence = known
+                    } else {
+                        sequence = try await arbiter.nextSequence(of: key.publicKey)
+                    }
+                    let transaction = try Transaction(
+                        signedBy: key, chainID: arbiter.chainID, sequence: sequence, operation: operation)
+                    do {
+                        let receipt = try await arbiter.submit(transaction)
+                        setNext(sequence + 1)
+                        return receipt
+                    } catch let rejection as Rejection
+                        where rejection.code == .sequenceReused || rejection.code == .sequenceAhead
+                    {
+                        setNext(nil)
+                        if attempt == 1 { throw rejection }
+                    } catch let rejection as Rejection {
+                        setNext(sequence)  // refused: the sequence number is still free
+                        throw rejection
+                    }
+                }
+                throw Rejection(.sequenceReused, "no free sequence number")
+            }
+            state.chain = task
+            return task
+        }
+        return try await task.value
+    }
+
+    private func takeNext() -> UInt64? { lock.withLockedValue { $0.next } }
+
+    private func setNext(_ value: UInt64?) { lock.withLockedValue { $0.next = value } }
+}

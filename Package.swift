@@ -14,6 +14,8 @@ let package = Package(
         .executable(name: "rwa-amm", targets: ["rwa-amm"]),
         .executable(name: "rwa-arbiter", targets: ["rwa-arbiter"]),
         .executable(name: "rwa-netsim", targets: ["rwa-netsim"]),
+        .executable(name: "rwa-lessor", targets: ["rwa-lessor"]),
+        .executable(name: "rwa-lessee", targets: ["rwa-lessee"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -82,6 +84,32 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "RWALeaseDaemon",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWALedger", "RWAChannel", "RWAStore", "RWANode", "RWACommandLine", "RWASession",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "rwa-lessor",
+            dependencies: [
+                "RWALeaseDaemon", "RWACommandLine", "RWANode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "rwa-lessee",
+            dependencies: [
+                "RWALeaseDaemon", "RWACommandLine", "RWANode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(

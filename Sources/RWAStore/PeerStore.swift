@@ -26,13 +26,16 @@ public struct StoredChannel: Equatable, Sendable {
     public var status: Status
     /// The block that committed the open, once it has.
     public var openHeight: UInt64?
+    /// Lessee: where the lessor listens (`host:port`), to go back after a restart.
+    public var peerAddress: String?
 
     public var channelID: Digest32 { terms.channelID }
 
     public init(
         role: LeaseRole, terms: LeaseTerms, lessorSignature: Signature, lesseeSignature: Signature,
-        status: Status = .accepted, openHeight: UInt64? = nil
+        status: Status = .accepted, openHeight: UInt64? = nil, peerAddress: String? = nil
     ) {
+        self.peerAddress = peerAddress
         self.role = role
         self.terms = terms
         self.lessorSignature = lessorSignature
@@ -106,7 +109,7 @@ public final class PeerStore: ChannelStore {
         CREATE TABLE channels (
             channel_id BLOB PRIMARY KEY, position INTEGER NOT NULL, role TEXT NOT NULL, terms BLOB NOT NULL,
             lessor_signature BLOB NOT NULL, lessee_signature BLOB NOT NULL, status TEXT NOT NULL,
-            open_height INTEGER) WITHOUT ROWID;
+            open_height INTEGER, peer_address TEXT) WITHOUT ROWID;
         CREATE TABLE states (
             channel_id BLOB PRIMARY KEY REFERENCES channels (channel_id), nonce INTEGER NOT NULL,
             state BLOB NOT NULL) WITHOUT ROWID;
@@ -156,7 +159,7 @@ public final class PeerStore: ChannelStore {
                     role: role, terms: try LeaseTerms(decoding: &terms),
                     lessorSignature: try Signature(bytes: [UInt8](row["lessor_signature"] as Data)),
                     lesseeSignature: try Signature(bytes: [UInt8](row["lessee_signature"] as Data)), status: status,
-                    openHeight: (row["open_height"] as Int64?).map { UInt64($0) })
+                    openHeight: (row["open_height"] as Int64?).map { UInt64($0) }, peerAddress: row["peer_address"])
             }
         }
     }
@@ -177,13 +180,15 @@ public final class PeerStore: ChannelStore {
             try db.execute(
                 sql: """
                     INSERT INTO channels (channel_id, position, role, terms, lessor_signature, lessee_signature,
-                        status, open_height) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                    ON CONFLICT (channel_id) DO UPDATE SET status = excluded.status, open_height = excluded.open_height
+                        status, open_height, peer_address) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT (channel_id) DO UPDATE SET status = excluded.status, open_height = excluded.open_height,
+                        lessor_signature = excluded.lessor_signature, lessee_signature = excluded.lessee_signature,
+                        peer_address = excluded.peer_address
                     """,
                 arguments: [
                     Data(channel.channelID.bytes), position, channel.role.rawValue, Data(channel.terms.encoded),
                     Data(channel.lessorSignature.bytes), Data(channel.lesseeSignature.bytes), channel.status.rawValue,
-                    channel.openHeight.map { Int64($0) },
+                    channel.openHeight.map { Int64($0) }, channel.peerAddress,
                 ])
         }
     }

@@ -64,7 +64,11 @@ struct Init: ParsableCommand {
     @Option(help: "Stablecoin decimals.")
     var decimals: UInt8 = 6
 
+    @Option(help: "Length of a lease's usage-right period (its \"hour\"), in seconds; shorter for test networks.")
+    var periodSeconds: UInt32 = 3_600
+
     func validate() throws {
+        guard periodSeconds > 0 else { throw ValidationError("--period-seconds must be positive") }
         guard !networkName.isEmpty, networkName.utf8.count <= LedgerLimits.networkNameBytesMax else {
             throw ValidationError("--network-name must be 1...\(LedgerLimits.networkNameBytesMax) bytes")
         }
@@ -94,7 +98,7 @@ struct Init: ParsableCommand {
             networkName: networkName, timeMilliseconds: UInt64(Date().timeIntervalSince1970 * 1000),
             arbiter: arbiter.publicKey,
             claimIssuers: issuers.map(\.publicKey), stablecoinIssuer: stablecoinIssuer.publicKey,
-            stablecoinSymbol: symbol, stablecoinDecimals: decimals)
+            stablecoinSymbol: symbol, stablecoinDecimals: decimals, periodSeconds: periodSeconds)
         var ledger = Ledger(genesis: genesis)
         let rows = ledger.takeStateChanges().compactMap { change in
             change.row.map { StateRow(key: change.key.bytes, value: $0) }

@@ -66,6 +66,8 @@ public final class LeaseService: @unchecked Sendable {
     public let role: LeaseRole
     public let genesis: Genesis
     private let key: SigningKeyPair
+    /// This daemon's key.
+    public var identity: SigningPublicKey { key.publicKey }
     private let store: any ChannelStore
     private let arbiter: any ArbiterLink
     private let time: any TimeSource
@@ -379,7 +381,9 @@ public final class LeaseService: @unchecked Sendable {
     // MARK: Commands
 
     /// Lessee: asks the lessor on `session` to open a channel on `terms`, then submits the open.
-    public func open(_ terms: LeaseTerms, over session: PeerSession) async throws -> Digest32 {
+    public func open(_ terms: LeaseTerms, over session: PeerSession, peerAddress: String? = nil) async throws
+        -> Digest32
+    {
         precondition(role == .lessee)
         let id = terms.channelID
         let lessorSignature = try await withCheckedThrowingContinuation { continuation in
@@ -398,7 +402,8 @@ public final class LeaseService: @unchecked Sendable {
         }
         let lesseeSignature = key.sign(terms.encoded, domain: terms.signatureDomain)
         let stored = StoredChannel(
-            role: .lessee, terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature)
+            role: .lessee, terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature,
+            peerAddress: peerAddress)
         try store.save(stored)
         queue.sync { entries[id]?.stored = stored }
         let receipt = try await submitter.submit(

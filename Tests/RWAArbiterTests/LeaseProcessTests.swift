@@ -1,0 +1,159 @@
+// Goal: leasing with real processes on loopback: `rwa-arbiter run` on a chain whose hours last
+// two seconds, `rwa-lessor run` with an offer, `rwa-lessee run`, and the lessee's CLI opening a
+// channel, paying in steps and closing it; the lessor's CLI collecting its rent. Every balance on
+// the ledger is exact to the base unit, the licence's two holders receive the rent pro rata, the
+// lessee's store survives a restart of its daemon with the channel as both sides left it, and
+// `rwa-arbiter verify` replays the chain.
+import Foundation
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWANode
+import RWATestSupport
+import RWAWire
+import XCTest
+
+final class LeaseDaemonProcess: ToolProcess {
+    init(_ tool: String, _ arguments: [String]) throws { try super.init(tool: tool, arguments) }
+
+    /// Runs a CLI subcommand with `--json`; returns its answer, failing the test on a non-zero exit.
+    static func json(_ tool: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws
+        -> [String: Any]
+    {
+        let result = try run(tool: tool, arguments + ["--json"], timeout: 60)
+        XCTAssertEqual(
+            result.status, 0, "\(tool) \(arguments): \(result.errors.joined(separator: "\n"))", file: file, line: line)
+        return try XCTUnwrap(
+            JSONSerialization.jsonObject(with: Data(result.output.joined().utf8)) as? [String: Any],
+            "\(tool) \(arguments): \(result.output.joined())", file: file, line: line)
+    }
+}
+
+final class LeaseProcessTests: XCTestCase {
+    func testALeaseBetweenDaemonsFromTheCLI() async throws {
+        try await withTimeout(180, "testALeaseBetweenDaemonsFromTheCLI") {
+            let scratch = try Scratch()
+            let chainDir = scratch.directory.appendingPathComponent("chain").path
+            XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
+            let arbiter = try ArbiterProcess(["run", "--dir", chainDir, "--port", "0", "--no-udp"])
+            defer { arbiter.stop() }
+            _ = try arbiter.requireLine("the chain line")
+            let arbiterPort = try arbiter.requireListening("tcp").port
+            let genesis = try Genesis(
+                decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(chainDir)/genesis.bin"))))
+            XCTAssertEqual(genesis.periodSeconds, 2)
+
+            // The daemons' keys, made first so the regulator can verify them.
+            let lessorHome = scratch.directory.appendingPathComponent("lessor").path
+            let lesseeHome = scratch.directory.appendingPathComponent("lessee").path
+            let lessorKey = SigningKeyPair.generate()
+            let lesseeKey = SigningKeyPair.generate()
+            let carol = SigningKeyPair.generate()
+            for (home, key) in [(lessorHome, lessorKey), (lesseeHome, lesseeKey)] {
+                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+                try KeyFile.write(key, to: home + "/identity.key")
+            }
+            let regulator = try KeyFile.read(from: "\(chainDir)/regulator.key")
+            let issuer = try KeyFile.read(from: "\(chainDir)/stablecoin-issuer.key")
+            let admin = try await ArbiterClient.connect(
+                host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: genesis.chainID,
+                arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
+            for key in [lessorKey, lesseeKey, carol] {
+                let identity = try await admin.sign(
+                    .registerIdentity(account: key.publicKey, country: 840), with: regulator)
+                _ = try await admin.sign(
+                    .addClaim(identity: identity.createdID, topic: ClaimTopic.kyc), with: regulator)
+            }
+            let licence = try await admin.sign(
+                .registerResource(
+                    ResourceRegistration(
+                        kind: .radioSpectrum, owner: lessorKey.publicKey, name: "CBRS", valuation: 1_000_000,
+                        spectrum: SpectrumLicence(
+                            centreHz: 3_500_000_000, widthHz: 10_000_000, country: 840, region: "test",
+                            validFrom: 1_700_000_000, validUntil: 2_000_000_000),
+                        compliance: ComplianceRules())), with: regulator
+            ).createdID
+            _ = try await admin.sign(.mint(token: 0, to: lesseeKey.publicKey, amount: 1_000_000), with: issuer)
+            _ = try await admin.sign(
+                .transfer(token: licence, to: carol.publicKey, amount: 25_000_000), with: lessorKey)
+
+            let connection = ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
+            let lessor = try LeaseDaemonProcess(
+                "rwa-lessor",
+                ["run", "--home", lessorHome, "--port", "0", "--offer", "\(licence):0-99:10:100"] + connection)
+            defer { lessor.stop() }
+            let lessorPort = try lessor.requireListening("tcp").port
+            XCTAssertEqual(try lessor.requireLine("identity"), "identity \(lessorKey.publicKey)")
+            _ = try lessor.requireLine("control")
+            XCTAssertEqual(try lessor.requireLine("ready"), "ready")
+            var lessee = try LeaseDaemonProcess("rwa-lessee", ["run", "--home", lesseeHome] + connection)
+            defer { lessee.stop() }
+            _ = try lessee.requireLine("identity")
+            _ = try lessee.requireLine("control")
+            XCTAssertEqual(try lessee.requireLine("ready"), "ready")
+
+            // Two slices for five hours, starting a minute from now (so the daemon does not pay
+            // ahead on its own during the test): 100 in all, paid in steps of 10.
+            let start = (UInt64(Date().timeIntervalSince1970) / 2 + 30) * 2
+            let open = [
+                "open", "--home", lesseeHome, "--lessor", "127.0.0.1:\(lessorPort)", "--lessor-key",
+                "\(lessorKey.publicKey)", "--licence", "\(licence)", "--slices", "20-21", "--start", "\(start)",
+                "--hours", "5", "--challenge-ms", "2000",
+            ]
+            let refused = try ToolProcess.run(
+                tool: "rwa-lessee", open + ["--rate", "9", "--deposit", "90", "--increment", "9", "--nonce", "2"],
+                timeout: 60)
+            XCTAssertEqual(refused.status, 1, "a rate below the offer")
+            XCTAssertTrue(refused.errors.joined().contains("not_offered"), refused.errors.joined())
+            let opened = try LeaseDaemonProcess.json(
+                "rwa-lessee", open + ["--rate", "10", "--deposit", "100", "--increment", "10"])
+            let channel = try XCTUnwrap(opened["channel"] as? String)
+            let lesseeBalance = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
+            XCTAssertEqual(lesseeBalance, 1_000_000 - 100, "the deposit is in the channel")
+
+            for step in 1...5 {
+                let paid = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", lesseeHome, channel, "10"])
+                let state = try XCTUnwrap(paid["state"] as? [String: Any])
+                XCTAssertEqual(state["nonce"] as? Int, step)
+                XCTAssertEqual(state["paid"] as? String, "\(step * 10)")
+            }
+            // The lessee's daemon restarts: the channel comes back from its store, and the lessee
+            // goes back to the lessor and goes on paying where both left off.
+            lessee.stop()
+            lessee = try LeaseDaemonProcess("rwa-lessee", ["run", "--home", lesseeHome] + connection)
+            _ = try lessee.requireLine("ready")
+            for step in 6...10 {
+                let paid = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", lesseeHome, channel, "10"])
+                XCTAssertEqual((paid["state"] as? [String: Any])?["nonce"] as? Int, step)
+            }
+            let over = try ToolProcess.run(
+                tool: "rwa-lessee", ["pay", "--home", lesseeHome, channel, "1"], timeout: 60)
+            XCTAssertEqual(over.status, 1)
+            XCTAssertTrue(over.errors.joined().contains("payment_above_deposit"), over.errors.joined())
+            let lessorView = try LeaseDaemonProcess.json("rwa-lessor", ["status", "--home", lessorHome, channel])
+            XCTAssertEqual(
+                ((lessorView["channel"] as? [String: Any])?["state"] as? [String: Any])?["paid"] as? String, "100")
+
+            _ = try LeaseDaemonProcess.json("rwa-lessee", ["close", "--home", lesseeHome, channel])
+            let deadline = Date().addingTimeInterval(30)
+            while true {
+                let channels = try LeaseDaemonProcess.json("rwa-lessor", ["channels", "--home", lessorHome])
+                let status = ((channels["channels"] as? [[String: Any]])?.first)?["status"] as? String
+                if status == "closed" { break }
+                guard Date() < deadline else { return XCTFail("the channel did not settle: \(channels)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            _ = try LeaseDaemonProcess.json("rwa-lessor", ["claim-rent", "--home", lessorHome, "\(licence)"])
+            _ = try await admin.sign(.claimRent(token: licence), with: carol)
+            let lessorRent = try await admin.holding(token: 0, account: lessorKey.publicKey).balance
+            let carolRent = try await admin.holding(token: 0, account: carol.publicKey).balance
+            let lesseeAfter = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
+            XCTAssertEqual(lessorRent, 75, "75 of the 100 slices")
+            XCTAssertEqual(carolRent, 25)
+            XCTAssertEqual(lesseeAfter, 1_000_000 - 100)
+            await admin.close()
+            arbiter.stop()
+            XCTAssertEqual(try ArbiterProcess.run(["verify", "--dir", chainDir]).status, 0)
+        }
+    }
+}

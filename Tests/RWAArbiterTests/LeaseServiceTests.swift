@@ -91,6 +91,142 @@ final class LeaseServiceTests: XCTestCase {
         init(_ description: String) { self.description = description }
     }
 
+    /// A lessor and a lessee service on `world`, connected over TCP, with a channel open between
+    /// them: two slices for five hours, ten periods from now, 10 per slice-hour, deposit 100.
+    struct Lease {
+        var lessor: LeaseService
+        var lessee: LeaseService
+        var lesseeStore: InMemoryChannelStore
+        var session: PeerSession
+        var listener: SessionListener
+        var id: Digest32
+        var terms: LeaseTerms
+
+        func stop() async {
+            lessor.stop()
+            lessee.stop()
+            await session.close()
+            await listener.close()
+        }
+    }
+
+    func openLease(_ arbiter: InMemoryArbiter, _ time: ManualTimeSource, _ genesis: Genesis) async throws -> Lease {
+        let lessor = try LeaseService(
+            role: .lessor, key: lessorKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
+            time: time,
+            offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
+            logger: quiet)
+        lessor.start()
+        let listener = try await TransportKind.tcp.listen(
+            host: "127.0.0.1", port: 0,
+            configuration: try SessionConfiguration(
+                handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
+            group: MultiThreadedEventLoopGroup.singleton)
+        Task { for await session in listener.sessions { lessor.serve(session) } }
+        let lesseeStore = InMemoryChannelStore()
+        let lessee = try LeaseService(
+            role: .lessee, key: lesseeKey, genesis: genesis, store: lesseeStore, arbiter: arbiter, time: time,
+            logger: quiet)
+        lessee.start()
+        let session = try await dial(listener.port, genesis)
+        lessee.adopt(session)
+        let terms = LeaseTerms(
+            chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,
+            firstSlice: 20, sliceCount: 2, startSeconds: (Self.now / 1000 / 60 + 10) * 60, hours: 5, periodSeconds: 60,
+            ratePerSliceHour: 10, deposit: 100, paymentIncrement: 10, challengePeriodMilliseconds: 5_000, nonce: 1)
+        let id = try await lessee.open(terms, over: session)
+        try await eventually("the lessor sees the open") { lessor.channels().first?.status == .open }
+        return Lease(
+            lessor: lessor, lessee: lessee, lesseeStore: lesseeStore, session: session, listener: listener, id: id,
+            terms: terms)
+    }
+
+    func dial(_ port: Int, _ genesis: Genesis) async throws -> PeerSession {
+        try await TransportKind.tcp.dial(
+            host: "127.0.0.1", port: port,
+            configuration: try SessionConfiguration(
+                handshake: HandshakeConfiguration(
+                    identity: lesseeKey, chainID: genesis.chainID, expectedPeer: lessorKey.publicKey)),
+            group: MultiThreadedEventLoopGroup.singleton)
+    }
+
+    /// The lessee pays twice and goes silent. The lessor revokes at the paid-through time,
+    /// proposes the final state, and when nobody countersigns registers its latest state and
+    /// settles after the challenge period: it has everything paid, the lessee the rest.
+    func testALessorWhoseLesseeStopsPayingRevokesAndCloses() async throws {
+        try await withTimeout(60, "testALessorWhoseLesseeStopsPayingRevokesAndCloses") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let lease = try await openLease(arbiter, time, genesis)
+            var events = lease.lessor.watch().makeAsyncIterator()
+            _ = try await lease.lessee.pay(lease.id, amount: 10)
+            _ = try await lease.lessee.pay(lease.id, amount: 10)
+            lease.lessee.stop()
+            await lease.session.close()
+            let paidThrough = lease.terms.startSeconds + 60  // 20 buys one period of two slices at 10
+            XCTAssertEqual(lease.lessor.channels().first?.state.paidThroughSeconds, paidThrough)
+            func until(_ prefix: String) async throws {
+                while let event = await events.next() {
+                    if event.hasPrefix(prefix) { return }
+                }
+                throw TestFailure("no \(prefix) event")
+            }
+            time.advance(byNanoseconds: (paidThrough * 1000 - time.unixMilliseconds) * 1_000_000)
+            try await until("revoke")
+            // The grace: the final state is proposed and goes unanswered; as long again, and the
+            // lessor registers its state. (Its clock is read every 100 ms.)
+            time.advance(byNanoseconds: 61_000_000_000)
+            try await Task.sleep(for: .milliseconds(300))
+            time.advance(byNanoseconds: 61_000_000_000)
+            try await until("registered")
+            time.advance(byNanoseconds: 6_000_000_000)  // past the challenge period
+            try await eventually("the lessor settles") { lease.lessor.channels().first?.status == .closed }
+            let lesseeBalance = try await balance(arbiter, 0, lesseeKey.publicKey)
+            XCTAssertEqual(lesseeBalance, 1_000_000 - 20, "the unpaid rest of the deposit came back")
+            _ = try await lease.lessor.claimRent(token: 1)
+            let rent = try await balance(arbiter, 0, lessorKey.publicKey)
+            XCTAssertEqual(rent, 15, "75% of the 20 paid")
+            await lease.stop()
+        }
+    }
+
+    /// The lessee's store is restored from an old backup and it registers that stale state. The
+    /// lessor's service challenges with its newer one without being asked, and the settlement
+    /// pays what the latest state says.
+    func testAStaleRegistrationIsChallengedByThePeersService() async throws {
+        try await withTimeout(60, "testAStaleRegistrationIsChallengedByThePeersService") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let lease = try await openLease(arbiter, time, genesis)
+            _ = try await lease.lessee.pay(lease.id, amount: 10)
+            _ = try await lease.lessee.pay(lease.id, amount: 10)
+            let backup = InMemoryChannelStore()
+            for channel in try lease.lesseeStore.channels() { try backup.save(channel) }
+            try backup.saveState(try XCTUnwrap(lease.lesseeStore.latestState(of: lease.id)))
+            for _ in 1...3 { _ = try await lease.lessee.pay(lease.id, amount: 10) }
+            lease.lessee.stop()
+            await lease.session.close()
+            let restored = try LeaseService(
+                role: .lessee, key: lesseeKey, genesis: genesis, store: backup, arbiter: arbiter, time: time,
+                logger: quiet)
+            restored.start()
+            XCTAssertEqual(restored.channels().first?.state.nonce, 2, "the backup's state")
+            try await eventually("the restored lessee has followed the chain to the open") {
+                restored.channels().first?.status == .open
+            }
+            try restored.dispute(lease.id)
+            try await eventually("the lessor challenges and the channel is disputed at nonce 5") {
+                lease.lessor.channels().first?.status == .closing
+            }
+            // Let the challenge land before the period ends (block time is the manual clock).
+            try await Task.sleep(for: .milliseconds(200))
+            time.advance(byNanoseconds: 6_000_000_000)
+            try await eventually("settled") { lease.lessor.channels().first?.status == .closed }
+            let lesseeBalance = try await balance(arbiter, 0, lesseeKey.publicKey)
+            XCTAssertEqual(lesseeBalance, 1_000_000 - 50, "settled with the latest state, 50 paid, not 20")
+            restored.stop()
+            await lease.stop()
+        }
+    }
+
     func testALeaseOpensPaysAndClosesOverTCP() async throws {
         try await withTimeout(60, "testALeaseOpensPaysAndClosesOverTCP") { [self] in
             let (arbiter, time, genesis) = try await makeWorld()

@@ -370,9 +370,9 @@ public final class LeaseService: @unchecked Sendable {
             guard let entry = entries[id], entry.stored.status == .open else { continue }
             perform(entries[id]!.core.tick(nowSeconds: now), on: id)
         }
-        // Settle a disputed channel once a block after its challenge period has been seen.
-        for (id, deadline) in settleAfter
-        where tipTimeMilliseconds > deadline || time.unixMilliseconds > deadline + 2_000 {
+        // Settle a disputed channel once its challenge period is over (the settlement's block
+        // takes a later time; a refused early one is logged, not sent again).
+        for (id, deadline) in settleAfter where tipTimeMilliseconds > deadline || time.unixMilliseconds > deadline {
             settleAfter[id] = nil
             submit(.settleChannel(id), for: id)
         }

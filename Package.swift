@@ -107,7 +107,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-lessee",
             dependencies: [
-                "RWALeaseDaemon", "RWACommandLine", "RWANode",
+                "RWALeaseDaemon", "RWACommandLine", "RWANode", "RWALedger", "RWACrypto", "RWAWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -199,6 +199,10 @@ func answer(
             guard let id = channelID() else { return fail("bad_request", "dispute needs a channel id") }
             try service.dispute(id)
             reply(["ok": true])
+        case "proof":
+            guard let id = channelID() else { return fail("bad_request", "proof needs a channel id") }
+            let proof = try await service.proof(id)
+            reply(["ok": true, "proof": proof.encoded.hexString])
         case "claim_rent":
             guard let token = integer("token"), token < 1 << 64 else {
                 return fail("bad_request", "claim_rent needs a token")

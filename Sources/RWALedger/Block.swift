@@ -165,6 +165,51 @@ public struct Block: Equatable, Sendable {
 /// `H(0x00 | hash)`, a node `H(0x01 | left | right)`). An odd node is promoted unchanged, not
 /// paired with itself, so two different lists never share a root (Bitcoin's CVE-2012-2459).
 public enum MerkleTree {
+    /// The siblings on the way from leaf `index` to the root, bottom up. A node without a
+    /// sibling (the last of an odd level) is promoted and adds no step, so the path's shape
+    /// follows from the index and the number of leaves.
+    public static func path(_ leaves: [Digest32], index: Int) -> [Digest32] {
+        precondition(index >= 0 && index < leaves.count)
+        var level = leaves.map { Blake2b.hash256([0x00] + $0.bytes) }
+        var position = index
+        var path: [Digest32] = []
+        while level.count > 1 {
+            let sibling = position ^ 1
+            if sibling < level.count { path.append(level[sibling]) }
+            var next: [Digest32] = []
+            var pair = 0
+            while pair + 1 < level.count {
+                next.append(Blake2b.hash256([0x01] + level[pair].bytes + level[pair + 1].bytes))
+                pair += 2
+            }
+            if pair < level.count { next.append(level[pair]) }
+            level = next
+            position /= 2
+        }
+        return path
+    }
+
+    /// Whether `leaf` is leaf `index` of a tree of `count` leaves with this root.
+    public static func verify(leaf: Digest32, index: Int, count: Int, path: [Digest32], root: Digest32) -> Bool {
+        guard index >= 0, index < count else { return false }
+        var node = Blake2b.hash256([0x00] + leaf.bytes)
+        var position = index
+        var width = count
+        var steps = path[...]
+        while width > 1 {
+            if position ^ 1 < width {
+                guard let sibling = steps.popFirst() else { return false }
+                node =
+                    position % 2 == 0
+                    ? Blake2b.hash256([0x01] + node.bytes + sibling.bytes)
+                    : Blake2b.hash256([0x01] + sibling.bytes + node.bytes)
+            }
+            position /= 2
+            width = (width + 1) / 2
+        }
+        return steps.isEmpty && node == root
+    }
+
     public static func root(_ leaves: [Digest32]) -> Digest32 {
         guard !leaves.isEmpty else { return Blake2b.hash256([]) }
         var level = leaves.map { Blake2b.hash256([0x00] + $0.bytes) }

@@ -2,8 +2,11 @@ import ArgumentParser
 import Foundation
 import Logging
 import RWACommandLine
+import RWACrypto
 import RWALeaseDaemon
+import RWALedger
 import RWANode
+import RWAWire
 
 /// `rwa-lessee`: leases slices of a lessor's licence and pays as it goes.
 @main
@@ -13,6 +16,7 @@ struct Lessee: AsyncParsableCommand {
         abstract: "The lessee's daemon and its commands.",
         subcommands: [
             Run.self, Open.self, Pay.self, Channels.self, Status.self, Close.self, Dispute.self, ClaimRent.self,
+            Proof.self, VerifyProof.self,
         ])
 }
 
@@ -73,4 +77,68 @@ struct Pay: ParsableCommand {
     @Argument(help: "Amount, stablecoin base units.") var amount: String
     @Flag(help: "Print the answer as one JSON object.") var json = false
     func run() throws { try command(directory, ["command": "pay", "channel": channel, "amount": amount], json: json) }
+}
+
+struct Proof: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write the usage-right proof of a channel: the open, its block and Merkle path, the latest state.")
+    @OptionGroup var directory: DaemonDirectory
+    @Argument(help: "The channel id (hex).") var channel: String
+    @Option(help: "Where to write the proof file.") var out: String
+
+    func run() throws {
+        let client = try ControlClient(path: directory.controlPath)
+        try client.send(["command": "proof", "channel": channel])
+        guard let answer = try client.receive(), answer["ok"] as? Bool == true, let hex = answer["proof"] as? String,
+            let bytes = [UInt8](hex: hex)
+        else { throw CLIError("no proof: \(try client.receive().map { "\($0)" } ?? "the daemon refused")") }
+        try Data(bytes).write(to: URL(fileURLWithPath: out))
+        emit("wrote \(out)")
+    }
+}
+
+struct VerifyProof: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "verify-proof",
+        abstract:
+            "Check a usage-right proof offline with only the arbiter's key: yes (exit 0) or no (exit 1), with why.")
+    @Argument(help: "The proof file.") var file: String
+    @Option(help: "Unix seconds the right is checked at.") var at: UInt64
+    @Option(help: "The arbiter's public key (hex).") var arbiterKey: String
+    @Flag(help: "Also ask the arbiter (--arbiter, --dir) whether the channel has been settled since.")
+    var checkSettled = false
+    @OptionGroup var connection: ConnectionOptions
+
+    func run() async throws {
+        let key = try parseAccount(arbiterKey, "--arbiter-key")
+        guard let data = FileManager.default.contents(atPath: file) else { throw CLIError("cannot read \(file)") }
+        let proof: UsageProof
+        do { proof = try UsageProof(decoding: [UInt8](data)) } catch {
+            emit("no: \(file) is not a usage-right proof: \(error)")
+            throw ExitCode.failure
+        }
+        switch proof.covers(at, arbiter: key) {
+        case .failure(let rejection):
+            emit("no: \(rejection.reason)")
+            throw ExitCode.failure
+        case .success(let finding):
+            if checkSettled {
+                let client = try await connection.connect(as: SigningKeyPair.generate())
+                let id = finding.terms.channelID
+                let row = try await client.stateRow(.channel(id))
+                await client.close()
+                if let row, case .channel(let record) = try StateRecord(key: .channel(id), value: row),
+                    record.status == .settled
+                {
+                    emit("no: the channel \(id) was settled on the chain")
+                    throw ExitCode.failure
+                }
+            }
+            let bands = finding.bands.map { "\($0.lowHz)-\($0.highHz) Hz" }.joined(separator: ", ")
+            emit(
+                "yes: licence \(finding.terms.licence) slices \(finding.terms.firstSlice)-"
+                    + "\(Int(finding.terms.firstSlice) + Int(finding.terms.sliceCount) - 1) (\(bands)) for "
+                    + "\(finding.terms.lessee), paid through \(finding.paidThroughSeconds)")
+        }
+    }
 }

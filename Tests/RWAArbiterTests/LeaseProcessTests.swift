@@ -134,6 +134,40 @@ final class LeaseProcessTests: XCTestCase {
             XCTAssertEqual(
                 ((lessorView["channel"] as? [String: Any])?["state"] as? [String: Any])?["paid"] as? String, "100")
 
+            // The usage-right proof, checked offline with only the arbiter's key.
+            let proofPath = scratch.directory.appendingPathComponent("usage.proof").path
+            XCTAssertEqual(
+                try ToolProcess.run(
+                    tool: "rwa-lessee", ["proof", "--home", lesseeHome, channel, "--out", proofPath], timeout: 60
+                ).status, 0)
+            let arbiterKey = "\(genesis.arbiter)"
+            func verify(_ file: String, at time: UInt64, _ extra: [String] = []) throws -> ToolProcess.Outcome {
+                try ToolProcess.run(
+                    tool: "rwa-lessee",
+                    ["verify-proof", file, "--at", "\(time)", "--arbiter-key", arbiterKey] + extra, timeout: 60)
+            }
+            let inside = try verify(proofPath, at: start + 1)
+            XCTAssertEqual(inside.status, 0, inside.output.joined() + inside.errors.joined())
+            XCTAssertTrue(
+                inside.output.joined().hasPrefix("yes: licence \(licence) slices 20-21"), inside.output.joined())
+            XCTAssertTrue(inside.output.joined().contains("3497000000-3497100000 Hz"), inside.output.joined())
+            let after = try verify(proofPath, at: start + 10)
+            XCTAssertEqual(after.status, 1, "paid through the end of the lease, not beyond")
+            XCTAssertTrue(after.output.joined().hasPrefix("no: paid through"), after.output.joined())
+            var tampered = [UInt8](try Data(contentsOf: URL(fileURLWithPath: proofPath)))
+            tampered[tampered.count - 16 - 65] ^= 1  // a bit of the state's signatures
+            let tamperedPath = proofPath + ".tampered"
+            try Data(tampered).write(to: URL(fileURLWithPath: tamperedPath))
+            XCTAssertEqual(try verify(tamperedPath, at: start + 1).status, 1, "a tampered proof")
+            let otherArbiter = try ToolProcess.run(
+                tool: "rwa-lessee",
+                [
+                    "verify-proof", proofPath, "--at", "\(start + 1)", "--arbiter-key",
+                    "\(SigningKeyPair.generate().publicKey)",
+                ],
+                timeout: 60)
+            XCTAssertEqual(otherArbiter.status, 1, "another arbiter's key")
+
             _ = try LeaseDaemonProcess.json("rwa-lessee", ["close", "--home", lesseeHome, channel])
             let deadline = Date().addingTimeInterval(30)
             while true {
@@ -151,6 +185,12 @@ final class LeaseProcessTests: XCTestCase {
             XCTAssertEqual(lessorRent, 75, "75 of the 100 slices")
             XCTAssertEqual(carolRent, 25)
             XCTAssertEqual(lesseeAfter, 1_000_000 - 100)
+            let settled = try verify(
+                proofPath, at: start + 1,
+                ["--check-settled", "--arbiter", "127.0.0.1:\(arbiterPort)", "--dir", chainDir])
+            XCTAssertEqual(settled.status, 1)
+            XCTAssertTrue(
+                settled.output.joined().contains("settled"), settled.output.joined() + settled.errors.joined())
             await admin.close()
             arbiter.stop()
             XCTAssertEqual(try ArbiterProcess.run(["verify", "--dir", chainDir]).status, 0)

@@ -281,6 +281,29 @@ final class ChannelContractTests: XCTestCase {
         XCTAssertEqual(left, 1_999 - paidOut, "what was not paid out is still held")
     }
 
+    func testMerklePathsProveEveryLeafOfEveryShapeOfTree() {
+        for count in 1...17 {
+            let leaves = (0..<count).map { Blake2b.hash256([UInt8(truncatingIfNeeded: $0)]) }
+            let root = MerkleTree.root(leaves)
+            for index in 0..<count {
+                let path = MerkleTree.path(leaves, index: index)
+                XCTAssertTrue(
+                    MerkleTree.verify(leaf: leaves[index], index: index, count: count, path: path, root: root),
+                    "\(index) of \(count)")
+                XCTAssertFalse(
+                    MerkleTree.verify(
+                        leaf: leaves[(index + 1) % count], index: index, count: count, path: path, root: root)
+                        && count > 1, "another leaf, \(index) of \(count)")
+                if !path.isEmpty {
+                    var bent = path
+                    bent[0] = Blake2b.hash256(bent[0].bytes)
+                    XCTAssertFalse(
+                        MerkleTree.verify(leaf: leaves[index], index: index, count: count, path: bent, root: root))
+                }
+            }
+        }
+    }
+
     func testChannelRecordsRoundTripThroughTheStore() throws {
         var chain = makeChain()
         let t = terms(chain)

@@ -86,6 +86,8 @@ public final class LeaseService: @unchecked Sendable {
     private var settleAfter: [Digest32: UInt64] = [:]
     private var tipTimeMilliseconds: UInt64 = 0
     private var stopped = false
+    /// Each open of ours as committed: its bytes, block header, position and Merkle path.
+    private var opens: [Digest32: (transaction: [UInt8], header: BlockHeader, index: UInt32, path: [Digest32])] = [:]
 
     struct Entry {
         var core: LeaseChannel
@@ -336,12 +338,16 @@ public final class LeaseService: @unchecked Sendable {
 
     private func follow(_ block: Block) {
         tipTimeMilliseconds = block.header.timeMilliseconds
-        for committed in block.transactions {
+        for (index, committed) in block.transactions.enumerated() {
             guard let transaction = try? Transaction(decoding: committed.bytes),
                 let id = transaction.operation.channelID, entries[id] != nil
             else { continue }
             switch transaction.operation {
             case .openChannel:
+                opens[id] = (
+                    committed.bytes, block.header, UInt32(index),
+                    MerkleTree.path(block.transactions.map(\.hash), index: index)
+                )
                 mark(id, .open, openHeight: block.header.height)
                 if let entry = entries[id], sessions[peerOf(entry)] != nil { perform(entry.core.reconnected(), on: id) }
                 event("opened \(id) in block \(block.header.height)")
@@ -448,6 +454,26 @@ public final class LeaseService: @unchecked Sendable {
             mark(id, .closing)
             submit(.registerState(channel: id, state: entry.core.latest), for: id)
         }
+    }
+
+    /// Lessee: the proof of its usage right on channel `id`, for a radio or an auditor to check
+    /// offline with the arbiter's key (nil until the open has been seen in a block).
+    public func proof(_ id: Digest32) async throws -> UsageProof {
+        let (open, latest, terms) = queue.sync { (opens[id], entries[id]?.core.latest, entries[id]?.stored.terms) }
+        guard let open, let terms else { throw ChannelRejection(.unknownChannel, "no committed open for \(id) yet") }
+        guard let latest else { throw ChannelRejection(.unknownChannel, "nothing is paid on \(id) yet") }
+        var centre: UInt64 = 0
+        var width: UInt64 = 0
+        if let row = try await arbiter.stateRow(.resource(terms.licence)),
+            case .resource(let resource) = try StateRecord(key: .resource(terms.licence), value: row),
+            let spectrum = resource.registration.spectrum
+        {
+            centre = spectrum.centreHz
+            width = spectrum.widthHz
+        }
+        return UsageProof(
+            openTransaction: open.transaction, header: open.header, index: open.index, path: open.path, state: latest,
+            centreHz: centre, widthHz: width)
     }
 
     /// Collects this key's rent on a licence token.

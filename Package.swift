@@ -164,6 +164,16 @@ let package = Package(
         ),
         .executableTarget(name: "bench-sim", dependencies: ["RWASim"], path: "Tools/bench/sim"),
         .executableTarget(
+            name: "bench-lease",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAChannel", "RWAStore", "RWANode",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tools/bench/lease"
+        ),
+        .executableTarget(
             name: "bench-session",
             dependencies: ["RWACrypto", "RWAWire", "RWASession", "RWANode"],
             path: "Tools/bench/session"

@@ -260,6 +260,15 @@ public struct LeaseChannel: Sendable {
         guard proposed.isSigned(by: peer, signature, chainID: terms.chainID) else {
             return refuse(.badChannelSignature, "the proposer's signature does not verify")
         }
+        // The same update again (sent again after a reestablishment that crossed it): being
+        // stored, it is answered once stored; already stored, its countersignature goes again.
+        if let persisting, persisting.state.state == proposed { return [] }
+        if let latest, latest.state == proposed {
+            let mine = role == .lessor ? latest.lessorSignature : latest.lesseeSignature
+            return [
+                .send(.countersign(requestID: requestID, channelID: channelID, nonce: proposed.nonce, signature: mine))
+            ]
+        }
         if state.final { return refuse(.channelFinal, "the channel's state is final") }
         if let proposal {
             // Both proposed at once: the lessee's proposal goes first, the lessor's is dropped.

@@ -57,6 +57,9 @@ public protocol ChannelStore: AnyObject, Sendable {
     /// Makes `state` the channel's latest. Refuses a state of an unknown channel and one whose
     /// nonce is not above the stored one's, leaving the store as it was. Durable when it returns.
     func saveState(_ state: CoSignedState) throws
+    /// `saveState` for several channels at once, all or nothing, with one flush to the disk (a
+    /// group commit): how a daemon with many channels keeps up.
+    func saveStates(_ states: [CoSignedState]) throws
 }
 
 /// A `ChannelStore` in memory, for tests and the simulation: its contents outlive a simulated
@@ -86,11 +89,18 @@ public final class InMemoryChannelStore: ChannelStore, @unchecked Sendable {
         }
     }
 
-    public func saveState(_ state: CoSignedState) throws {
+    public func saveState(_ state: CoSignedState) throws { try saveStates([state]) }
+
+    /// Checks every state first, then stores them all.
+    public func saveStates(_ batch: [CoSignedState]) throws {
         try locked {
-            try PeerStore.checkNewer(
-                state, stored: states[state.state.channelID], known: records[state.state.channelID] != nil)
-            states[state.state.channelID] = state
+            var staged: [Digest32: CoSignedState] = [:]
+            for state in batch {
+                let id = state.state.channelID
+                try PeerStore.checkNewer(state, stored: staged[id] ?? states[id], known: records[id] != nil)
+                staged[id] = state
+            }
+            states.merge(staged) { $1 }
         }
     }
 }
@@ -193,23 +203,29 @@ public final class PeerStore: ChannelStore {
         }
     }
 
-    public func saveState(_ state: CoSignedState) throws {
+    public func saveState(_ state: CoSignedState) throws { try saveStates([state]) }
+
+    public func saveStates(_ states: [CoSignedState]) throws {
         try queue.write { db in
-            let id = Data(state.state.channelID.bytes)
-            let known =
-                try Bool.fetchOne(db, sql: "SELECT 1 FROM channels WHERE channel_id = ?", arguments: [id]) ?? false
-            let storedBytes = try Data.fetchOne(
-                db, sql: "SELECT state FROM states WHERE channel_id = ?", arguments: [id])
-            var stored: CoSignedState?
-            if let storedBytes {
-                var buffer = ByteBuffer(bytes: [UInt8](storedBytes))
-                stored = try CoSignedState(decoding: &buffer)
-            }
-            try Self.checkNewer(state, stored: stored, known: known)
-            try db.execute(
-                sql: "INSERT OR REPLACE INTO states (channel_id, nonce, state) VALUES (?, ?, ?)",
-                arguments: [id, Int64(bitPattern: state.state.nonce), Data(state.encoded)])
+            for state in states { try Self.write(state, db) }
         }
+    }
+
+    private static func write(_ state: CoSignedState, _ db: Database) throws {
+        let id = Data(state.state.channelID.bytes)
+        let known =
+            try Bool.fetchOne(db, sql: "SELECT 1 FROM channels WHERE channel_id = ?", arguments: [id]) ?? false
+        let storedBytes = try Data.fetchOne(
+            db, sql: "SELECT state FROM states WHERE channel_id = ?", arguments: [id])
+        var stored: CoSignedState?
+        if let storedBytes {
+            var buffer = ByteBuffer(bytes: [UInt8](storedBytes))
+            stored = try CoSignedState(decoding: &buffer)
+        }
+        try Self.checkNewer(state, stored: stored, known: known)
+        try db.execute(
+            sql: "INSERT OR REPLACE INTO states (channel_id, nonce, state) VALUES (?, ?, ?)",
+            arguments: [id, Int64(bitPattern: state.state.nonce), Data(state.encoded)])
     }
 
     static func checkNewer(_ state: CoSignedState, stored: CoSignedState?, known: Bool) throws {

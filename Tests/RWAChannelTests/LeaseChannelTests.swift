@@ -115,7 +115,7 @@ final class LeaseChannelTests: XCTestCase {
             ("forged signature", state(), SigningKeyPair.generate(), .badChannelSignature, .lessor),
             ("signed by the receiver itself", state(), lessorKey, .badChannelSignature, .lessor),
             ("skipped nonce", state(nonce: 3), lesseeKey, .nonceNotNext, .lessor),
-            ("replayed older state", state(nonce: 1, paid: 1_000), lesseeKey, .nonceNotNext, .lessor),
+            ("replayed older state", state(nonce: 0, paid: 0), lesseeKey, .nonceNotNext, .lessor),
             ("decreasing payment", state(paid: 500), lesseeKey, .paymentDecreased, .lessor),
             (
                 "payment above the deposit", state(paid: 6_001, through: t.paidThroughSeconds(paid: 6_001)), lesseeKey,
@@ -227,6 +227,24 @@ final class LeaseChannelTests: XCTestCase {
             restarted.receive(.latestState(requestID: 0, state: forged)).first,
             .refused(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed")))
         XCTAssertEqual(restarted.state.nonce, 2)
+    }
+
+    /// An update that arrives twice (sent again after a reestablishment that crossed it) is
+    /// answered once while it is being stored, and with its countersignature again once stored.
+    func testAnUpdateReceivedTwiceIsAnsweredNotRefused() {
+        var (lessor, lessee) = pair()
+        guard case .send(let update) = lessee.pay(500)[0] else { return XCTFail() }
+        XCTAssertEqual(lessor.receive(update).count, 1, "stored first")
+        XCTAssertEqual(lessor.receive(update), [], "the copy waits for the same store")
+        let stored = lessor.persisted(nonce: 1)
+        guard case .send(.countersign(_, _, 1, let signature)) = stored.first else { return XCTFail("\(stored)") }
+        XCTAssertEqual(
+            lessor.receive(update),
+            [.send(.countersign(requestID: 1, channelID: lessor.channelID, nonce: 1, signature: signature))],
+            "stored: the countersignature again")
+        _ = run(lessee.receive(stored[0].sentMessage!), from: &lessee, to: &lessor)
+        XCTAssertEqual(lessee.state.nonce, 1)
+        XCTAssertEqual(lessor.state.nonce, 1)
     }
 
     func testAProposalThePeerNeverGotIsSentAgainOnReconnection() {

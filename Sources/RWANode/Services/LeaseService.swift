@@ -88,6 +88,9 @@ public final class LeaseService: @unchecked Sendable {
     private var stopped = false
     /// Each open of ours as committed: its bytes, block header, position and Merkle path.
     private var opens: [Digest32: (transaction: [UInt8], header: BlockHeader, index: UInt32, path: [Digest32])] = [:]
+    /// States to store, gathered for one group commit.
+    private var pendingWrites: [(id: Digest32, state: CoSignedState)] = []
+    private var flushScheduled = false
 
     struct Entry {
         var core: LeaseChannel
@@ -273,15 +276,13 @@ public final class LeaseService: @unchecked Sendable {
             case .send(let message):
                 send(message, to: peerOf(entry))
             case .persist(let state):
-                do {
-                    try store.saveState(state)
-                } catch {
-                    // Not stored: the core is not told, so nothing depends on it.
-                    logger.error("cannot store state \(state.state.nonce) of \(id): \(error)")
-                    continue
+                // Group commit: every state to store that arrives before the queue gets to the
+                // flush is written in the same SQLite transaction, with one flush to the disk.
+                pendingWrites.append((id, state))
+                if !flushScheduled {
+                    flushScheduled = true
+                    queue.async { self.flushWrites() }
                 }
-                queueOfActions += entry.core.persisted(nonce: state.state.nonce)
-                entries[id] = entry
             case .grant(let through):
                 event("grant \(id) through \(through)")
             case .revoke:
@@ -305,6 +306,27 @@ public final class LeaseService: @unchecked Sendable {
             case .challenge(let state):
                 submit(.challenge(state), for: id)
             }
+        }
+    }
+
+    /// Stores every pending state at once, then tells each core its state is stored.
+    private func flushWrites() {
+        let batch = pendingWrites
+        pendingWrites = []
+        flushScheduled = false
+        guard !batch.isEmpty else { return }
+        do {
+            try store.saveStates(batch.map(\.state))
+        } catch {
+            // Not stored: no core is told, so nothing depends on these states.
+            logger.error("cannot store \(batch.count) states: \(error)")
+            return
+        }
+        for (id, state) in batch {
+            guard var entry = entries[id] else { continue }
+            let actions = entry.core.persisted(nonce: state.state.nonce)
+            entries[id] = entry
+            perform(actions, on: id)
         }
     }
 

@@ -47,8 +47,11 @@ public struct LeaseChannel: Sendable {
         case revoke
         /// Both sides now hold this state: a pending `pay` or `close` has completed.
         case settled(nonce: UInt64)
-        /// Our proposal, or a peer's message, was refused: for the operator's log.
+        /// Our proposal (or our request to propose) was refused: a pending `pay` or `close` fails.
         case refused(ChannelRejection)
+        /// We refused a peer's message (answered with a refusal where the protocol has one): for
+        /// the operator's log; nothing of ours fails.
+        case rejectedPeer(ChannelRejection)
         /// Submit the cooperative close with this final co-signed state.
         case closeCooperatively(CoSignedState)
         /// Register this state on the chain (nil: the opening state) to close unilaterally.
@@ -197,19 +200,22 @@ public struct LeaseChannel: Sendable {
 
     public mutating func receive(_ message: LeaseMessage) -> [Action] {
         guard message.channelID == channelID else {
-            return [.refused(ChannelRejection(.wrongChannel, "\(message.type) is for another channel"))]
+            return [.rejectedPeer(ChannelRejection(.wrongChannel, "\(message.type) is for another channel"))]
         }
         switch message {
         case .update(let requestID, let proposed, let signature):
             return receiveUpdate(requestID: requestID, proposed, signature)
         case .countersign(_, _, let nonce, let signature):
+            // A countersignature again (after a crossed reestablishment): already in hand.
+            if nonce <= state.nonce || persisting?.state.state.nonce == nonce { return [] }
             guard let proposal, proposal.state.nonce == nonce else {
                 return [
-                    .refused(ChannelRejection(.nonceNotNext, "a countersignature for nonce \(nonce), not proposed"))
+                    .rejectedPeer(
+                        ChannelRejection(.nonceNotNext, "a countersignature for nonce \(nonce), not proposed"))
                 ]
             }
             guard proposal.state.isSigned(by: peer, signature, chainID: terms.chainID) else {
-                return [.refused(ChannelRejection(.badChannelSignature, "the countersignature does not verify"))]
+                return [.rejectedPeer(ChannelRejection(.badChannelSignature, "the countersignature does not verify"))]
             }
             let coSigned = coSign(proposal.state, mine: proposal.signature, theirs: signature)
             var then: [Action] = [.settled(nonce: nonce)]
@@ -234,7 +240,9 @@ public struct LeaseChannel: Sendable {
         case .latestState(_, let coSigned):
             guard coSigned.state.nonce > state.nonce, persisting == nil else { return [] }
             guard coSigned.isValid(for: terms), coSigned.state.paid <= terms.deposit else {
-                return [.refused(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed"))]
+                return [
+                    .rejectedPeer(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed"))
+                ]
             }
             var then: [Action] = []
             if let proposal, proposal.state.nonce <= coSigned.state.nonce {
@@ -242,7 +250,7 @@ public struct LeaseChannel: Sendable {
             }
             return store(coSigned, then: then)
         case .openRequest, .openAccept, .openRefused:
-            return [.refused(ChannelRejection(.unexpectedMessage, "\(message.type) on an open channel"))]
+            return [.rejectedPeer(ChannelRejection(.unexpectedMessage, "\(message.type) on an open channel"))]
         }
     }
 
@@ -254,7 +262,7 @@ public struct LeaseChannel: Sendable {
                 .send(
                     .updateRefused(
                         requestID: requestID, channelID: channelID, nonce: proposed.nonce, code: code, reason: reason)),
-                .refused(rejection),
+                .rejectedPeer(rejection),
             ]
         }
         guard proposed.isSigned(by: peer, signature, chainID: terms.chainID) else {

@@ -135,7 +135,7 @@ final class LeaseChannelTests: XCTestCase {
             let actions = receiver.receive(message)
             XCTAssertEqual(actions.count, 2, name)
             guard case .send(.updateRefused(9, _, let nonce, let sent, _)) = actions.first,
-                case .refused(let rejection) = actions.last
+                case .rejectedPeer(let rejection) = actions.last
             else {
                 XCTFail("\(name): \(actions)")
                 continue
@@ -152,7 +152,7 @@ final class LeaseChannelTests: XCTestCase {
             channelID: other.channelID, nonce: 2, paid: 1_500, paidThroughSeconds: 0, final: false)
         let misdirected = lessor.receive(
             .update(requestID: 1, state: foreign, signature: foreign.signed(by: lesseeKey, chainID: chainID)))
-        guard case .refused(let wrong) = misdirected.first, misdirected.count == 1 else {
+        guard case .rejectedPeer(let wrong) = misdirected.first, misdirected.count == 1 else {
             return XCTFail("\(misdirected)")
         }
         XCTAssertEqual(wrong.code, .wrongChannel)
@@ -162,7 +162,7 @@ final class LeaseChannelTests: XCTestCase {
         let late = state(nonce: 3, paid: 1_500)
         let refused = lessor.receive(
             .update(requestID: 3, state: late, signature: late.signed(by: lesseeKey, chainID: chainID)))
-        XCTAssertEqual(refused.last, .refused(ChannelRejection(.channelFinal, "the channel's state is final")))
+        XCTAssertEqual(refused.last, .rejectedPeer(ChannelRejection(.channelFinal, "the channel's state is final")))
         XCTAssertEqual(lessor.state.nonce, 2)
     }
 
@@ -225,7 +225,7 @@ final class LeaseChannelTests: XCTestCase {
         forged.state.nonce = 9
         XCTAssertEqual(
             restarted.receive(.latestState(requestID: 0, state: forged)).first,
-            .refused(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed")))
+            .rejectedPeer(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed")))
         XCTAssertEqual(restarted.state.nonce, 2)
     }
 
@@ -245,6 +245,8 @@ final class LeaseChannelTests: XCTestCase {
         _ = run(lessee.receive(stored[0].sentMessage!), from: &lessee, to: &lessor)
         XCTAssertEqual(lessee.state.nonce, 1)
         XCTAssertEqual(lessor.state.nonce, 1)
+        XCTAssertEqual(lessee.receive(stored[0].sentMessage!), [], "a countersignature again is already in hand")
+        XCTAssertEqual(lessee.state.nonce, 1)
     }
 
     func testAProposalThePeerNeverGotIsSentAgainOnReconnection() {

@@ -292,6 +292,8 @@ public final class LeaseService: @unchecked Sendable {
                 for waiter in entry.waiting { waiter.resume(returning: entry.core.state) }
                 entry.waiting = []
                 entries[id] = entry
+            case .rejectedPeer(let rejection):
+                logger.info("channel \(id): refused the peer's message: \(rejection)")
             case .refused(let rejection):
                 logger.info("channel \(id): \(rejection)")
                 for waiter in entry.waiting { waiter.resume(throwing: rejection) }

@@ -50,14 +50,24 @@ final class TCPShellTests: XCTestCase {
         }
     }
 
-    func makePair() throws -> Pair {
+    /// Counts the reads the shell asks of the socket, and lets a test deliver bytes only against
+    /// them: as the kernel does, a shell that stops asking gets nothing more.
+    final class ReadGate: ChannelOutboundHandler, @unchecked Sendable {
+        typealias OutboundIn = Any
+        var requested = 0
+        func read(context: ChannelHandlerContext) { requested += 1 }
+    }
+
+    func makePair(inboxCapacity: Int? = nil, gate: ReadGate? = nil) throws -> Pair {
         func channel(initiator: Bool) throws -> (EmbeddedChannel, EventLoopFuture<PeerSession>) {
             let channel = EmbeddedChannel()
+            if !initiator, let gate { try channel.pipeline.syncOperations.addHandler(gate) }
             var configuration = try SessionConfiguration(
                 handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
             configuration.keyLog = nil
             configuration.keepaliveInterval = .milliseconds(50)
             configuration.idleTimeout = .milliseconds(400)
+            if !initiator, let inboxCapacity { configuration.inboxCapacity = inboxCapacity }
             let promise = channel.eventLoop.makePromise(of: PeerSession.self)
             try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
             try channel.pipeline.syncOperations.addHandler(
@@ -110,5 +120,55 @@ final class TCPShellTests: XCTestCase {
         }
         XCTAssertEqual(reported.code, .idleTimeout)
         XCTAssertTrue(reported.fromPeer)
+    }
+
+    /// A consumer that does not read: the inbox fills to its bound, the shell stops asking the
+    /// socket for more, and what the peer sent waits outside; once the consumer reads, the rest
+    /// arrives, in order, exactly once. One record per socket read, so the bound is exact.
+    func testAFullInboxStopsTheReadsOnVirtualTime() throws {
+        let gate = ReadGate()
+        let pair = try makePair(inboxCapacity: 16, gate: gate)
+        let client = try XCTUnwrap(try? pair.initiatorSession.wait())
+        let server = try XCTUnwrap(try? pair.responderSession.wait())
+        let author = SigningKeyPair.generate()
+        let total = 200
+        for number in 0..<total {
+            _ = client.sendPipelined(
+                .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(number), body: [])))
+        }
+        pair.initiator.flush()
+        var waiting: [ByteBuffer] = []
+        while let bytes = try pair.initiator.readOutbound(as: ByteBuffer.self) { waiting.append(bytes) }
+        XCTAssertGreaterThanOrEqual(waiting.count, total, "one record per write")
+        /// Delivers one waiting chunk per read the responder asked for, until it asks no more.
+        func deliverAgainstReads() throws {
+            while gate.requested > 0 && !waiting.isEmpty {
+                gate.requested -= 1
+                try pair.responder.writeInbound(waiting.removeFirst())
+                pair.responder.pipeline.fireChannelReadComplete()
+                pair.responder.read()  // what autoRead does after every read; the shell may hold it
+                XCTAssertLessThanOrEqual(server.inbox.bufferedCount, 16, "the inbox never holds more than its bound")
+            }
+        }
+        pair.responder.read()
+        try deliverAgainstReads()
+        XCTAssertEqual(server.inbox.bufferedCount, 16, "full")
+        XCTAssertEqual(gate.requested, 0, "and the shell asks the socket for nothing more")
+        XCTAssertGreaterThan(waiting.count, total - 20, "the rest waits at the sender")
+        pair.responder.embeddedEventLoop.advanceTime(by: .seconds(1))
+        XCTAssertEqual(gate.requested, 0, "time alone does not resume reading")
+
+        // The consumer reads everything as it comes: the shell asks again, the rest arrives.
+        let events = InboxEvents(server)
+        for _ in 0..<(total * 2) where !waiting.isEmpty {
+            pair.responder.embeddedEventLoop.run()
+            try deliverAgainstReads()
+        }
+        XCTAssertTrue(waiting.isEmpty, "everything was delivered once reading resumed")
+        let numbers = events.messages.compactMap { message -> UInt64? in
+            if case .signedNote(let note) = message { return note.number }
+            return nil
+        }
+        XCTAssertEqual(numbers, (0..<UInt64(total)).map { $0 }, "in order, exactly once")
     }
 }

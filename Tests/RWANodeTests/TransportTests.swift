@@ -88,11 +88,18 @@ final class TransportTests: XCTestCase {
                         )
                     }
                 }
-                // The consumer does not read for a while: the inbox fills to its bound and no further.
+                // The consumer does not read: the inbox fills to its bound (waited for, not slept
+                // for) and no further, however long it waits. (The exact bound, one record per
+                // socket read, is TCPShellTests' on virtual time.)
                 var maximum = 0
-                for _ in 0..<30 {
-                    try await Task.sleep(for: .milliseconds(10))
+                let filled = ContinuousClock.now + .seconds(20)
+                while server.inbox.bufferedCount < capacity {
+                    guard ContinuousClock.now < filled else { break }
+                    try await Task.sleep(for: .milliseconds(2))
+                }
+                for _ in 0..<10 {
                     maximum = max(maximum, server.inbox.bufferedCount)
+                    try await Task.sleep(for: .milliseconds(10))
                 }
                 // Full, and over by at most what was already in flight when it filled: the records of
                 // one 64 KiB socket read (TCP, notes of 160 bytes), or one window of frames (UDP).

@@ -30,7 +30,7 @@ public struct DaemonDirectory: ParsableArguments {
 /// Runs a lessor or lessee daemon until it loses the arbiter.
 public func runDaemon(
     role: LeaseRole, directory: DaemonDirectory, connection: ConnectionOptions, listenHost: String?, port: Int,
-    offers: [LeaseOffer], logLevel: Logger.Level
+    udpPort: Int? = nil, offers: [LeaseOffer], logLevel: Logger.Level
 ) async throws {
     var logger = Logger(label: "rwa-\(role.rawValue)")
     logger.logLevel = logLevel
@@ -51,11 +51,15 @@ public func runDaemon(
     let configuration = try SessionConfiguration(
         handshake: HandshakeConfiguration(identity: key, chainID: genesis.chainID))
     if let listenHost {
-        let listener = try await TransportKind.tcp.listen(
-            host: listenHost, port: port, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton,
-            logger: logger)
-        Task { for await session in listener.sessions { service.serve(session) } }
-        emit("listening tcp \(listenHost) \(listener.port) \(key.publicKey)")
+        var ports: [(TransportKind, Int)] = [(.tcp, port)]
+        if let udpPort { ports.append((.udp, udpPort)) }
+        for (transport, port) in ports {
+            let listener = try await transport.listen(
+                host: listenHost, port: port, configuration: configuration,
+                group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+            Task { for await session in listener.sessions { service.serve(session) } }
+            emit("listening \(transport.rawValue) \(listenHost) \(listener.port) \(key.publicKey)")
+        }
     }
     let dialer = Dialer(key: key, genesis: genesis, service: service, logger: logger)
     // A restarted lessee goes back to the lessors of its open channels.
@@ -91,16 +95,19 @@ actor Dialer {
         self.logger = logger
     }
 
+    /// `address` is `host:port` (TCP) or `udp://host:port`.
     @discardableResult
     func session(address: String, peer: SigningPublicKey, retrying: Bool = false) async -> PeerSession? {
         if let existing = sessions[peer] { return existing }
-        let parts = address.split(separator: ":")
+        let transport: TransportKind = address.hasPrefix("udp://") ? .udp : .tcp
+        let parts = address.replacingOccurrences(of: "udp://", with: "").replacingOccurrences(of: "tcp://", with: "")
+            .split(separator: ":")
         guard parts.count == 2, let port = Int(parts[1]) else { return nil }
         for attempt in 0..<(retrying ? 600 : 1) {
             do {
                 let configuration = try SessionConfiguration(
                     handshake: HandshakeConfiguration(identity: key, chainID: genesis.chainID, expectedPeer: peer))
-                let session = try await TransportKind.tcp.dial(
+                let session = try await transport.dial(
                     host: String(parts[0]), port: port, configuration: configuration,
                     group: MultiThreadedEventLoopGroup.singleton, logger: logger)
                 sessions[peer] = session

@@ -40,6 +40,7 @@ struct Open: AsyncParsableCommand {
         abstract: "Open a lease channel with a lessor: the daemon asks it, then submits the open with both signatures.")
     @OptionGroup var directory: DaemonDirectory
     @Option(help: "The lessor's address, host:port.") var lessor: String
+    @Option(help: "Transport to the lessor: tcp or udp.") var transport: TransportKind = .tcp
     @Option(help: "The lessor's key (hex).") var lessorKey: String
     @Option(help: "The licence's token id.") var licence: UInt64
     @Option(help: "Slices, first-last (e.g. 20-21).") var slices: String
@@ -60,7 +61,8 @@ struct Open: AsyncParsableCommand {
         try command(
             directory,
             [
-                "command": "open", "lessor": lessor, "lessor_key": lessorKey, "licence": "\(licence)",
+                "command": "open", "lessor": transport == .udp ? "udp://\(lessor)" : lessor, "lessor_key": lessorKey,
+                "licence": "\(licence)",
                 "first_slice": "\(range[0])", "slice_count": "\(range[1] - range[0] + 1)", "start_seconds": "\(start)",
                 "hours": "\(hours)", "rate": rate, "deposit": deposit, "increment": increment,
                 "challenge_ms": "\(challengeMs)", "nonce": "\(nonce)",

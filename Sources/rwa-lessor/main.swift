@@ -24,13 +24,15 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Address to listen on for lessees.") var host = "127.0.0.1"
     @Option(help: "TCP port (0: any free port).") var port = 7720
+    @Option(help: "UDP port (0: any free port).") var udpPort = 7720
+    @Flag(help: "Serve TCP only.") var noUDP = false
     @Option(help: "What is offered: licence:first-last:rate:max-hours (repeatable).") var offer: [String] = []
     @Option(help: "Log level.") var logLevel: Logger.Level = .notice
 
     func run() async throws {
         try await runDaemon(
             role: .lessor, directory: directory, connection: connection, listenHost: host, port: port,
-            offers: try offer.map(parseOffer), logLevel: logLevel)
+            udpPort: noUDP ? nil : udpPort, offers: try offer.map(parseOffer), logLevel: logLevel)
     }
 }
 

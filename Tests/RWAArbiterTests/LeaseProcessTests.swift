@@ -14,7 +14,9 @@ import RWAWire
 import XCTest
 
 final class LeaseDaemonProcess: ToolProcess {
-    init(_ tool: String, _ arguments: [String]) throws { try super.init(tool: tool, arguments) }
+    init(_ tool: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+        try super.init(tool: tool, arguments, environment: environment)
+    }
 
     /// Runs a CLI subcommand with `--json`; returns its answer, failing the test on a non-zero exit.
     static func json(_ tool: String, _ arguments: [String], file: StaticString = #filePath, line: UInt = #line) throws
@@ -32,6 +34,22 @@ final class LeaseDaemonProcess: ToolProcess {
 final class LeaseProcessTests: XCTestCase {
     func testALeaseBetweenDaemonsFromTheCLI() async throws {
         try await withTimeout(180, "testALeaseBetweenDaemonsFromTheCLI") {
+            try await self.lease(over: .tcp)
+        }
+    }
+
+    /// The same lease over UDP with 20% loss, duplication and reordering injected into every
+    /// datagram both daemons send: the sessions repair it, and every balance is exact.
+    func testALeaseOverUDPWithLossDuplicationAndReordering() async throws {
+        try await withTimeout(240, "testALeaseOverUDPWithLossDuplicationAndReordering") {
+            let seed = testSeed()
+            try await self.lease(
+                over: .udp, environment: ["RWANET_UDP_FAULTS": "loss=0.2,dup=0.1,reorder=0.1,seed=\(seed)"])
+        }
+    }
+
+    func lease(over transport: TransportKind, environment: [String: String] = [:]) async throws {
+        do {
             let scratch = try Scratch()
             let chainDir = scratch.directory.appendingPathComponent("chain").path
             XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
@@ -80,13 +98,17 @@ final class LeaseProcessTests: XCTestCase {
             let connection = ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
             let lessor = try LeaseDaemonProcess(
                 "rwa-lessor",
-                ["run", "--home", lessorHome, "--port", "0", "--offer", "\(licence):0-99:10:100"] + connection)
+                ["run", "--home", lessorHome, "--port", "0", "--udp-port", "0", "--offer", "\(licence):0-99:10:100"]
+                    + connection, environment: environment)
             defer { lessor.stop() }
-            let lessorPort = try lessor.requireListening("tcp").port
+            let tcpPort = try lessor.requireListening("tcp").port
+            let udpPort = try lessor.requireListening("udp").port
+            let lessorPort = transport == .udp ? udpPort : tcpPort
             XCTAssertEqual(try lessor.requireLine("identity"), "identity \(lessorKey.publicKey)")
             _ = try lessor.requireLine("control")
             XCTAssertEqual(try lessor.requireLine("ready"), "ready")
-            var lessee = try LeaseDaemonProcess("rwa-lessee", ["run", "--home", lesseeHome] + connection)
+            var lessee = try LeaseDaemonProcess(
+                "rwa-lessee", ["run", "--home", lesseeHome] + connection, environment: environment)
             defer { lessee.stop() }
             _ = try lessee.requireLine("identity")
             _ = try lessee.requireLine("control")
@@ -96,7 +118,8 @@ final class LeaseProcessTests: XCTestCase {
             // ahead on its own during the test): 100 in all, paid in steps of 10.
             let start = (UInt64(Date().timeIntervalSince1970) / 2 + 30) * 2
             let open = [
-                "open", "--home", lesseeHome, "--lessor", "127.0.0.1:\(lessorPort)", "--lessor-key",
+                "open", "--home", lesseeHome, "--lessor", "127.0.0.1:\(lessorPort)", "--transport",
+                transport.rawValue, "--lessor-key",
                 "\(lessorKey.publicKey)", "--licence", "\(licence)", "--slices", "20-21", "--start", "\(start)",
                 "--hours", "5", "--challenge-ms", "2000",
             ]
@@ -120,7 +143,8 @@ final class LeaseProcessTests: XCTestCase {
             // The lessee's daemon restarts: the channel comes back from its store, and the lessee
             // goes back to the lessor and goes on paying where both left off.
             lessee.stop()
-            lessee = try LeaseDaemonProcess("rwa-lessee", ["run", "--home", lesseeHome] + connection)
+            lessee = try LeaseDaemonProcess(
+                "rwa-lessee", ["run", "--home", lesseeHome] + connection, environment: environment)
             _ = try lessee.requireLine("ready")
             for step in 6...10 {
                 let paid = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", lesseeHome, channel, "10"])

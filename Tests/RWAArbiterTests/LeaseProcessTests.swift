@@ -48,53 +48,88 @@ final class LeaseProcessTests: XCTestCase {
         }
     }
 
+    /// A chain whose hours last two seconds, served by `rwa-arbiter run`; the lessor's and lessee's
+    /// keys made in their homes and verified, the lessor's licence (carol holds 25 of its 100
+    /// slices), and the lessee funded with 1,000,000.
+    struct World {
+        let scratch: Scratch
+        let chainDir: String
+        let arbiter: ArbiterProcess
+        let arbiterPort: Int
+        let genesis: Genesis
+        let admin: ArbiterClient
+        let lessorKey: SigningKeyPair
+        let lesseeKey: SigningKeyPair
+        let carol: SigningKeyPair
+        let licence: UInt64
+        let lessorHome: String
+        let lesseeHome: String
+        var connection: [String] { ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"] }
+    }
+
+    func makeWorld() async throws -> World {
+        let scratch = try Scratch()
+        let chainDir = scratch.directory.appendingPathComponent("chain").path
+        XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
+        let arbiter = try ArbiterProcess(["run", "--dir", chainDir, "--port", "0", "--no-udp"])
+        var madeIt = false
+        defer { if !madeIt { arbiter.stop() } }  // the caller stops it once it has it
+        _ = try arbiter.requireLine("the chain line")
+        let arbiterPort = try arbiter.requireListening("tcp").port
+        let genesis = try Genesis(
+            decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(chainDir)/genesis.bin"))))
+        XCTAssertEqual(genesis.periodSeconds, 2)
+
+        // The daemons' keys, made first so the regulator can verify them.
+        let lessorHome = scratch.directory.appendingPathComponent("lessor").path
+        let lesseeHome = scratch.directory.appendingPathComponent("lessee").path
+        let lessorKey = SigningKeyPair.generate()
+        let lesseeKey = SigningKeyPair.generate()
+        let carol = SigningKeyPair.generate()
+        for (home, key) in [(lessorHome, lessorKey), (lesseeHome, lesseeKey)] {
+            try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+            try KeyFile.write(key, to: home + "/identity.key")
+        }
+        let regulator = try KeyFile.read(from: "\(chainDir)/regulator.key")
+        let issuer = try KeyFile.read(from: "\(chainDir)/stablecoin-issuer.key")
+        let admin = try await ArbiterClient.connect(
+            host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: genesis.chainID,
+            arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
+        for key in [lessorKey, lesseeKey, carol] {
+            let identity = try await admin.sign(
+                .registerIdentity(account: key.publicKey, country: 840), with: regulator)
+            _ = try await admin.sign(
+                .addClaim(identity: identity.createdID, topic: ClaimTopic.kyc), with: regulator)
+        }
+        let licence = try await admin.sign(
+            .registerResource(
+                ResourceRegistration(
+                    kind: .radioSpectrum, owner: lessorKey.publicKey, name: "CBRS", valuation: 1_000_000,
+                    spectrum: SpectrumLicence(
+                        centreHz: 3_500_000_000, widthHz: 10_000_000, country: 840, region: "test",
+                        validFrom: 1_700_000_000, validUntil: 2_000_000_000),
+                    compliance: ComplianceRules())), with: regulator
+        ).createdID
+        _ = try await admin.sign(.mint(token: 0, to: lesseeKey.publicKey, amount: 1_000_000), with: issuer)
+        _ = try await admin.sign(
+            .transfer(token: licence, to: carol.publicKey, amount: 25_000_000), with: lessorKey)
+
+        madeIt = true
+        return World(
+            scratch: scratch, chainDir: chainDir, arbiter: arbiter, arbiterPort: arbiterPort, genesis: genesis,
+            admin: admin, lessorKey: lessorKey, lesseeKey: lesseeKey, carol: carol, licence: licence,
+            lessorHome: lessorHome, lesseeHome: lesseeHome)
+    }
+
     func lease(over transport: TransportKind, environment: [String: String] = [:]) async throws {
         do {
-            let scratch = try Scratch()
-            let chainDir = scratch.directory.appendingPathComponent("chain").path
-            XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
-            let arbiter = try ArbiterProcess(["run", "--dir", chainDir, "--port", "0", "--no-udp"])
+            let world = try await makeWorld()
+            let (scratch, chainDir, arbiter, arbiterPort, genesis, admin) = (
+                world.scratch, world.chainDir, world.arbiter, world.arbiterPort, world.genesis, world.admin
+            )
             defer { arbiter.stop() }
-            _ = try arbiter.requireLine("the chain line")
-            let arbiterPort = try arbiter.requireListening("tcp").port
-            let genesis = try Genesis(
-                decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(chainDir)/genesis.bin"))))
-            XCTAssertEqual(genesis.periodSeconds, 2)
-
-            // The daemons' keys, made first so the regulator can verify them.
-            let lessorHome = scratch.directory.appendingPathComponent("lessor").path
-            let lesseeHome = scratch.directory.appendingPathComponent("lessee").path
-            let lessorKey = SigningKeyPair.generate()
-            let lesseeKey = SigningKeyPair.generate()
-            let carol = SigningKeyPair.generate()
-            for (home, key) in [(lessorHome, lessorKey), (lesseeHome, lesseeKey)] {
-                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
-                try KeyFile.write(key, to: home + "/identity.key")
-            }
-            let regulator = try KeyFile.read(from: "\(chainDir)/regulator.key")
-            let issuer = try KeyFile.read(from: "\(chainDir)/stablecoin-issuer.key")
-            let admin = try await ArbiterClient.connect(
-                host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: genesis.chainID,
-                arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
-            for key in [lessorKey, lesseeKey, carol] {
-                let identity = try await admin.sign(
-                    .registerIdentity(account: key.publicKey, country: 840), with: regulator)
-                _ = try await admin.sign(
-                    .addClaim(identity: identity.createdID, topic: ClaimTopic.kyc), with: regulator)
-            }
-            let licence = try await admin.sign(
-                .registerResource(
-                    ResourceRegistration(
-                        kind: .radioSpectrum, owner: lessorKey.publicKey, name: "CBRS", valuation: 1_000_000,
-                        spectrum: SpectrumLicence(
-                            centreHz: 3_500_000_000, widthHz: 10_000_000, country: 840, region: "test",
-                            validFrom: 1_700_000_000, validUntil: 2_000_000_000),
-                        compliance: ComplianceRules())), with: regulator
-            ).createdID
-            _ = try await admin.sign(.mint(token: 0, to: lesseeKey.publicKey, amount: 1_000_000), with: issuer)
-            _ = try await admin.sign(
-                .transfer(token: licence, to: carol.publicKey, amount: 25_000_000), with: lessorKey)
-
+            let (lessorKey, lesseeKey, carol, licence) = (world.lessorKey, world.lesseeKey, world.carol, world.licence)
+            let (lessorHome, lesseeHome) = (world.lessorHome, world.lesseeHome)
             let connection = ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"]
             let lessor = try LeaseDaemonProcess(
                 "rwa-lessor",
@@ -218,6 +253,103 @@ final class LeaseProcessTests: XCTestCase {
             await admin.close()
             arbiter.stop()
             XCTAssertEqual(try ArbiterProcess.run(["verify", "--dir", chainDir]).status, 0)
+        }
+    }
+
+    /// A stream of payments while the lessor, then the lessee, is killed with SIGKILL at random
+    /// moments (ten times each) and restarted: the lease goes on from the last co-signed state,
+    /// and no update either side acknowledged is lost: every payment the lessee's CLI saw
+    /// succeed is in the state both daemons hold at the end, and the two states are the same.
+    func testLeaseDaemonsKilledMidStreamLoseNothingAcknowledged() async throws {
+        try await withTimeout(300, "testLeaseDaemonsKilledMidStreamLoseNothingAcknowledged") { [self] in
+            let world = try await makeWorld()
+            defer { world.arbiter.stop() }
+            var schedule = SplitMix(seed: testSeed())
+            func lessorArguments(port: Int) -> [String] {
+                [
+                    "run", "--home", world.lessorHome, "--port", "\(port)", "--no-udp", "--offer",
+                    "\(world.licence):0-99:1:1000",
+                ]
+                    + world.connection
+            }
+            let lesseeArguments = ["run", "--home", world.lesseeHome] + world.connection
+            /// Starts a daemon and waits for its `ready`; returns it with the port it listens on, if any.
+            func start(_ tool: String, _ arguments: [String]) throws -> (LeaseDaemonProcess, Int?) {
+                let process = try LeaseDaemonProcess(tool, arguments)
+                var port: Int?
+                while true {
+                    let line = try process.requireLine("the ready line")
+                    if line.hasPrefix("listening tcp") { port = try ToolProcess.parseListening(line).port }
+                    if line == "ready" { return (process, port) }
+                }
+            }
+            // The first run picks a free port; every restart of the lessor takes the same one, so
+            // the lessee finds it again.
+            var (lessor, picked) = try start("rwa-lessor", lessorArguments(port: 0))
+            let pinnedPort = try XCTUnwrap(picked)
+            var (lessee, _) = try start("rwa-lessee", lesseeArguments)
+            defer {
+                lessor.stop()
+                lessee.stop()
+            }
+            let leaseStart = (UInt64(Date().timeIntervalSince1970) / 2 + 300) * 2
+            let opened = try LeaseDaemonProcess.json(
+                "rwa-lessee",
+                [
+                    "open", "--home", world.lesseeHome, "--lessor", "127.0.0.1:\(pinnedPort)", "--lessor-key",
+                    "\(world.lessorKey.publicKey)", "--licence", "\(world.licence)", "--slices", "0-9", "--start",
+                    "\(leaseStart)", "--hours", "100", "--rate", "1", "--deposit", "1000", "--increment", "1",
+                ])
+            let channel = try XCTUnwrap(opened["channel"] as? String)
+            var acknowledged: UInt64 = 0
+            for (victim, round) in [("rwa-lessor", 0), ("rwa-lessee", 1)] {
+                for kill in 0..<10 {
+                    // A few payments, then the kill at a random moment of the next one.
+                    for _ in 0..<Int(schedule.next() % 3) {
+                        let paid = try LeaseDaemonProcess.json(
+                            "rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1"])
+                        acknowledged = max(
+                            acknowledged, UInt64((paid["state"] as? [String: Any])?["nonce"] as? Int ?? 0))
+                    }
+                    let inFlight = try ToolProcess(
+                        tool: "rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1", "--json"])
+                    usleep(UInt32(schedule.next() % 40_000))
+                    if victim == "rwa-lessor" {
+                        lessor.kill()
+                        _ = lessor.waitForExit(timeout: 10)
+                        (lessor, picked) = try start("rwa-lessor", lessorArguments(port: pinnedPort))
+                    } else {
+                        lessee.kill()
+                        _ = lessee.waitForExit(timeout: 10)
+                        (lessee, _) = try start("rwa-lessee", lesseeArguments)
+                    }
+                    // The payment in flight either completed (and counts) or failed with the
+                    // daemon (and must then not be counted); either way it never hangs.
+                    if inFlight.waitForExit(timeout: 60) == 0,
+                        let line = inFlight.remainingLines(timeout: 1).first,
+                        let answer = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                        let nonce = (answer["state"] as? [String: Any])?["nonce"] as? Int
+                    {
+                        acknowledged = max(acknowledged, UInt64(nonce))
+                    }
+                    _ = (kill, round)
+                }
+            }
+            // Once both are up, one more payment goes through, and both hold the same state,
+            // which holds every acknowledged payment.
+            let last = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1"])
+            let lastNonce = UInt64((last["state"] as? [String: Any])?["nonce"] as? Int ?? 0)
+            XCTAssertGreaterThan(lastNonce, acknowledged, "nothing acknowledged was lost")
+            let lesseeView = try LeaseDaemonProcess.json("rwa-lessee", ["status", "--home", world.lesseeHome, channel])
+            let lessorView = try LeaseDaemonProcess.json("rwa-lessor", ["status", "--home", world.lessorHome, channel])
+            let lesseeState = (lesseeView["channel"] as? [String: Any])?["state"] as? [String: Any]
+            let lessorState = (lessorView["channel"] as? [String: Any])?["state"] as? [String: Any]
+            XCTAssertEqual(lesseeState?["nonce"] as? Int, Int(lastNonce))
+            XCTAssertEqual(lessorState?["nonce"] as? Int, Int(lastNonce))
+            XCTAssertEqual(lesseeState?["paid"] as? String, "\(lastNonce)", "one unit per update")
+            XCTAssertEqual(lessorState?["paid"] as? String, "\(lastNonce)")
+            print("crash test: \(acknowledged) acknowledged payments across 20 kills; final nonce \(lastNonce)")
+            await world.admin.close()
         }
     }
 }

@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "RWANetworkSim",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore",
+                "RWACrypto", "RWAWire", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore", "RWAChannel",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

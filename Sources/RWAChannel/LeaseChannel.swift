@@ -246,8 +246,19 @@ public struct LeaseChannel: Sendable {
             }
             var then: [Action] = []
             if let proposal, proposal.state.nonce <= coSigned.state.nonce {
-                then.append(.settled(nonce: coSigned.state.nonce))
+                // Our proposal is done if the peer's state is it; otherwise it was superseded
+                // (by a state we had countersigned and lost), and the caller asks again.
+                then.append(
+                    proposal.state == coSigned.state
+                        ? .settled(nonce: coSigned.state.nonce)
+                        : .refused(
+                            ChannelRejection(
+                                .nonceNotNext,
+                                "the peer holds state \(coSigned.state.nonce); this proposal was superseded")))
             }
+            // A final state both signed closes the channel, whoever proposed it: its proposer
+            // may have lost it in a crash before it could.
+            if coSigned.state.final { then.append(.closeCooperatively(coSigned)) }
             return store(coSigned, then: then)
         case .openRequest, .openAccept, .openRefused:
             return [.rejectedPeer(ChannelRejection(.unexpectedMessage, "\(message.type) on an open channel"))]

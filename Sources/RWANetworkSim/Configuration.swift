@@ -13,10 +13,19 @@ public struct SimulationConfiguration: Sendable, Equatable, CustomStringConverti
         /// `sequence_reused` instead of looking up its receipt, so a retry after a lost answer is
         /// told "rejected" about a committed transaction.
         case rejectResubmissions = "reject-resubmissions"
+        /// A lease node's shell tells its channel core a state is stored as soon as it starts
+        /// writing it, so an update can be acknowledged and then lost in a crash.
+        case acknowledgeBeforeStoring = "acknowledge-before-storing"
     }
 
     public var traders = 4
     public var transactionsPerTrader = 20
+    /// Lessees leasing from trader 0 (who owns the licence), each one channel.
+    public var lessees = 2
+    /// Payments each lessee makes before it closes its channel.
+    public var paymentsPerLease = 8
+    /// Crashes of the lessor, and of a lessee, in the fault window (with `crashes`).
+    public var leaseCrashesPerRun = 1
     /// Faults are injected from the start until then; the network is quiet afterwards, and every
     /// request must then complete.
     public var faultWindowMilliseconds: UInt64 = 800
@@ -47,7 +56,7 @@ public struct SimulationConfiguration: Sendable, Equatable, CustomStringConverti
     }
 
     public var description: String {
-        "traders=\(traders) transactions=\(transactionsPerTrader) faults=[\(faultClasses.joined(separator: ","))]"
+        "traders=\(traders) transactions=\(transactionsPerTrader) lessees=\(lessees) faults=[\(faultClasses.joined(separator: ","))]"
             + " window=\(faultWindowMilliseconds)ms block=\(blockMaxTransactions)/\(blockDelayMilliseconds)ms"
             + (mutation == .none ? "" : " mutation=\(mutation.rawValue)")
     }
@@ -84,6 +93,8 @@ public struct SimulationReport: Sendable {
     public var duplicatesSent = 0
     public var messagesLost = 0
     public var latencySpikes = 0
+    public var leaseCrashes = 0
+    public var leasesSettled = 0
     public var traceDigest = ""
     public var failure: SimulationFailure?
     /// The last lines of the trace (all of it when asked for).
@@ -95,7 +106,8 @@ public struct SimulationReport: Sendable {
             + " blocks=\(blocks) committed=\(committedTransactions) receipts=\(receipts) fills=\(fills)"
             + " rejections=\(rejections) retries=\(retries) arbiter-crashes=\(arbiterCrashes)"
             + " exchange-restarts=\(exchangeRestarts) link-drops=\(linkDrops) partitions=\(partitions)"
-            + " duplicates=\(duplicatesSent) lost=\(messagesLost) spikes=\(latencySpikes) trace=\(traceDigest.prefix(16))"
+            + " duplicates=\(duplicatesSent) lost=\(messagesLost) spikes=\(latencySpikes) lease-crashes=\(leaseCrashes)"
+            + " leases=\(leasesSettled) trace=\(traceDigest.prefix(16))"
     }
 }
 

@@ -21,27 +21,31 @@ import RWAWire
 public final class Simulation {
     public let seed: UInt64
     public let configuration: SimulationConfiguration
-    private var random: SimulationRandom
-    private let world: World
-    private var agenda = Agenda<Event>()
-    private var now: UInt64 = 0
-    private var report: SimulationReport
-    private var traceDigest: Digest32
-    private var traceTail: [String] = []
-    private var keepWholeTrace = false
-    private var faultsActive = true
+    var random: SimulationRandom
+    let world: World
+    var agenda = Agenda<Event>()
+    var now: UInt64 = 0
+    var report: SimulationReport
+    var traceDigest: Digest32
+    var traceTail: [String] = []
+    var keepWholeTrace = false
+    var faultsActive = true
 
     // MARK: Nodes and links
 
     enum Node: Equatable, CustomStringConvertible {
         case arbiter, exchange
         case trader(Int)
+        case lessor
+        case lessee(Int)
 
         var description: String {
             switch self {
             case .arbiter: return "arbiter"
             case .exchange: return "exchange"
             case .trader(let index): return "trader\(index)"
+            case .lessor: return "lessor"
+            case .lessee(let index): return "lessee\(index)"
             }
         }
     }
@@ -72,12 +76,16 @@ public final class Simulation {
         case crash(Node)
         case restart(Node)
         case faultsEnd
+        case leaseAct(Int)
+        case leaseRetry(Int, attempt: Int)
+        /// A lease node's store finished writing `state` (lost if the node crashed since).
+        case leaseStored(node: Node, incarnation: Int, state: CoSignedState)
     }
 
-    private var links: [Link] = []
-    private static let exchangeToArbiter = 0
-    private func arbiterLink(_ trader: Int) -> Int { 1 + 2 * trader }
-    private func exchangeLink(_ trader: Int) -> Int { 2 + 2 * trader }
+    var links: [Link] = []
+    static let exchangeToArbiter = 0
+    func arbiterLink(_ trader: Int) -> Int { 1 + 2 * trader }
+    func exchangeLink(_ trader: Int) -> Int { 2 + 2 * trader }
 
     // MARK: The arbiter
 
@@ -87,17 +95,16 @@ public final class Simulation {
         var requestID: UInt64
     }
 
-    private let store: InMemoryChainStore
-    private var arbiter: ArbiterCore<ArbiterReply>?
-    private var arbiterIncarnation = 0
+    let store: InMemoryChainStore
+    var arbiter: ArbiterCore<ArbiterReply>?
+    var arbiterIncarnation = 0
     /// Submissions waiting while the core's pending block cannot close.
-    private var arbiterBacklog:
-        [(checked: Result<VerifiedTransaction, Rejection>, bytes: [UInt8], reply: ArbiterReply)] =
-            []
+    var arbiterBacklog: [(checked: Result<VerifiedTransaction, Rejection>, bytes: [UInt8], reply: ArbiterReply)] =
+        []
     /// Block subscribers by link, with the next height each is owed.
-    private var subscriptions: [Int: UInt64] = [:]
-    private var diskFreeAt: UInt64 = 0
-    private var tickAt: UInt64?
+    var subscriptions: [Int: UInt64] = [:]
+    var diskFreeAt: UInt64 = 0
+    var tickAt: UInt64?
 
     // MARK: The exchange
 
@@ -107,11 +114,11 @@ public final class Simulation {
         var requestID: UInt64
     }
 
-    private var book: ExchangeBook<FillWaiter>?
-    private var exchangeIncarnation = 0
-    private var relays: [UInt64: (hash: Digest32, waiter: FillWaiter)] = [:]
-    private var nextRelayID: UInt64 = 1
-    private var blockStream = BlockStreamAssembler()
+    var book: ExchangeBook<FillWaiter>?
+    var exchangeIncarnation = 0
+    var relays: [UInt64: (hash: Digest32, waiter: FillWaiter)] = [:]
+    var nextRelayID: UInt64 = 1
+    var blockStream = BlockStreamAssembler()
 
     // MARK: Traders
 
@@ -138,23 +145,29 @@ public final class Simulation {
         var resync: UInt64?
     }
 
-    private var traders: [Trader] = []
+    var traders: [Trader] = []
+
+    // MARK: Leases (Leases.swift)
+
+    var lessees: [LesseeNode] = []
+    var lessor = LessorNode()
+    var leaseLinkBase = 0
 
     // MARK: The oracle
 
     /// A replica that verifies every signature of every durable block: the reference the
     /// arbiter's restarts, the exchange's replica and every receipt and fill are checked against.
-    private var oracle: Ledger
-    private var oracleDigests: [UInt64: Digest32] = [:]
-    private var oracleFills: [Digest32: PoolFill] = [:]
-    private var hostileHashes: Set<Digest32> = []
+    var oracle: Ledger
+    var oracleDigests: [UInt64: Digest32] = [:]
+    var oracleFills: [Digest32: PoolFill] = [:]
+    var hostileHashes: Set<Digest32> = []
 
     public init(seed: UInt64, configuration: SimulationConfiguration = SimulationConfiguration()) throws {
         precondition(configuration.traders >= 2)
         self.seed = seed
         self.configuration = configuration
         random = SimulationRandom(seed: seed)
-        world = try World(traderCount: configuration.traders, random: &random)
+        world = try World(traderCount: configuration.traders, lesseeCount: configuration.lessees, random: &random)
         store = InMemoryChainStore(genesis: world.genesis, genesisRows: world.genesisRows)
         try store.commit(world.setupBlock, changes: world.setupChanges)
         oracle = Ledger(genesis: world.genesis)
@@ -171,6 +184,12 @@ public final class Simulation {
                 Trader(
                     key: key, sequence: oracle.state.accounts[key.publicKey]?.nextSequence ?? 0,
                     remaining: configuration.transactionsPerTrader))
+        }
+        leaseLinkBase = links.count
+        for index in 0..<configuration.lessees {
+            links.append(Link(client: .lessee(index), server: .arbiter))
+            links.append(Link(client: .lessee(index), server: .lessor))
+            lessees.append(LesseeNode(key: world.lessees[index], remaining: configuration.paymentsPerLease))
         }
     }
 
@@ -194,30 +213,30 @@ public final class Simulation {
         return report
     }
 
-    private func fail(_ invariant: String, _ detail: String) -> SimulationFailure {
+    func fail(_ invariant: String, _ detail: String) -> SimulationFailure {
         SimulationFailure(invariant: invariant, detail: detail, event: report.events, timeNanoseconds: now)
     }
 
-    private func trace(_ line: String) {
+    func trace(_ line: String) {
         let stamped = "\(formatTime(now)) \(line)"
         traceDigest = Blake2b.hash256(traceDigest.bytes + Array(stamped.utf8))
         traceTail.append(stamped)
         if !keepWholeTrace && traceTail.count > 400 { traceTail.removeFirst(200) }
     }
 
-    private func schedule(_ event: Event, after nanoseconds: UInt64) {
+    func schedule(_ event: Event, after nanoseconds: UInt64) {
         agenda.schedule(event, at: now + nanoseconds)
     }
 
-    private static let millisecond: UInt64 = 1_000_000
+    static let millisecond: UInt64 = 1_000_000
 
-    private func milliseconds(_ range: ClosedRange<UInt64>) -> UInt64 {
+    func milliseconds(_ range: ClosedRange<UInt64>) -> UInt64 {
         random.next(in: range.lowerBound * Self.millisecond...range.upperBound * Self.millisecond)
     }
 
     // MARK: The run
 
-    private func start() throws {
+    func start() throws {
         try restartArbiter()
         restartExchange()
         for index in traders.indices {
@@ -225,6 +244,7 @@ public final class Simulation {
             schedule(.connect(link: exchangeLink(index)), after: milliseconds(0...2))
             schedule(.traderWake(index), after: milliseconds(3...10))
         }
+        startLeases()
         let window = configuration.faultWindowMilliseconds
         if configuration.linkDrops {
             for _ in 0..<max(1, window / 60) {
@@ -243,11 +263,17 @@ public final class Simulation {
             schedule(.crash(.arbiter), after: milliseconds(window / 4...window / 2))
             if random.chance(permille: 500) { schedule(.crash(.arbiter), after: milliseconds(window / 2...window)) }
             schedule(.crash(.exchange), after: milliseconds(1...window))
+            if !lessees.isEmpty {
+                for _ in 0..<configuration.leaseCrashesPerRun {
+                    schedule(.crash(.lessor), after: milliseconds(1...window))
+                    schedule(.crash(.lessee(random.index(below: lessees.count))), after: milliseconds(1...window))
+                }
+            }
         }
         schedule(.faultsEnd, after: window * Self.millisecond)
     }
 
-    private func loop() throws {
+    func loop() throws {
         let deadline = (configuration.faultWindowMilliseconds + 30_000) * Self.millisecond
         while let (time, event) = agenda.next() {
             precondition(time >= now, "time runs forward")
@@ -262,23 +288,28 @@ public final class Simulation {
         if !isDone { throw fail("liveness", "nothing left to happen, yet requests are open: \(openRequests())") }
     }
 
-    private var isDone: Bool {
+    var isDone: Bool {
         !faultsActive && traders.allSatisfy { $0.remaining == 0 && $0.pending == nil && $0.resync == nil }
+            && lessees.allSatisfy { $0.phase == .closed }
             && (arbiter?.unansweredCount ?? 1) == 0 && arbiterBacklog.isEmpty
             && book?.ledger.height == (try? store.tip()?.height)
     }
 
-    private func openRequests() -> String {
+    func openRequests() -> String {
         traders.enumerated().compactMap { index, trader in
             if let pending = trader.pending { return "trader\(index) waits on \(pending.label) \(pending.hash)" }
             if trader.resync != nil { return "trader\(index) waits for its account" }
             if trader.remaining > 0 { return "trader\(index) has \(trader.remaining) to send" }
             return nil
         }.joined(separator: "; ")
+            + lessees.enumerated().filter { $0.element.phase != .closed }.map {
+                "; lessee\($0.offset) is \($0.element.phase)"
+            }
+            .joined()
             + " (exchange at \(book?.ledger.height ?? 0), chain at \((try? store.tip()?.height) ?? 0))"
     }
 
-    private func finish() throws {
+    func finish() throws {
         // The whole chain, replayed from the store with every signature checked, is the oracle.
         var replayed = Ledger(genesis: world.genesis)
         var height: UInt64 = 1
@@ -298,7 +329,7 @@ public final class Simulation {
         trace("done: \(replayed.height) blocks")
     }
 
-    private func handle(_ event: Event) throws {
+    func handle(_ event: Event) throws {
         switch event {
         case .deliver(let index, let epoch, let toServer, let frame):
             guard links[index].up, links[index].epoch == epoch else {
@@ -377,6 +408,16 @@ public final class Simulation {
             restartExchange()
         case .restart(.trader):
             break
+        case .restart(.lessor):
+            try restartLessor()
+        case .restart(.lessee(let index)):
+            try restartLessee(index)
+        case .leaseAct(let index):
+            try lesseeAct(index)
+        case .leaseRetry(let index, let attempt):
+            try lesseeRetry(index, attempt: attempt)
+        case .leaseStored(let node, let incarnation, let state):
+            try leaseStored(node, incarnation: incarnation, state)
 
         case .faultsEnd:
             faultsActive = false
@@ -384,17 +425,19 @@ public final class Simulation {
         }
     }
 
-    private func isUp(_ node: Node) -> Bool {
+    func isUp(_ node: Node) -> Bool {
         switch node {
         case .arbiter: return arbiter != nil
         case .exchange: return book != nil
         case .trader: return true
+        case .lessor: return lessor.up
+        case .lessee(let index): return lessees[index].up
         }
     }
 
     // MARK: Sessions
 
-    private func send(_ message: Message, on index: Int, toServer: Bool) {
+    func send(_ message: Message, on index: Int, toServer: Bool) {
         guard links[index].up else {
             report.messagesLost += 1
             return
@@ -412,7 +455,7 @@ public final class Simulation {
             at: arrival)
     }
 
-    private func drop(_ index: Int) throws {
+    func drop(_ index: Int) throws {
         guard links[index].up else { return }
         links[index].up = false
         links[index].epoch += 1
@@ -426,18 +469,18 @@ public final class Simulation {
                 trace("exchange lost the arbiter: restarting")
                 try crash(.exchange)
             }
-        case .trader, .arbiter:
+        case .trader, .arbiter, .lessor, .lessee:
             reconnect(index)
         }
     }
 
-    private func reconnect(_ index: Int) {
+    func reconnect(_ index: Int) {
         guard !links[index].connecting else { return }
         links[index].connecting = true
         schedule(.connect(link: index), after: milliseconds(1...20))
     }
 
-    private func connected(_ index: Int) throws {
+    func connected(_ index: Int) throws {
         switch links[index].client {
         case .exchange:
             guard let book else { return }
@@ -453,12 +496,14 @@ public final class Simulation {
                     .arbiter(.getState(requestID: resync, key: StateKey.account(traders[trader].key.publicKey).bytes)),
                     on: index, toServer: true)
             }
-        case .arbiter:
+        case .lessee(let lessee):
+            try leaseConnected(lessee, link: index)
+        case .arbiter, .lessor:
             break
         }
     }
 
-    private func crash(_ node: Node) throws {
+    func crash(_ node: Node) throws {
         switch node {
         case .arbiter:
             report.arbiterCrashes += 1
@@ -480,10 +525,12 @@ public final class Simulation {
             schedule(.restart(.exchange), after: milliseconds(5...20))
         case .trader:
             break
+        case .lessor, .lessee:
+            try crashLeaseNode(node)
         }
     }
 
-    private func restartArbiter() throws {
+    func restartArbiter() throws {
         let ledger = try store.loadLedger()
         guard Self.digest(ledger.state) == oracleDigests[ledger.height] else {
             throw fail("restart-recovers", "the arbiter restarted at height \(ledger.height) with another state")
@@ -495,7 +542,7 @@ public final class Simulation {
         trace("arbiter starts at height \(ledger.height)")
     }
 
-    private func restartExchange() {
+    func restartExchange() {
         book = ExchangeBook(genesis: world.genesis)
         blockStream = BlockStreamAssembler()
         trace("exchange starts")
@@ -504,7 +551,7 @@ public final class Simulation {
 
     // MARK: Receiving
 
-    private func receive(_ message: Message, at node: Node, link: Int) throws {
+    func receive(_ message: Message, at node: Node, link: Int) throws {
         switch (node, message) {
         case (.arbiter, .arbiter(let request)):
             try arbiterReceive(request, link: link)
@@ -516,6 +563,12 @@ public final class Simulation {
             try traderReceive(index, arbiter: answer)
         case (.trader(let index), .exchange(let answer)):
             try traderReceive(index, exchange: answer)
+        case (.lessor, .lease(let message)):
+            try lessorReceive(message, link: link)
+        case (.lessee(let index), .lease(let message)):
+            try lesseeReceive(index, message)
+        case (.lessee(let index), .arbiter(let answer)):
+            try lesseeReceive(index, arbiter: answer)
         default:
             throw fail("protocol", "\(node) got \(message.type), which nobody sends it")
         }
@@ -523,7 +576,7 @@ public final class Simulation {
 
     // MARK: The arbiter's shell
 
-    private func arbiterReceive(_ request: ArbiterMessage, link: Int) throws {
+    func arbiterReceive(_ request: ArbiterMessage, link: Int) throws {
         let epoch = links[link].epoch
         switch request {
         case .submitTransaction(let requestID, let bytes):
@@ -544,7 +597,7 @@ public final class Simulation {
         }
     }
 
-    private func feedBacklog() throws {
+    func feedBacklog() throws {
         // The core is mutated in place (`arbiter!`): a copy would copy the whole ledger.
         guard arbiter != nil else { return }
         var fed = 0
@@ -560,7 +613,7 @@ public final class Simulation {
         try perform(actions)
     }
 
-    private func perform(_ actions: [ArbiterCore<ArbiterReply>.Action]) throws {
+    func perform(_ actions: [ArbiterCore<ArbiterReply>.Action]) throws {
         for action in actions {
             switch action {
             case .persist(let block, let changes):
@@ -591,7 +644,7 @@ public final class Simulation {
         scheduleTick()
     }
 
-    private func answerSubmission(_ reply: ArbiterReply, _ answer: ArbiterCore<ArbiterReply>.Answer) throws {
+    func answerSubmission(_ reply: ArbiterReply, _ answer: ArbiterCore<ArbiterReply>.Answer) throws {
         if case .rejected(let hash, let rejection) = answer, let located = try store.transaction(hash: hash) {
             throw fail(
                 "never-rejects-committed",
@@ -604,14 +657,14 @@ public final class Simulation {
         send(.arbiter(answer.message(requestID: reply.requestID)), on: reply.link, toServer: false)
     }
 
-    private func scheduleTick() {
+    func scheduleTick() {
         guard let deadline = arbiter?.nextDeadline else { return }
         if let tickAt, tickAt <= deadline { return }
         tickAt = max(deadline, now)
         agenda.schedule(.arbiterTick(incarnation: arbiterIncarnation), at: max(deadline, now))
     }
 
-    private func persist(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) throws {
+    func persist(_ block: Block, changes: [(key: StateKey, row: [UInt8]?)]) throws {
         do { try store.commit(block, changes: changes) } catch {
             throw fail("store-follows-tip", "\(error)")
         }
@@ -623,7 +676,7 @@ public final class Simulation {
     }
 
     /// Sends every subscriber the durable blocks it has not had.
-    private func publish() throws {
+    func publish() throws {
         guard let tip = try store.tip()?.height else { return }
         for index in subscriptions.keys.sorted() {
             guard var next = subscriptions[index], next <= tip else { continue }
@@ -646,7 +699,7 @@ public final class Simulation {
 
     // MARK: The oracle
 
-    private func oracleFollow(_ block: Block) throws {
+    func oracleFollow(_ block: Block) throws {
         for committed in block.transactions {
             do { _ = try Transaction.verify(bytes: committed.bytes, chainID: world.genesis.chainID) } catch {
                 throw fail("only-valid-transactions-commit", "block \(block.header.height) holds \(error)")
@@ -686,7 +739,7 @@ public final class Simulation {
     }
 
     /// A receipt is only ever given for a durable transaction, at the place it names.
-    private func checkReceipt(_ hash: Digest32, height: UInt64, index: UInt32, at node: Node) throws {
+    func checkReceipt(_ hash: Digest32, height: UInt64, index: UInt32, at node: Node) throws {
         guard let located = try store.transaction(hash: hash) else {
             throw fail(
                 "receipts-are-durable",
@@ -701,7 +754,7 @@ public final class Simulation {
 
     // MARK: The exchange's shell
 
-    private func exchangeReceive(_ request: ExchangeMessage, link: Int) {
+    func exchangeReceive(_ request: ExchangeMessage, link: Int) {
         // The book is mutated in place (`book!`): a copy would copy its whole replica.
         guard book != nil else { return }
         let waiter = FillWaiter(link: link, epoch: links[link].epoch, requestID: request.requestID)
@@ -730,7 +783,7 @@ public final class Simulation {
         }
     }
 
-    private func exchangeReceiveFromArbiter(_ event: ArbiterMessage) throws {
+    func exchangeReceiveFromArbiter(_ event: ArbiterMessage) throws {
         guard book != nil else { return }
         switch event {
         case .transactionReceipt(let relay, let hash, let height, let index, _):
@@ -763,7 +816,7 @@ public final class Simulation {
         }
     }
 
-    private func answerOrder(_ waiter: FillWaiter, hash: Digest32, _ result: Result<OrderFill, Rejection>) {
+    func answerOrder(_ waiter: FillWaiter, hash: Digest32, _ result: Result<OrderFill, Rejection>) {
         switch result {
         case .success(let fill): answerExchange(waiter, .orderFilled(requestID: waiter.requestID, fill: fill))
         case .failure(let rejection):
@@ -773,7 +826,7 @@ public final class Simulation {
         }
     }
 
-    private func answerExchange(_ waiter: FillWaiter, _ message: ExchangeMessage) {
+    func answerExchange(_ waiter: FillWaiter, _ message: ExchangeMessage) {
         guard links[waiter.link].up, links[waiter.link].epoch == waiter.epoch else {
             report.messagesLost += 1
             return
@@ -783,11 +836,11 @@ public final class Simulation {
 
     // MARK: Traders
 
-    private func link(for path: Path, _ trader: Int) -> Int {
+    func link(for path: Path, _ trader: Int) -> Int {
         path == .arbiter ? arbiterLink(trader) : exchangeLink(trader)
     }
 
-    private func traderAct(_ index: Int) throws {
+    func traderAct(_ index: Int) throws {
         guard traders[index].pending == nil, traders[index].resync == nil, traders[index].remaining > 0 else { return }
         let trader = traders[index]
         let chainID = world.genesis.chainID
@@ -844,7 +897,7 @@ public final class Simulation {
         try sendPending(index)
     }
 
-    private func sendPending(_ index: Int) throws {
+    func sendPending(_ index: Int) throws {
         guard let pending = traders[index].pending else { return }
         schedule(.traderRetry(index, attempt: pending.attempts), after: milliseconds(150...250))
         let link = link(for: pending.path, index)
@@ -867,7 +920,7 @@ public final class Simulation {
         }
     }
 
-    private func traderReceive(_ index: Int, arbiter answer: ArbiterMessage) throws {
+    func traderReceive(_ index: Int, arbiter answer: ArbiterMessage) throws {
         switch answer {
         case .transactionReceipt(let requestID, let hash, let height, let index2, _):
             try checkReceipt(hash, height: height, index: index2, at: .trader(index))
@@ -888,7 +941,7 @@ public final class Simulation {
         }
     }
 
-    private func traderReceive(_ index: Int, exchange answer: ExchangeMessage) throws {
+    func traderReceive(_ index: Int, exchange answer: ExchangeMessage) throws {
         switch answer {
         case .orderFilled(let requestID, let fill):
             try checkReceipt(fill.hash, height: fill.height, index: fill.index, at: .trader(index))
@@ -908,7 +961,7 @@ public final class Simulation {
 
     /// An answer to one of the pending transaction's copies settles it; answers that only say
     /// "try again later" leave it to the retry timer.
-    private func resolve(_ index: Int, requestID: UInt64, hash: Digest32, committed: Bool, code: ErrorCode?) throws {
+    func resolve(_ index: Int, requestID: UInt64, hash: Digest32, committed: Bool, code: ErrorCode?) throws {
         guard let pending = traders[index].pending, pending.requestIDs.contains(requestID) else { return }
         guard hash == pending.hash else {
             throw fail(

@@ -15,21 +15,27 @@ struct World {
     let regulator: SigningKeyPair
     let issuer: SigningKeyPair
     let traders: [SigningKeyPair]
+    /// Lessees of trader 0's licence; trader 0 is their lessor.
+    let lessees: [SigningKeyPair]
     let genesis: Genesis
     let genesisRows: [StateRow]
     let licence: TokenID
     let setupBlock: Block
     let setupChanges: [(key: StateKey, row: [UInt8]?)]
 
-    init(traderCount: Int, random: inout SimulationRandom) throws {
+    /// Usage-right periods of one second, so leases run within a simulated run.
+    static let periodSeconds: UInt32 = 1
+
+    init(traderCount: Int, lesseeCount: Int, random: inout SimulationRandom) throws {
         func key() throws -> SigningKeyPair { try SigningKeyPair(seed: random.bytes(SigningKeyPair.seedByteCount)) }
         arbiter = try key()
         regulator = try key()
         issuer = try key()
         traders = try (0..<traderCount).map { _ in try key() }
+        lessees = try (0..<lesseeCount).map { _ in try key() }
         genesis = Genesis(
             networkName: "rwanet-simulation", timeMilliseconds: Self.genesisTime, arbiter: arbiter.publicKey,
-            claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey)
+            claimIssuers: [regulator.publicKey], stablecoinIssuer: issuer.publicKey, periodSeconds: Self.periodSeconds)
         var ledger = Ledger(genesis: genesis)
         genesisRows = ledger.takeStateChanges().compactMap { change in
             change.row.map { StateRow(key: change.key.bytes, value: $0) }
@@ -46,7 +52,7 @@ struct World {
             ).get()
             return applied.createdID
         }
-        for trader in traders {
+        for trader in traders + lessees {
             let identity = try apply(regulator, .registerIdentity(account: trader.publicKey, country: Self.country))
             _ = try apply(regulator, .addClaim(identity: identity, topic: ClaimTopic.kyc))
             _ = try apply(issuer, .mint(token: Self.stablecoin, to: trader.publicKey, amount: 10_000_000_000))

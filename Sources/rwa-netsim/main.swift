@@ -81,6 +81,7 @@ struct NetworkSimulation: ParsableCommand {
                 + " arbiter-crashes=\(total(\.arbiterCrashes)) exchange-restarts=\(total(\.exchangeRestarts))"
                 + " link-drops=\(total(\.linkDrops)) partitions=\(total(\.partitions))"
                 + " duplicates=\(total(\.duplicatesSent)) lost=\(total(\.messagesLost)) retries=\(total(\.retries))"
+                + " lease-crashes=\(total(\.leaseCrashes)) leases-settled=\(total(\.leasesSettled))"
                 + " fewest-arbiter-crashes=\(all.map(\.arbiterCrashes).min() ?? 0)")
         guard let firstFailure = failed.first, let failure = firstFailure.failure else { return }
         print("FAILED seed \(firstFailure.seed): \(failure)")

@@ -249,6 +249,44 @@ final class LeaseChannelTests: XCTestCase {
         XCTAssertEqual(lessee.state.nonce, 1)
     }
 
+    /// Found by the whole-system simulation: a lessee that proposed the final state, crashed before
+    /// storing the countersigned one, and proposed again after its restart learns from the
+    /// lessor's state that it is final, and closes the channel (its first proposer having lost
+    /// it); a proposal the peer's newer state supersedes is reported refused, not done.
+    func testAStateAdoptedAfterACrashSettlesOrSupersedesTheProposal() {
+        var (lessor, lessee) = pair()
+        _ = run(lessee.pay(500), from: &lessee, to: &lessor)
+        let backup = lessee.latest
+        guard case .send(let final) = lessee.proposeFinal()[0] else { return XCTFail() }
+        _ = lessor.receive(final)
+        _ = lessor.persisted(nonce: 2)  // stored and countersigned; the lessee crashes before storing
+        var restarted = LeaseChannel(role: .lessee, terms: terms(), key: lesseeKey, latest: backup)
+        _ = restarted.proposeFinal()  // the same final state again
+        let answer = lessor.receive(restarted.reconnected()[0].sentMessage!)
+        let adopted = restarted.receive(answer[0].sentMessage!)
+        guard case .persist = adopted.first else { return XCTFail("\(adopted)") }
+        let after = restarted.persisted(nonce: 2)
+        XCTAssertEqual(after.first, .settled(nonce: 2), "the proposal was the state the lessor holds")
+        guard case .closeCooperatively(let closing) = after.last else { return XCTFail("\(after)") }
+        XCTAssertTrue(closing.state.final)
+
+        // A proposal that the peer's newer state supersedes.
+        var (lessor2, lessee2) = pair()
+        _ = run(lessee2.pay(500), from: &lessee2, to: &lessor2)
+        let old = lessee2.latest
+        guard case .send(let second) = lessee2.pay(500)[0] else { return XCTFail() }
+        _ = lessor2.receive(second)
+        _ = lessor2.persisted(nonce: 2)
+        var behind = LeaseChannel(role: .lessee, terms: terms(), key: lesseeKey, latest: old)
+        _ = behind.pay(1_000)  // a different state 2
+        let state = lessor2.receive(behind.reconnected()[0].sentMessage!)
+        _ = behind.receive(state[0].sentMessage!)
+        XCTAssertEqual(
+            behind.persisted(nonce: 2).first,
+            .refused(ChannelRejection(.nonceNotNext, "the peer holds state 2; this proposal was superseded")))
+        XCTAssertEqual(behind.state.paid, 1_000, "the lessor's state, not the lost proposal")
+    }
+
     func testAProposalThePeerNeverGotIsSentAgainOnReconnection() {
         var (lessor, lessee) = pair()
         _ = lessee.pay(500)  // lost on the way

@@ -22,6 +22,8 @@ final class NetworkSimulationTests: XCTestCase {
             XCTAssertGreaterThan(report.linkDrops + report.partitions, 0, "seed \(seed): sessions break")
             XCTAssertGreaterThan(report.committedTransactions, 0, "seed \(seed): work gets done")
             XCTAssertGreaterThan(report.receipts + report.fills, 0, "seed \(seed)")
+            XCTAssertEqual(report.leasesSettled, 2, "seed \(seed): both leases settle")
+            XCTAssertGreaterThanOrEqual(report.leaseCrashes, 1, "seed \(seed): lease nodes crash too")
         }
     }
 
@@ -57,6 +59,22 @@ final class NetworkSimulationTests: XCTestCase {
             Simulation.shrink(seed: seed, configuration: configuration, invariant: failure.invariant))
         XCTAssertEqual(report.failure?.invariant, "receipts-are-durable")
         XCTAssertLessThan(smallest.faultClasses.count, configuration.faultClasses.count, "\(smallest)")
+    }
+
+    func testALeaseShellThatAcknowledgesBeforeStoringIsCaught() throws {
+        var configuration = SimulationConfiguration()
+        configuration.mutation = .acknowledgeBeforeStoring
+        configuration.leaseCrashesPerRun = 20
+        let first = testSeed()
+        var caught: SimulationFailure?
+        for seed in first..<first &+ 30 {
+            if let failure = Simulation.run(seed: seed, configuration: configuration).failure {
+                caught = failure
+                break
+            }
+        }
+        XCTAssertEqual(
+            caught?.invariant, "acknowledged-states-survive", "\(caught.map { "\($0)" } ?? "no seed failed")")
     }
 
     func testAShellThatRejectsRetriesOfCommittedTransactionsIsCaught() throws {

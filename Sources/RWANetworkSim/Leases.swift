@@ -1,0 +1,461 @@
+import RWAChannel
+import RWACrypto
+import RWALedger
+import RWAStore
+import RWAWire
+
+/// Leasing in the simulation: trader 0 (the licence's owner) is the lessor, and each lessee
+/// opens one channel with it, pays `paymentsPerLease` times and closes cooperatively. Both run the
+/// real `LeaseChannel` cores and keep their states in an `InMemoryChannelStore` whose writes take
+/// simulated time and are lost in a crash, while the store itself survives. Checked: a state
+/// either side acknowledged (the lessee's update done, the lessor's countersignature sent) is
+/// never lost across a crash; the two sides end on the same state; the chain settles each channel
+/// with its final state's payment and returns the rest of the deposit.
+extension Simulation {
+    enum LeasePhase: Equatable, CustomStringConvertible {
+        /// Asked the lessor to accept the terms.
+        case asking
+        /// Submitted the open (with both signatures).
+        case opening
+        /// Paying, one update at a time.
+        case paying
+        /// Proposed (or agreed) the final state; submitting the close.
+        case closing
+        case closed
+
+        var description: String {
+            switch self {
+            case .asking: return "asking"
+            case .opening: return "opening"
+            case .paying: return "paying"
+            case .closing: return "closing"
+            case .closed: return "closed"
+            }
+        }
+    }
+
+    struct LesseeNode {
+        let key: SigningKeyPair
+        var remaining: Int
+        var store = InMemoryChannelStore()
+        var core: LeaseChannel?
+        var terms: LeaseTerms?
+        var phase = LeasePhase.asking
+        var up = true
+        var incarnation = 0
+        /// A transaction (open or close) in flight to the arbiter, sent again until answered.
+        var submission: (bytes: [UInt8], hash: Digest32, requestIDs: Set<UInt64>, attempts: Int)?
+        var nextRequestID: UInt64 = 1
+        /// The highest nonce this lessee's caller was told is done.
+        var acknowledged: UInt64 = 0
+        var proposing = false
+    }
+
+    struct LessorNode {
+        var store = InMemoryChannelStore()
+        var cores: [Digest32: LeaseChannel] = [:]
+        var up = true
+        var incarnation = 0
+        /// The highest nonce of each channel the lessor countersigned.
+        var acknowledged: [Digest32: UInt64] = [:]
+    }
+
+    var lessorKey: SigningKeyPair { world.traders[0] }
+    func leaseArbiterLink(_ lessee: Int) -> Int { leaseLinkBase + 2 * lessee }
+    func leaseSessionLink(_ lessee: Int) -> Int { leaseLinkBase + 2 * lessee + 1 }
+
+    func startLeases() {
+        for index in lessees.indices {
+            schedule(.connect(link: leaseArbiterLink(index)), after: milliseconds(0...2))
+            schedule(.connect(link: leaseSessionLink(index)), after: milliseconds(0...2))
+            schedule(.leaseAct(index), after: milliseconds(3...10))
+        }
+    }
+
+    // MARK: Carrying out the cores' actions
+
+    /// Writes take simulated time; the core hears of them when they are done.
+    private func store(_ state: CoSignedState, at node: Node) {
+        let incarnation: Int
+        switch node {
+        case .lessor: incarnation = lessor.incarnation
+        case .lessee(let index): incarnation = lessees[index].incarnation
+        case .arbiter, .exchange, .trader: return
+        }
+        schedule(.leaseStored(node: node, incarnation: incarnation, state: state), after: milliseconds(0...2) + 100_000)
+        if configuration.mutation == .acknowledgeBeforeStoring {
+            // The planted bug: the core hears "stored" before the write is done.
+            let id = state.state.channelID
+            switch node {
+            case .lessor:
+                if let actions = lessor.cores[id]?.persisted(nonce: state.state.nonce) {
+                    try? performLessor(actions, channel: id)
+                }
+            case .lessee(let index):
+                if let actions = lessees[index].core?.persisted(nonce: state.state.nonce) {
+                    try? performLessee(index, actions)
+                }
+            case .arbiter, .exchange, .trader:
+                break
+            }
+        }
+    }
+
+    func leaseStored(_ node: Node, incarnation: Int, _ state: CoSignedState) throws {
+        let id = state.state.channelID
+        switch node {
+        case .lessor:
+            guard lessor.up, lessor.incarnation == incarnation, lessor.cores[id] != nil else { return }
+            try lessor.store.saveState(state)
+            try performLessor(lessor.cores[id]!.persisted(nonce: state.state.nonce), channel: id)
+        case .lessee(let index):
+            guard lessees[index].up, lessees[index].incarnation == incarnation, lessees[index].core != nil else {
+                return
+            }
+            try lessees[index].store.saveState(state)
+            try performLessee(index, lessees[index].core!.persisted(nonce: state.state.nonce))
+        case .arbiter, .exchange, .trader:
+            return
+        }
+    }
+
+    private func performLessor(_ actions: [LeaseChannel.Action], channel id: Digest32) throws {
+        guard let core = lessor.cores[id] else { return }
+        let lessee = lessees.firstIndex { $0.key.publicKey == core.terms.lessee }!
+        for action in actions {
+            switch action {
+            case .send(let message):
+                if case .countersign(_, _, let nonce, _) = message {
+                    lessor.acknowledged[id] = max(lessor.acknowledged[id] ?? 0, nonce)
+                }
+                send(.lease(message), on: leaseSessionLink(lessee), toServer: false)
+            case .persist(let state):
+                store(state, at: .lessor)
+            case .grant, .revoke, .settled, .refused, .rejectedPeer, .closeCooperatively, .register, .challenge:
+                trace("lessor: \(action)".prefix(120).description)
+            }
+        }
+    }
+
+    private func performLessee(_ index: Int, _ actions: [LeaseChannel.Action]) throws {
+        for action in actions {
+            switch action {
+            case .send(let message):
+                send(.lease(message), on: leaseSessionLink(index), toServer: true)
+            case .persist(let state):
+                store(state, at: .lessee(index))
+            case .settled(let nonce):
+                lessees[index].acknowledged = max(lessees[index].acknowledged, nonce)
+                lessees[index].proposing = false
+                trace("lessee\(index): state \(nonce) done")
+                if lessees[index].phase == .paying { schedule(.leaseAct(index), after: milliseconds(1...10)) }
+            case .refused(let rejection):
+                lessees[index].proposing = false
+                // A final state that was refused or superseded is proposed again.
+                if lessees[index].phase == .closing && lessees[index].submission == nil {
+                    lessees[index].phase = .paying
+                }
+                trace("lessee\(index): refused \(rejection.code.name)")
+                schedule(.leaseAct(index), after: milliseconds(5...20))
+            case .closeCooperatively(let state):
+                lessees[index].phase = .closing
+                if lessees[index].submission == nil { try submit(index, .closeChannel(state)) }
+            case .grant, .revoke, .rejectedPeer, .register, .challenge:
+                break
+            }
+        }
+    }
+
+    // MARK: The lessee
+
+    func lesseeAct(_ index: Int) throws {
+        guard lessees[index].up else { return }
+        switch lessees[index].phase {
+        case .asking:
+            let terms = LeaseTerms(
+                chainID: world.genesis.chainID, lessor: lessorKey.publicKey, lessee: lessees[index].key.publicKey,
+                licence: world.licence, firstSlice: UInt8(60 + index), sliceCount: 1,
+                startSeconds: World.genesisTime / 1000 + 3_600, hours: 100, periodSeconds: World.periodSeconds,
+                ratePerSliceHour: 100, deposit: 10_000, paymentIncrement: 100, challengePeriodMilliseconds: 10_000,
+                nonce: UInt64(index))
+            lessees[index].terms = terms
+            send(
+                .lease(LeaseChannel.openRequest(terms, lessee: lessees[index].key, requestID: 1)),
+                on: leaseSessionLink(index), toServer: true)
+            schedule(.leaseRetry(index, attempt: -1), after: milliseconds(150...250))
+        case .paying:
+            guard !lessees[index].proposing, lessees[index].core != nil else { return }
+            if lessees[index].remaining == 0 || lessees[index].core!.state.paid >= lessees[index].terms!.deposit {
+                lessees[index].proposing = true
+                lessees[index].phase = .closing
+                trace("lessee\(index) proposes the final state")
+                try performLessee(index, lessees[index].core!.proposeFinal())
+                return
+            }
+            lessees[index].remaining -= 1
+            lessees[index].proposing = true
+            try performLessee(index, lessees[index].core!.pay(100))
+        case .opening, .closing, .closed:
+            break
+        }
+    }
+
+    /// Sends the pending submission again, or asks the lessor again, until answered.
+    func lesseeRetry(_ index: Int, attempt: Int) throws {
+        guard lessees[index].up else { return }
+        if attempt == -1 {
+            if lessees[index].phase == .asking { try lesseeAct(index) }
+            return
+        }
+        guard let submission = lessees[index].submission, submission.attempts == attempt else { return }
+        report.retries += 1
+        lessees[index].submission?.attempts += 1
+        sendSubmission(index)
+    }
+
+    private func submit(_ index: Int, _ operation: LedgerOperation) throws {
+        let sequence = oracle.state.accounts[lessees[index].key.publicKey]?.nextSequence ?? 0
+        // The lessee's only transactions are its open and its close, in that order.
+        let transaction = try Transaction(
+            signedBy: lessees[index].key, chainID: world.genesis.chainID,
+            sequence: operation.tag == 0x40 ? 0 : max(sequence, 1), operation: operation)
+        lessees[index].submission = (transaction.encoded, transaction.hash, [], 0)
+        trace("lessee\(index) submits \(operation.name)")
+        sendSubmission(index)
+    }
+
+    private func sendSubmission(_ index: Int) {
+        guard let submission = lessees[index].submission else { return }
+        schedule(.leaseRetry(index, attempt: submission.attempts), after: milliseconds(150...250))
+        let link = leaseArbiterLink(index)
+        guard links[link].up else { return }
+        let requestID = lessees[index].nextRequestID
+        lessees[index].nextRequestID += 1
+        lessees[index].submission?.requestIDs.insert(requestID)
+        send(
+            .arbiter(.submitTransaction(requestID: requestID, transaction: submission.bytes)), on: link, toServer: true)
+    }
+
+    func lesseeReceive(_ index: Int, arbiter answer: ArbiterMessage) throws {
+        guard lessees[index].up, let submission = lessees[index].submission else { return }
+        switch answer {
+        case .transactionReceipt(let requestID, let hash, let height, let position, _):
+            try checkReceipt(hash, height: height, index: position, at: .lessee(index))
+            guard submission.requestIDs.contains(requestID) else { return }
+            lessees[index].submission = nil
+            switch lessees[index].phase {
+            case .opening:
+                var stored = try lessees[index].store.channels().first!
+                stored.status = .open
+                try lessees[index].store.save(stored)
+                lessees[index].core = LeaseChannel(role: .lessee, terms: stored.terms, key: lessees[index].key)
+                lessees[index].phase = .paying
+                trace("lessee\(index): open committed in block \(height)")
+                try performLessee(index, lessees[index].core!.reconnected())
+                schedule(.leaseAct(index), after: milliseconds(1...5))
+            case .closing:
+                try checkSettledLease(index)
+                lessees[index].phase = .closed
+                var stored = try lessees[index].store.channels().first!
+                stored.status = .closed
+                try lessees[index].store.save(stored)
+                trace("lessee\(index): closed in block \(height)")
+            case .asking, .paying, .closed:
+                break
+            }
+        case .transactionRejected(let requestID, _, let code, let reason):
+            guard submission.requestIDs.contains(requestID), code != .arbiterBusy else { return }
+            if code == .channelFinal && lessees[index].phase == .closing {
+                // Settled already (a close sent again after a crash): check it as closed.
+                lessees[index].submission = nil
+                try checkSettledLease(index)
+                lessees[index].phase = .closed
+                return
+            }
+            throw fail(
+                "leases-settle",
+                "lessee\(index)'s \(lessees[index].phase) transaction was refused: \(code.name): \(reason)")
+        default:
+            return
+        }
+    }
+
+    func lesseeReceive(_ index: Int, _ message: LeaseMessage) throws {
+        guard lessees[index].up else { return }
+        switch message {
+        case .openAccept, .openRefused:
+            guard lessees[index].phase == .asking, let terms = lessees[index].terms else { return }
+            switch LeaseChannel.checkAcceptance(terms, message) {
+            case .failure(let rejection):
+                throw fail("leases-settle", "lessee\(index)'s open was refused: \(rejection)")
+            case .success(let lessorSignature):
+                let lesseeSignature = lessees[index].key.sign(terms.encoded, domain: terms.signatureDomain)
+                try lessees[index].store.save(
+                    StoredChannel(
+                        role: .lessee, terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature)
+                )
+                lessees[index].phase = .opening
+                try submit(
+                    index,
+                    .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
+            }
+        default:
+            guard let core = lessees[index].core else { return }
+            _ = core
+            try performLessee(index, lessees[index].core!.receive(message))
+        }
+    }
+
+    func leaseConnected(_ index: Int, link: Int) throws {
+        guard lessees[index].up else { return }
+        if link == leaseArbiterLink(index) {
+            sendSubmission(index)
+        } else if let core = lessees[index].core {
+            try performLessee(index, core.reconnected())
+            if let latest = lessor.cores[core.channelID] { _ = latest }
+        }
+        // The lessor says which state it holds too.
+        if link == leaseSessionLink(index), lessor.up, let core = lessees[index].core,
+            let theirs = lessor.cores[core.channelID]
+        {
+            try performLessor(theirs.reconnected(), channel: core.channelID)
+        }
+    }
+
+    // MARK: The lessor
+
+    func lessorReceive(_ message: LeaseMessage, link: Int) throws {
+        guard lessor.up else { return }
+        switch message {
+        case .openRequest(_, let terms, _):
+            guard lessor.cores[terms.channelID] == nil else {
+                // Asked again (the acceptance was lost): the same answer.
+                if let stored = try lessor.store.channels().first(where: { $0.channelID == terms.channelID }) {
+                    send(
+                        .lease(
+                            .openAccept(
+                                requestID: 1, channelID: terms.channelID, lessorSignature: stored.lessorSignature)),
+                        on: link, toServer: false)
+                }
+                return
+            }
+            switch LeaseChannel.answerOpen(message, lessor: lessorKey, offer: { _ in nil }) {
+            case .success(let accepted):
+                try lessor.store.save(
+                    StoredChannel(
+                        role: .lessor, terms: terms, lessorSignature: accepted.lessorSignature,
+                        lesseeSignature: accepted.lesseeSignature, status: .open))
+                lessor.cores[terms.channelID] = LeaseChannel(role: .lessor, terms: terms, key: lessorKey)
+                send(.lease(accepted.answer), on: link, toServer: false)
+            case .failure(let rejection):
+                throw fail("leases-settle", "the lessor refused valid terms: \(rejection)")
+            }
+        default:
+            guard lessor.cores[message.channelID] != nil else { return }
+            try performLessor(lessor.cores[message.channelID]!.receive(message), channel: message.channelID)
+        }
+    }
+
+    // MARK: Crashes
+
+    func crashLeaseNode(_ node: Node) throws {
+        switch node {
+        case .lessor:
+            report.leaseCrashes += 1
+            lessor.up = false
+            lessor.incarnation += 1
+            lessor.cores = [:]
+            for index in links.indices where links[index].server == .lessor { try drop(index) }
+            schedule(.restart(.lessor), after: milliseconds(5...40))
+        case .lessee(let index):
+            report.leaseCrashes += 1
+            lessees[index].up = false
+            lessees[index].incarnation += 1
+            lessees[index].core = nil
+            lessees[index].proposing = false
+            for link in [leaseArbiterLink(index), leaseSessionLink(index)] { try drop(link) }
+            schedule(.restart(.lessee(index)), after: milliseconds(5...40))
+        case .arbiter, .exchange, .trader:
+            return
+        }
+    }
+
+    func restartLessor() throws {
+        lessor.up = true
+        for stored in try lessor.store.channels() {
+            let latest = try lessor.store.latestState(of: stored.channelID)
+            if (latest?.state.nonce ?? 0) < (lessor.acknowledged[stored.channelID] ?? 0) {
+                throw fail(
+                    "acknowledged-states-survive",
+                    "the lessor countersigned state \(lessor.acknowledged[stored.channelID]!) of \(stored.channelID) "
+                        + "but restarted with \(latest?.state.nonce ?? 0)")
+            }
+            lessor.cores[stored.channelID] = LeaseChannel(
+                role: .lessor, terms: stored.terms, key: lessorKey, latest: latest)
+        }
+        trace("lessor restarts with \(lessor.cores.count) channels")
+    }
+
+    func restartLessee(_ index: Int) throws {
+        lessees[index].up = true
+        if let stored = try lessees[index].store.channels().first {
+            let latest = try lessees[index].store.latestState(of: stored.channelID)
+            if (latest?.state.nonce ?? 0) < lessees[index].acknowledged {
+                throw fail(
+                    "acknowledged-states-survive",
+                    "lessee\(index) was told state \(lessees[index].acknowledged) is done but restarted with "
+                        + "\(latest?.state.nonce ?? 0)")
+            }
+            switch stored.status {
+            case .accepted:
+                lessees[index].phase = .opening  // the open may or may not have committed: send it again
+                try submit(
+                    index,
+                    .openChannel(
+                        terms: stored.terms, lessorSignature: stored.lessorSignature,
+                        lesseeSignature: stored.lesseeSignature))
+            case .open, .closing:
+                lessees[index].core = LeaseChannel(
+                    role: .lessee, terms: stored.terms, key: lessees[index].key, latest: latest)
+                if lessees[index].phase == .closing, let final = latest, final.state.final {
+                    try submit(index, .closeChannel(final))  // the close may not have reached the chain
+                } else {
+                    lessees[index].phase = .paying
+                    lessees[index].proposing = false
+                    schedule(.leaseAct(index), after: milliseconds(1...5))
+                }
+            case .closed:
+                lessees[index].phase = .closed
+            }
+        } else {
+            lessees[index].phase = .asking
+            schedule(.leaseAct(index), after: milliseconds(1...5))
+        }
+        for link in [leaseArbiterLink(index), leaseSessionLink(index)] { reconnect(link) }
+        trace("lessee\(index) restarts, \(lessees[index].phase)")
+    }
+
+    // MARK: Settlement
+
+    /// The chain settled the lessee's channel with its final state's payment, and both sides hold
+    /// that state.
+    func checkSettledLease(_ index: Int) throws {
+        guard let terms = try lessees[index].terms ?? lessees[index].store.channels().first?.terms else { return }
+        let id = terms.channelID
+        guard let record = oracle.state.channels[id], record.status == .settled else {
+            throw fail("leases-settle", "lessee\(index)'s channel is not settled on the chain")
+        }
+        let lesseeLatest = try lessees[index].store.latestState(of: id)
+        let lessorLatest = try lessor.store.latestState(of: id)
+        guard let lesseeLatest, lesseeLatest.state.final, lesseeLatest.state.paid == record.paid else {
+            throw fail(
+                "leases-settle",
+                "lessee\(index)'s channel settled with \(record.paid) paid; its latest state says "
+                    + "\(lesseeLatest.map { "\($0.state.paid)" } ?? "nothing")")
+        }
+        if let lessorLatest, lessorLatest.state.nonce > lesseeLatest.state.nonce {
+            throw fail("leases-settle", "the lessor holds a newer state than the one lessee\(index) settled with")
+        }
+        report.leasesSettled += 1
+    }
+}

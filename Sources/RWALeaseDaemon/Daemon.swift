@@ -198,7 +198,12 @@ func answer(
             guard let id = channelID(), let amount = integer("amount") else {
                 return fail("bad_request", "pay needs a channel and an amount")
             }
-            reply(["ok": true, "state": describe(try await service.pay(id, amount: amount))])
+            // `count` updates one after another, each done when both sides stored it.
+            let count = integer("count") ?? 1
+            guard count >= 1, count <= 1_000_000 else { return fail("bad_request", "count is 1 to 1000000") }
+            var state = try await service.pay(id, amount: amount)
+            for _ in 1..<Int(count) { state = try await service.pay(id, amount: amount) }
+            reply(["ok": true, "state": describe(state), "updates": Int(count)])
         case "close":
             guard let id = channelID() else { return fail("bad_request", "close needs a channel id") }
             reply(["ok": true, "state": describe(try await service.close(id))])

@@ -300,8 +300,7 @@ extension Simulation {
                     .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
             }
         default:
-            guard let core = lessees[index].core else { return }
-            _ = core
+            guard lessees[index].core != nil else { return }
             try performLessee(index, lessees[index].core!.receive(message))
         }
     }
@@ -312,7 +311,6 @@ extension Simulation {
             sendSubmission(index)
         } else if let core = lessees[index].core {
             try performLessee(index, core.reconnected())
-            if let latest = lessor.cores[core.channelID] { _ = latest }
         }
         // The lessor says which state it holds too.
         if link == leaseSessionLink(index), lessor.up, let core = lessees[index].core,

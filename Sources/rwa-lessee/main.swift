@@ -77,8 +77,12 @@ struct Pay: ParsableCommand {
     @OptionGroup var directory: DaemonDirectory
     @Argument(help: "The channel id (hex).") var channel: String
     @Argument(help: "Amount, stablecoin base units.") var amount: String
+    @Option(help: "How many updates of this amount, one after another.") var count = 1
     @Flag(help: "Print the answer as one JSON object.") var json = false
-    func run() throws { try command(directory, ["command": "pay", "channel": channel, "amount": amount], json: json) }
+    func run() throws {
+        try command(
+            directory, ["command": "pay", "channel": channel, "amount": amount, "count": "\(count)"], json: json)
+    }
 }
 
 struct Proof: ParsableCommand {

@@ -38,13 +38,21 @@ final class LeaseProcessTests: XCTestCase {
         }
     }
 
+    /// The whole flow on an arbiter run with the paper's block rules (10 transactions or 5 s).
+    func testALeaseOnThePapersBlockRules() async throws {
+        try await withTimeout(240, "testALeaseOnThePapersBlockRules") {
+            try await self.lease(over: .tcp, profile: "paper", updates: 100)
+        }
+    }
+
     /// The same lease over UDP with 20% loss, duplication and reordering injected into every
     /// datagram both daemons send: the sessions repair it, and every balance is exact.
     func testALeaseOverUDPWithLossDuplicationAndReordering() async throws {
         try await withTimeout(240, "testALeaseOverUDPWithLossDuplicationAndReordering") {
             let seed = testSeed()
             try await self.lease(
-                over: .udp, environment: ["RWANET_UDP_FAULTS": "loss=0.2,dup=0.1,reorder=0.1,seed=\(seed)"])
+                over: .udp, environment: ["RWANET_UDP_FAULTS": "loss=0.2,dup=0.1,reorder=0.1,seed=\(seed)"],
+                updates: 50)
         }
     }
 
@@ -67,11 +75,12 @@ final class LeaseProcessTests: XCTestCase {
         var connection: [String] { ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"] }
     }
 
-    func makeWorld() async throws -> World {
+    func makeWorld(profile: String = "standard") async throws -> World {
         let scratch = try Scratch()
         let chainDir = scratch.directory.appendingPathComponent("chain").path
         XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
-        let arbiter = try ArbiterProcess(["run", "--dir", chainDir, "--port", "0", "--no-udp"])
+        let arbiter = try ArbiterProcess(
+            ["run", "--dir", chainDir, "--port", "0", "--no-udp", "--profile", profile])
         var madeIt = false
         defer { if !madeIt { arbiter.stop() } }  // the caller stops it once it has it
         _ = try arbiter.requireLine("the chain line")
@@ -121,9 +130,12 @@ final class LeaseProcessTests: XCTestCase {
             lessorHome: lessorHome, lesseeHome: lesseeHome)
     }
 
-    func lease(over transport: TransportKind, environment: [String: String] = [:]) async throws {
+    func lease(
+        over transport: TransportKind, environment: [String: String] = [:], profile: String = "standard",
+        updates: Int = 1_000
+    ) async throws {
         do {
-            let world = try await makeWorld()
+            let world = try await makeWorld(profile: profile)
             let (scratch, chainDir, arbiter, arbiterPort, genesis, admin) = (
                 world.scratch, world.chainDir, world.arbiter, world.arbiterPort, world.genesis, world.admin
             )
@@ -151,23 +163,28 @@ final class LeaseProcessTests: XCTestCase {
 
             // Two slices for five hours, starting a minute from now (so the daemon does not pay
             // ahead on its own during the test): 100 in all, paid in steps of 10.
+            // Enough hours that 100 + `updates` units fit the price (20 per hour at 10 per slice-hour);
+            // paid in 10 steps of 10, then `updates` steps of 1.
+            let deposit = 100 + updates
+            let hours = (deposit + 19) / 20
             let start = (UInt64(Date().timeIntervalSince1970) / 2 + 30) * 2
             let open = [
                 "open", "--home", lesseeHome, "--lessor", "127.0.0.1:\(lessorPort)", "--transport",
                 transport.rawValue, "--lessor-key",
                 "\(lessorKey.publicKey)", "--licence", "\(licence)", "--slices", "20-21", "--start", "\(start)",
-                "--hours", "5", "--challenge-ms", "2000",
+                "--hours", "\(hours)", "--challenge-ms", "2000",
             ]
             let refused = try ToolProcess.run(
-                tool: "rwa-lessee", open + ["--rate", "9", "--deposit", "90", "--increment", "9", "--nonce", "2"],
+                tool: "rwa-lessee",
+                open + ["--rate", "9", "--deposit", "\(18 * hours)", "--increment", "9", "--nonce", "2"],
                 timeout: 60)
             XCTAssertEqual(refused.status, 1, "a rate below the offer")
             XCTAssertTrue(refused.errors.joined().contains("not_offered"), refused.errors.joined())
             let opened = try LeaseDaemonProcess.json(
-                "rwa-lessee", open + ["--rate", "10", "--deposit", "100", "--increment", "10"])
+                "rwa-lessee", open + ["--rate", "10", "--deposit", "\(deposit)", "--increment", "10"])
             let channel = try XCTUnwrap(opened["channel"] as? String)
             let lesseeBalance = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
-            XCTAssertEqual(lesseeBalance, 1_000_000 - 100, "the deposit is in the channel")
+            XCTAssertEqual(lesseeBalance, 1_000_000 - UInt128(deposit), "the deposit is in the channel")
 
             for step in 1...5 {
                 let paid = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", lesseeHome, channel, "10"])
@@ -185,13 +202,19 @@ final class LeaseProcessTests: XCTestCase {
                 let paid = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", lesseeHome, channel, "10"])
                 XCTAssertEqual((paid["state"] as? [String: Any])?["nonce"] as? Int, step)
             }
+            // Then `updates` more of 1 each, one after another, through one CLI call.
+            let many = try LeaseDaemonProcess.json(
+                "rwa-lessee", ["pay", "--home", lesseeHome, channel, "1", "--count", "\(updates)"])
+            XCTAssertEqual((many["state"] as? [String: Any])?["nonce"] as? Int, 10 + updates)
+            XCTAssertEqual((many["state"] as? [String: Any])?["paid"] as? String, "\(deposit)")
             let over = try ToolProcess.run(
                 tool: "rwa-lessee", ["pay", "--home", lesseeHome, channel, "1"], timeout: 60)
             XCTAssertEqual(over.status, 1)
             XCTAssertTrue(over.errors.joined().contains("payment_above_deposit"), over.errors.joined())
             let lessorView = try LeaseDaemonProcess.json("rwa-lessor", ["status", "--home", lessorHome, channel])
             XCTAssertEqual(
-                ((lessorView["channel"] as? [String: Any])?["state"] as? [String: Any])?["paid"] as? String, "100")
+                ((lessorView["channel"] as? [String: Any])?["state"] as? [String: Any])?["paid"] as? String,
+                "\(deposit)")
 
             // The usage-right proof, checked offline with only the arbiter's key.
             let proofPath = scratch.directory.appendingPathComponent("usage.proof").path
@@ -210,7 +233,8 @@ final class LeaseProcessTests: XCTestCase {
             XCTAssertTrue(
                 inside.output.joined().hasPrefix("yes: licence \(licence) slices 20-21"), inside.output.joined())
             XCTAssertTrue(inside.output.joined().contains("3497000000-3497100000 Hz"), inside.output.joined())
-            let after = try verify(proofPath, at: start + 10)
+            // Paid through the start plus deposit / 20 periods of 2 s.
+            let after = try verify(proofPath, at: start + UInt64(deposit / 20 * 2))
             XCTAssertEqual(after.status, 1, "paid through the end of the lease, not beyond")
             XCTAssertTrue(after.output.joined().hasPrefix("no: paid through"), after.output.joined())
             var tampered = [UInt8](try Data(contentsOf: URL(fileURLWithPath: proofPath)))
@@ -241,9 +265,9 @@ final class LeaseProcessTests: XCTestCase {
             let lessorRent = try await admin.holding(token: 0, account: lessorKey.publicKey).balance
             let carolRent = try await admin.holding(token: 0, account: carol.publicKey).balance
             let lesseeAfter = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
-            XCTAssertEqual(lessorRent, 75, "75 of the 100 slices")
-            XCTAssertEqual(carolRent, 25)
-            XCTAssertEqual(lesseeAfter, 1_000_000 - 100)
+            XCTAssertEqual(lessorRent, UInt128(deposit) * 3 / 4, "75 of the 100 slices")
+            XCTAssertEqual(carolRent, UInt128(deposit) / 4)
+            XCTAssertEqual(lesseeAfter, 1_000_000 - UInt128(deposit), "all of the deposit was paid")
             let settled = try verify(
                 proofPath, at: start + 1,
                 ["--check-settled", "--arbiter", "127.0.0.1:\(arbiterPort)", "--dir", chainDir])
@@ -302,8 +326,8 @@ final class LeaseProcessTests: XCTestCase {
                 ])
             let channel = try XCTUnwrap(opened["channel"] as? String)
             var acknowledged: UInt64 = 0
-            for (victim, round) in [("rwa-lessor", 0), ("rwa-lessee", 1)] {
-                for kill in 0..<10 {
+            for victim in ["rwa-lessor", "rwa-lessee"] {
+                for _ in 0..<10 {
                     // A few payments, then the kill at a random moment of the next one.
                     for _ in 0..<Int(schedule.next() % 3) {
                         let paid = try LeaseDaemonProcess.json(
@@ -332,7 +356,6 @@ final class LeaseProcessTests: XCTestCase {
                     {
                         acknowledged = max(acknowledged, UInt64(nonce))
                     }
-                    _ = (kill, round)
                 }
             }
             // Once both are up, one more payment goes through, and both hold the same state,

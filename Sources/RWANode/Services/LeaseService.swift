@@ -113,14 +113,11 @@ public final class LeaseService: @unchecked Sendable {
         self.offers = offers
         self.logger = logger
         self.submitter = Submitter(key: key, arbiter: arbiter)
-        for stored in try store.channels() where stored.status != .accepted {
-            let latest = try store.latestState(of: stored.channelID)
+        // Every channel resumes from the store: its latest co-signed state, or the opening one.
+        for stored in try store.channels() {
+            let latest = stored.status == .accepted ? nil : try store.latestState(of: stored.channelID)
             entries[stored.channelID] = Entry(
                 core: LeaseChannel(role: role, terms: stored.terms, key: key, latest: latest), stored: stored)
-        }
-        for stored in try store.channels() where stored.status == .accepted {
-            entries[stored.channelID] = Entry(
-                core: LeaseChannel(role: role, terms: stored.terms, key: key), stored: stored)
         }
     }
 

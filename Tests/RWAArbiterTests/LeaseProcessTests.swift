@@ -233,8 +233,8 @@ final class LeaseProcessTests: XCTestCase {
             XCTAssertTrue(
                 inside.output.joined().hasPrefix("yes: licence \(licence) slices 20-21"), inside.output.joined())
             XCTAssertTrue(inside.output.joined().contains("3497000000-3497100000 Hz"), inside.output.joined())
-            // Paid through the start plus deposit / 20 periods of 2 s.
-            let after = try verify(proofPath, at: start + UInt64(deposit / 20 * 2))
+            // Paid through the start plus deposit × 2 s / 20 per period (rounded down).
+            let after = try verify(proofPath, at: start + UInt64(deposit * 2 / 20))
             XCTAssertEqual(after.status, 1, "paid through the end of the lease, not beyond")
             XCTAssertTrue(after.output.joined().hasPrefix("no: paid through"), after.output.joined())
             var tampered = [UInt8](try Data(contentsOf: URL(fileURLWithPath: proofPath)))

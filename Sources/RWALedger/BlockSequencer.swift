@@ -4,8 +4,8 @@ import RWAWire
 /// The arbiter's sequencing policy, pure: it applies submissions to the ledger in arrival order
 /// and decides when the pending block closes, at `maxTransactions` or `maxDelayNanoseconds` after
 /// its first submission, whichever comes first. A sealed block comes back with its state changes
-/// and the outcome of every submission since the last block, in order, so that the shell commits
-/// it durably and only then answers. Time comes in as arguments: `now` from a monotonic clock
+/// and the outcome of every submission since the last block, in order; `ArbiterCore` (RWAArbiter)
+/// holds the answers until the block is durable. Time comes in as arguments: `now` from a monotonic clock
 /// (the block's delay), `timeMilliseconds` from the wall clock (the block's time).
 public struct BlockSequencer<Reply> {
     /// What one submission came to: its place in the sealed block, or its rejection.

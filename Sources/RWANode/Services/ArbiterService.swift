@@ -53,7 +53,7 @@ public final class ArbiterService: Sendable {
     private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
     private let sessions = ServedSessions(service: "the arbiter")
     private let committedHeight: NIOLockedValueBox<UInt64>
-    /// The ledger as loaded, until `start` hands it to the sequencer thread, its only owner.
+    /// The ledger as loaded, until `start` hands it to the core.
     private let ledgerAtStart: NIOLockedValueBox<Ledger?>
     private let stopped = ManagedAtomicFlag()
     /// Writes blocks durably, in order, and reports each one to the core.

@@ -230,53 +230,24 @@ final class LeaseServiceTests: XCTestCase {
     func testALeaseOpensPaysAndClosesOverTCP() async throws {
         try await withTimeout(60, "testALeaseOpensPaysAndClosesOverTCP") { [self] in
             let (arbiter, time, genesis) = try await makeWorld()
-            let lessor = try LeaseService(
-                role: .lessor, key: lessorKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
-                time: time,
-                offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
-                logger: quiet)
-            lessor.start()
-            let listener = try await TransportKind.tcp.listen(
-                host: "127.0.0.1", port: 0,
-                configuration: try SessionConfiguration(
-                    handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
-                group: MultiThreadedEventLoopGroup.singleton)
-            Task { for await session in listener.sessions { lessor.serve(session) } }
-            let lesseeStore = InMemoryChannelStore()
-            let lessee = try LeaseService(
-                role: .lessee, key: lesseeKey, genesis: genesis, store: lesseeStore, arbiter: arbiter, time: time,
-                logger: quiet)
-            lessee.start()
-            let session = try await TransportKind.tcp.dial(
-                host: "127.0.0.1", port: listener.port,
-                configuration: try SessionConfiguration(
-                    handshake: HandshakeConfiguration(
-                        identity: lesseeKey, chainID: genesis.chainID, expectedPeer: lessorKey.publicKey)),
-                group: MultiThreadedEventLoopGroup.singleton)
-            lessee.adopt(session)
-
-            // Ten periods from now: two slices for five hours at 10 per slice-hour.
-            let start = (Self.now / 1000 / 60 + 10) * 60
-            let terms = LeaseTerms(
-                chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,
-                firstSlice: 20, sliceCount: 2, startSeconds: start, hours: 5, periodSeconds: 60, ratePerSliceHour: 10,
-                deposit: 100, paymentIncrement: 10, challengePeriodMilliseconds: 5_000, nonce: 1)
-            var refused = terms
+            let lease = try await openLease(arbiter, time, genesis)
+            let (lessor, lessee, lesseeStore, id) = (lease.lessor, lease.lessee, lease.lesseeStore, lease.id)
+            let depositPaid = try await balance(arbiter, 0, lesseeKey.publicKey)
+            XCTAssertEqual(depositPaid, 1_000_000 - 100)
+            // Terms below the lessor's offer are refused, and leave no channel on either side.
+            var refused = lease.terms
             refused.ratePerSliceHour = 9
             refused.deposit = 90
             refused.paymentIncrement = 9
+            refused.nonce = 2
             do {
-                _ = try await lessee.open(refused, over: session)
+                _ = try await lessee.open(refused, over: lease.session)
                 XCTFail("a rate below the offer was accepted")
             } catch let rejection as ChannelRejection {
                 XCTAssertEqual(rejection.code, .notOffered)
             }
-            let id = try await lessee.open(terms, over: session)
-            try await eventually("the lessor sees the open") {
-                lessor.channels().first { $0.channelID == id }?.status == .open
-            }
-            let depositPaid = try await balance(arbiter, 0, lesseeKey.publicKey)
-            XCTAssertEqual(depositPaid, 1_000_000 - 100)
+            XCTAssertEqual(lessee.channels().map(\.channelID), [id])
+            XCTAssertEqual(lessor.channels().map(\.channelID), [id])
 
             for step in 1...10 {
                 let state = try await lessee.pay(id, amount: 10)
@@ -310,11 +281,7 @@ final class LeaseServiceTests: XCTestCase {
             _ = try await carolService.claimRent(token: 1)
             let carolRent = try await balance(arbiter, 0, carol.publicKey)
             XCTAssertEqual(carolRent, 25)
-
-            lessor.stop()
-            lessee.stop()
-            await session.close()
-            await listener.close()
+            await lease.stop()
         }
     }
 }

@@ -6,6 +6,7 @@ import NIOCore
 import RWAChannel
 import RWACrypto
 import RWALedger
+import RWASession
 import RWAStore
 import RWAWire
 
@@ -80,7 +81,9 @@ public final class LeaseService: @unchecked Sendable {
     // Everything below is used on `queue` only.
     private var entries: [Digest32: Entry] = [:]
     private var sessions: [SigningPublicKey: PeerSession] = [:]
-    private var pendingOpens: [Digest32: CheckedContinuation<Signature, Error>] = [:]
+    /// Opens asked of a lessor and not answered yet: their terms, the lessor, and who waits.
+    private var pendingOpens:
+        [Digest32: (terms: LeaseTerms, lessor: SigningPublicKey, waiter: CheckedContinuation<Signature, Error>)] = [:]
     private var watchers: [UUID: AsyncStream<String>.Continuation] = [:]
     /// Disputed channels and the block time after which they may be settled.
     private var settleAfter: [Digest32: UInt64] = [:]
@@ -167,6 +170,11 @@ public final class LeaseService: @unchecked Sendable {
             ended: { [self] in
                 queue.async {
                     if self.sessions[session.peerIdentity] === session { self.sessions[session.peerIdentity] = nil }
+                    // An open asked on this session gets no answer now.
+                    for (id, pending) in self.pendingOpens where pending.lessor == session.peerIdentity {
+                        self.pendingOpens[id] = nil
+                        pending.waiter.resume(throwing: SessionError(.closed, "the session with the lessor ended"))
+                    }
                 }
             })
     }
@@ -244,8 +252,8 @@ public final class LeaseService: @unchecked Sendable {
                     to: session)
             }
         case .openAccept(_, let id, _), .openRefused(_, let id, _, _):
-            guard let waiter = pendingOpens.removeValue(forKey: id), let entry = entries[id] else { return }
-            waiter.resume(with: LeaseChannel.checkAcceptance(entry.stored.terms, message).mapError { $0 as Error })
+            guard let pending = pendingOpens.removeValue(forKey: id) else { return }
+            pending.waiter.resume(with: LeaseChannel.checkAcceptance(pending.terms, message).mapError { $0 as Error })
         case .update, .countersign, .updateRefused, .reestablish, .latestState:
             guard let entry = entries[message.channelID], peerOf(entry) == session.peerIdentity else {
                 served.send(
@@ -413,26 +421,21 @@ public final class LeaseService: @unchecked Sendable {
     {
         precondition(role == .lessee)
         let id = terms.channelID
+        let request = LeaseChannel.openRequest(terms, lessee: key, requestID: 1)
+        guard case .openRequest(_, _, let lesseeSignature) = request else { preconditionFailure("an open request") }
+        // The channel exists here only once the lessor has signed; a refusal leaves nothing.
         let lessorSignature = try await withCheckedThrowingContinuation { continuation in
             queue.async { [self] in
-                let request = LeaseChannel.openRequest(terms, lessee: key, requestID: 1)
-                guard case .openRequest(_, _, let lesseeSignature) = request else { return }
-                entries[id] = Entry(
-                    core: LeaseChannel(role: .lessee, terms: terms, key: key),
-                    stored: StoredChannel(
-                        role: .lessee, terms: terms, lessorSignature: lesseeSignature, lesseeSignature: lesseeSignature)
-                )
-                pendingOpens[id] = continuation
+                pendingOpens[id] = (terms, session.peerIdentity, continuation)
                 sessions[session.peerIdentity] = session
                 served.send([.lease(request)], to: session)
             }
         }
-        let lesseeSignature = key.sign(terms.encoded, domain: terms.signatureDomain)
         let stored = StoredChannel(
             role: .lessee, terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature,
             peerAddress: peerAddress)
         try store.save(stored)
-        queue.sync { entries[id]?.stored = stored }
+        queue.sync { entries[id] = Entry(core: LeaseChannel(role: .lessee, terms: terms, key: key), stored: stored) }
         let receipt = try await submitter.submit(
             .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
         queue.sync { mark(id, .open, openHeight: receipt.height) }

@@ -57,7 +57,7 @@ let package = Package(
         .target(
             name: "RWANetworkSim",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore", "RWAChannel",
+                "RWACrypto", "RWAWire", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore", "RWAChannel", "RWASim",
                 .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),

@@ -1,17 +1,13 @@
-/// SplitMix64: every random choice of a simulated run comes from one of these, seeded by the
-/// run's seed, so a seed replays the same run byte for byte.
+import RWASim
+
+/// Every random choice of a simulated run comes from one of these, seeded by the run's seed (the
+/// case study's SplitMix64), so a seed replays the same run byte for byte.
 public struct SimulationRandom: Sendable {
-    private var state: UInt64
+    private var generator: SeededGenerator
 
-    public init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    public mutating func next() -> UInt64 { generator.next() }
 
     /// Uniform in `range` (the tiny modulo bias does not matter here).
     public mutating func next(in range: ClosedRange<UInt64>) -> UInt64 {

@@ -37,12 +37,7 @@ final class ArbiterLinkConformanceTests: XCTestCase {
         let store = try fixture.createStore()
         let service = try ArbiterService(store: store, arbiterKey: fixture.arbiter)
         service.start()
-        let listener = try await TransportKind.tcp.listen(
-            host: "127.0.0.1", port: 0,
-            configuration: try SessionConfiguration(
-                handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
-            group: MultiThreadedEventLoopGroup.singleton)
-        Task { for await session in listener.sessions { service.serve(session) } }
+        let listener = try await service.listen(.tcp, fixture)
         let client = try await ArbiterClient.connect(
             host: "127.0.0.1", port: listener.port, identity: .generate(), chainID: fixture.chainID,
             arbiter: fixture.arbiter.publicKey, group: MultiThreadedEventLoopGroup.singleton)

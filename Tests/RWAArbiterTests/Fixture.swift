@@ -1,6 +1,9 @@
 import Foundation
+import NIOPosix
 import RWACrypto
 import RWALedger
+import RWANode
+import RWASession
 import RWAStore
 import RWATestSupport
 import RWAWire
@@ -84,5 +87,18 @@ final class ArbiterProcess: ToolProcess {
     /// Runs a subcommand to its end; returns its exit status, standard output and standard error.
     static func run(_ arguments: [String], timeout: TimeInterval = 60) throws -> Outcome {
         try run(tool: "rwa-arbiter", arguments, timeout: timeout)
+    }
+}
+
+extension ArbiterService {
+    /// Serves this arbiter (with the fixture's arbiter key) on a free loopback port.
+    func listen(_ transport: TransportKind = .tcp, _ fixture: ChainFixture) async throws -> SessionListener {
+        let listener = try await transport.listen(
+            host: "127.0.0.1", port: 0,
+            configuration: try SessionConfiguration(
+                handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
+            group: MultiThreadedEventLoopGroup.singleton)
+        Task { for await session in listener.sessions { self.serve(session) } }
+        return listener
     }
 }

@@ -42,15 +42,8 @@ final class ServiceTests: XCTestCase {
         let store = try fixture.createStore()
         let service = try ArbiterService(store: store, arbiterKey: fixture.arbiter, rules: rules)
         service.start()
-        let configuration = try SessionConfiguration(
-            handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID))
         var listeners: [SessionListener] = []
-        for transport in TransportKind.allCases {
-            let listener = try await transport.listen(
-                host: "127.0.0.1", port: 0, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
-            Task { for await session in listener.sessions { service.serve(session) } }
-            listeners.append(listener)
-        }
+        for transport in TransportKind.allCases { listeners.append(try await service.listen(transport, fixture)) }
         return Running(fixture: fixture, store: store, service: service, listeners: listeners)
     }
 
@@ -65,12 +58,7 @@ final class ServiceTests: XCTestCase {
                 store: store, arbiterKey: fixture.arbiter,
                 rules: BlockRules(maxTransactions: 100, maxDelay: .milliseconds(10)), time: time)
             service.start()
-            let listener = try await TransportKind.tcp.listen(
-                host: "127.0.0.1", port: 0,
-                configuration: try SessionConfiguration(
-                    handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
-                group: MultiThreadedEventLoopGroup.singleton)
-            Task { for await session in listener.sessions { service.serve(session) } }
+            let listener = try await service.listen(.tcp, fixture)
             let client = try await ArbiterClient.connect(
                 host: "127.0.0.1", port: listener.port, identity: .generate(), chainID: fixture.chainID,
                 group: MultiThreadedEventLoopGroup.singleton)
@@ -98,12 +86,7 @@ final class ServiceTests: XCTestCase {
             let store = InMemoryChainStore(genesis: fixture.genesis, genesisRows: rows)
             let service = try ArbiterService(store: store, arbiterKey: fixture.arbiter)
             service.start()
-            let listener = try await TransportKind.tcp.listen(
-                host: "127.0.0.1", port: 0,
-                configuration: try SessionConfiguration(
-                    handshake: HandshakeConfiguration(identity: fixture.arbiter, chainID: fixture.chainID)),
-                group: MultiThreadedEventLoopGroup.singleton)
-            Task { for await session in listener.sessions { service.serve(session) } }
+            let listener = try await service.listen(.tcp, fixture)
             let client = try await ArbiterClient.connect(
                 host: "127.0.0.1", port: listener.port, identity: .generate(), chainID: fixture.chainID,
                 arbiter: fixture.arbiter.publicKey, group: MultiThreadedEventLoopGroup.singleton)

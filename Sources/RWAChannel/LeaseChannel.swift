@@ -1,19 +1,6 @@
 import RWACrypto
 import RWAWire
 
-/// A refusal of a lease message or update, with its code from the lease range (0x0200–0x02FF).
-public struct ChannelRejection: Error, Equatable, Sendable, CustomStringConvertible {
-    public var code: ErrorCode
-    public var reason: String
-
-    public init(_ code: ErrorCode, _ reason: String) {
-        self.code = code
-        self.reason = reason
-    }
-
-    public var description: String { "\(code.name): \(reason)" }
-}
-
 public enum LeaseRole: String, Sendable, Equatable {
     case lessor, lessee
 }
@@ -48,10 +35,10 @@ public struct LeaseChannel: Sendable {
         /// Both sides now hold this state: a pending `pay` or `close` has completed.
         case settled(nonce: UInt64)
         /// Our proposal (or our request to propose) was refused: a pending `pay` or `close` fails.
-        case refused(ChannelRejection)
+        case refused(Rejection)
         /// We refused a peer's message (answered with a refusal where the protocol has one): for
         /// the operator's log; nothing of ours fails.
-        case rejectedPeer(ChannelRejection)
+        case rejectedPeer(Rejection)
         /// Submit the cooperative close with this final co-signed state.
         case closeCooperatively(CoSignedState)
         /// Register this state on the chain (nil: the opening state) to close unilaterally.
@@ -112,18 +99,18 @@ public struct LeaseChannel: Sendable {
     /// The lessor's answer to an open request: its signature over the terms if they are valid,
     /// signed by the lessee, addressed to this lessor and offered (`offer` says why not).
     public static func answerOpen(
-        _ request: LeaseMessage, lessor: SigningKeyPair, offer: (LeaseTerms) -> ChannelRejection?
-    ) -> Result<(answer: LeaseMessage, lesseeSignature: Signature, lessorSignature: Signature), ChannelRejection> {
+        _ request: LeaseMessage, lessor: SigningKeyPair, offer: (LeaseTerms) -> Rejection?
+    ) -> Result<(answer: LeaseMessage, lesseeSignature: Signature, lessorSignature: Signature), Rejection> {
         guard case .openRequest(_, let terms, let lesseeSignature) = request else {
-            return .failure(ChannelRejection(.unexpectedMessage, "\(request.type) is not an open request"))
+            return .failure(Rejection(.unexpectedMessage, "\(request.type) is not an open request"))
         }
         if terms.lessor != lessor.publicKey {
-            return .failure(ChannelRejection(.invalidTerms, "the terms name another lessor"))
+            return .failure(Rejection(.invalidTerms, "the terms name another lessor"))
         }
-        if let problem = terms.problem { return .failure(ChannelRejection(.invalidTerms, problem)) }
+        if let problem = terms.problem { return .failure(Rejection(.invalidTerms, problem)) }
         guard terms.lessee.isValidSignature(lesseeSignature, for: terms.encoded, domain: terms.signatureDomain) else {
             return .failure(
-                ChannelRejection(.badChannelSignature, "the lessee's signature over the terms does not verify"))
+                Rejection(.badChannelSignature, "the lessee's signature over the terms does not verify"))
         }
         if let refusal = offer(terms) { return .failure(refusal) }
         let signature = lessor.sign(terms.encoded, domain: terms.signatureDomain)
@@ -136,22 +123,22 @@ public struct LeaseChannel: Sendable {
 
     /// The lessee's check of the lessor's acceptance.
     public static func checkAcceptance(_ terms: LeaseTerms, _ message: LeaseMessage) -> Result<
-        Signature, ChannelRejection
+        Signature, Rejection
     > {
         switch message {
         case .openAccept(_, let channelID, let signature):
             guard channelID == terms.channelID else {
-                return .failure(ChannelRejection(.wrongChannel, "the acceptance is for another channel"))
+                return .failure(Rejection(.wrongChannel, "the acceptance is for another channel"))
             }
             guard terms.lessor.isValidSignature(signature, for: terms.encoded, domain: terms.signatureDomain) else {
                 return .failure(
-                    ChannelRejection(.badChannelSignature, "the lessor's signature over the terms does not verify"))
+                    Rejection(.badChannelSignature, "the lessor's signature over the terms does not verify"))
             }
             return .success(signature)
         case .openRefused(_, _, let code, let reason):
-            return .failure(ChannelRejection(code, reason))
+            return .failure(Rejection(code, reason))
         case .openRequest, .update, .countersign, .updateRefused, .reestablish, .latestState:
-            return .failure(ChannelRejection(.unexpectedMessage, "\(message.type) does not answer an open request"))
+            return .failure(Rejection(.unexpectedMessage, "\(message.type) does not answer an open request"))
         }
     }
 
@@ -160,11 +147,11 @@ public struct LeaseChannel: Sendable {
     /// Lessee: proposes paying `amount` more.
     public mutating func pay(_ amount: UInt128) -> [Action] {
         guard role == .lessee else {
-            return [.refused(ChannelRejection(.lessorCannotPay, "only the lessee pays"))]
+            return [.refused(Rejection(.lessorCannotPay, "only the lessee pays"))]
         }
         let (paid, overflow) = state.paid.addingReportingOverflow(amount)
         guard !overflow, paid <= terms.deposit else {
-            return [.refused(ChannelRejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
+            return [.refused(Rejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
         }
         return propose(paid: paid, final: false)
     }
@@ -172,19 +159,19 @@ public struct LeaseChannel: Sendable {
     /// Either side: proposes the final state (the lessee may pay `amount` more with it).
     public mutating func proposeFinal(paying amount: UInt128 = 0) -> [Action] {
         guard amount == 0 || role == .lessee else {
-            return [.refused(ChannelRejection(.lessorCannotPay, "only the lessee pays"))]
+            return [.refused(Rejection(.lessorCannotPay, "only the lessee pays"))]
         }
         let (paid, overflow) = state.paid.addingReportingOverflow(amount)
         guard !overflow, paid <= terms.deposit else {
-            return [.refused(ChannelRejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
+            return [.refused(Rejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
         }
         return propose(paid: paid, final: true)
     }
 
     private mutating func propose(paid: UInt128, final: Bool) -> [Action] {
-        if state.final { return [.refused(ChannelRejection(.channelFinal, "the channel's state is final"))] }
+        if state.final { return [.refused(Rejection(.channelFinal, "the channel's state is final"))] }
         if isBusy {
-            return [.refused(ChannelRejection(.updateInProgress, "an update is already waiting to be countersigned"))]
+            return [.refused(Rejection(.updateInProgress, "an update is already waiting to be countersigned"))]
         }
         let next = ChannelState(
             channelID: channelID, nonce: state.nonce + 1, paid: paid,
@@ -200,7 +187,7 @@ public struct LeaseChannel: Sendable {
 
     public mutating func receive(_ message: LeaseMessage) -> [Action] {
         guard message.channelID == channelID else {
-            return [.rejectedPeer(ChannelRejection(.wrongChannel, "\(message.type) is for another channel"))]
+            return [.rejectedPeer(Rejection(.wrongChannel, "\(message.type) is for another channel"))]
         }
         switch message {
         case .update(let requestID, let proposed, let signature):
@@ -211,11 +198,11 @@ public struct LeaseChannel: Sendable {
             guard let proposal, proposal.state.nonce == nonce else {
                 return [
                     .rejectedPeer(
-                        ChannelRejection(.nonceNotNext, "a countersignature for nonce \(nonce), not proposed"))
+                        Rejection(.nonceNotNext, "a countersignature for nonce \(nonce), not proposed"))
                 ]
             }
             guard proposal.state.isSigned(by: peer, signature, chainID: terms.chainID) else {
-                return [.rejectedPeer(ChannelRejection(.badChannelSignature, "the countersignature does not verify"))]
+                return [.rejectedPeer(Rejection(.badChannelSignature, "the countersignature does not verify"))]
             }
             let coSigned = coSign(proposal.state, mine: proposal.signature, theirs: signature)
             var then: [Action] = [.settled(nonce: nonce)]
@@ -224,7 +211,7 @@ public struct LeaseChannel: Sendable {
         case .updateRefused(_, _, let nonce, let code, let reason):
             guard let proposal, proposal.state.nonce == nonce else { return [] }
             self.proposal = nil
-            return [.refused(ChannelRejection(code, reason))]
+            return [.refused(Rejection(code, reason))]
         case .reestablish(_, _, let theirs):
             let ours = state.nonce
             if theirs < ours, let latest {
@@ -241,7 +228,7 @@ public struct LeaseChannel: Sendable {
             guard coSigned.state.nonce > state.nonce, persisting == nil else { return [] }
             guard coSigned.isValid(for: terms), coSigned.state.paid <= terms.deposit else {
                 return [
-                    .rejectedPeer(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed"))
+                    .rejectedPeer(Rejection(.badChannelSignature, "the peer's latest state is not co-signed"))
                 ]
             }
             var then: [Action] = []
@@ -252,7 +239,7 @@ public struct LeaseChannel: Sendable {
                     proposal.state == coSigned.state
                         ? .settled(nonce: coSigned.state.nonce)
                         : .refused(
-                            ChannelRejection(
+                            Rejection(
                                 .nonceNotNext,
                                 "the peer holds state \(coSigned.state.nonce); this proposal was superseded")))
             }
@@ -261,14 +248,14 @@ public struct LeaseChannel: Sendable {
             if coSigned.state.final { then.append(.closeCooperatively(coSigned)) }
             return store(coSigned, then: then)
         case .openRequest, .openAccept, .openRefused:
-            return [.rejectedPeer(ChannelRejection(.unexpectedMessage, "\(message.type) on an open channel"))]
+            return [.rejectedPeer(Rejection(.unexpectedMessage, "\(message.type) on an open channel"))]
         }
     }
 
     private mutating func receiveUpdate(requestID: UInt64, _ proposed: ChannelState, _ signature: Signature) -> [Action]
     {
         func refuse(_ code: ErrorCode, _ reason: String) -> [Action] {
-            let rejection = ChannelRejection(code, reason)
+            let rejection = Rejection(code, reason)
             return [
                 .send(
                     .updateRefused(

@@ -227,8 +227,6 @@ func answer(
         default:
             fail("bad_request", "unknown command \(request["command"] ?? "none")")
         }
-    } catch let rejection as ChannelRejection {
-        fail(rejection.code.name, rejection.reason)
     } catch let rejection as Rejection {
         fail(rejection.code.name, rejection.reason)
     } catch {

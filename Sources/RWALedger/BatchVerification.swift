@@ -1,5 +1,6 @@
 import Dispatch
 import RWACrypto
+import RWAWire
 
 extension Transaction {
     /// `verify(bytes:chainID:)` for a batch, spread over every core in chunks, results in the

@@ -2,20 +2,6 @@ import NIOCore
 import RWACrypto
 import RWAWire
 
-/// Why the ledger refused a transaction: a code from proto/README.md's "Rejection codes" and a
-/// sentence for the person who sent it. A rejected transaction changes nothing.
-public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
-    public var code: ErrorCode
-    public var reason: String
-
-    public init(_ code: ErrorCode, _ reason: String) {
-        self.code = code
-        self.reason = reason
-    }
-
-    public var description: String { "\(code.name): \(reason)" }
-}
-
 /// What a transaction does. The tag byte of each case is its wire number (proto/README.md,
 /// "Operations"); who may sign each is checked by the ledger, not here.
 public enum LedgerOperation: Equatable, Sendable {

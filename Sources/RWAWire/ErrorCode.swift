@@ -201,3 +201,18 @@ public struct ErrorCode: RawRepresentable, Hashable, Sendable, CustomStringConve
 
     public var description: String { name }
 }
+
+/// Why something was refused: a code from proto/README.md (a ledger rejection, a lease or an
+/// exchange code) and a sentence for the person who asked. A refused transaction or update
+/// changes nothing.
+public struct Rejection: Error, Equatable, Sendable, CustomStringConvertible {
+    public var code: ErrorCode
+    public var reason: String
+
+    public init(_ code: ErrorCode, _ reason: String) {
+        self.code = code
+        self.reason = reason
+    }
+
+    public var description: String { "\(code.name): \(reason)" }
+}

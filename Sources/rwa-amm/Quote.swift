@@ -4,6 +4,7 @@ import RWACommandLine
 import RWALedger
 import RWAMarket
 import RWANode
+import RWAWire
 
 struct Quote: AsyncParsableCommand {
     static let configuration = CommandConfiguration(

@@ -243,7 +243,7 @@ final class LeaseServiceTests: XCTestCase {
             do {
                 _ = try await lessee.open(refused, over: lease.session)
                 XCTFail("a rate below the offer was accepted")
-            } catch let rejection as ChannelRejection {
+            } catch let rejection as Rejection {
                 XCTAssertEqual(rejection.code, .notOffered)
             }
             XCTAssertEqual(lessee.channels().map(\.channelID), [id])
@@ -258,7 +258,7 @@ final class LeaseServiceTests: XCTestCase {
             do {
                 _ = try await lessee.pay(id, amount: 1)
                 XCTFail("a payment above the deposit was accepted")
-            } catch let rejection as ChannelRejection {
+            } catch let rejection as Rejection {
                 XCTAssertEqual(rejection.code, .paymentAboveDeposit)
             }
             XCTAssertEqual(lessor.channels().first?.state, lessee.channels().first?.state)

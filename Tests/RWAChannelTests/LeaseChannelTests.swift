@@ -70,7 +70,7 @@ final class LeaseChannelTests: XCTestCase {
             XCTAssertTrue(others.contains(.grant(throughSeconds: lessee.state.paidThroughSeconds)), "the lessor grants")
         }
         XCTAssertEqual(
-            lessee.pay(1), [.refused(ChannelRejection(.paymentAboveDeposit, "paying 1 more would exceed the deposit"))])
+            lessee.pay(1), [.refused(Rejection(.paymentAboveDeposit, "paying 1 more would exceed the deposit"))])
     }
 
     func testTheReceiverCountersignsOnlyAfterTheStateIsStored() throws {
@@ -162,7 +162,7 @@ final class LeaseChannelTests: XCTestCase {
         let late = state(nonce: 3, paid: 1_500)
         let refused = lessor.receive(
             .update(requestID: 3, state: late, signature: late.signed(by: lesseeKey, chainID: chainID)))
-        XCTAssertEqual(refused.last, .rejectedPeer(ChannelRejection(.channelFinal, "the channel's state is final")))
+        XCTAssertEqual(refused.last, .rejectedPeer(Rejection(.channelFinal, "the channel's state is final")))
         XCTAssertEqual(lessor.state.nonce, 2)
     }
 
@@ -171,7 +171,7 @@ final class LeaseChannelTests: XCTestCase {
         let first = lessee.pay(500)
         XCTAssertEqual(
             lessee.pay(500),
-            [.refused(ChannelRejection(.updateInProgress, "an update is already waiting to be countersigned"))])
+            [.refused(Rejection(.updateInProgress, "an update is already waiting to be countersigned"))])
         // The lessor proposes the final state at the same moment: the lessee refuses it, the
         // lessor drops its own for the lessee's.
         var lessorFinal = lessor.proposeFinal()
@@ -225,7 +225,7 @@ final class LeaseChannelTests: XCTestCase {
         forged.state.nonce = 9
         XCTAssertEqual(
             restarted.receive(.latestState(requestID: 0, state: forged)).first,
-            .rejectedPeer(ChannelRejection(.badChannelSignature, "the peer's latest state is not co-signed")))
+            .rejectedPeer(Rejection(.badChannelSignature, "the peer's latest state is not co-signed")))
         XCTAssertEqual(restarted.state.nonce, 2)
     }
 
@@ -283,7 +283,7 @@ final class LeaseChannelTests: XCTestCase {
         _ = behind.receive(state[0].sentMessage!)
         XCTAssertEqual(
             behind.persisted(nonce: 2).first,
-            .refused(ChannelRejection(.nonceNotNext, "the peer holds state 2; this proposal was superseded")))
+            .refused(Rejection(.nonceNotNext, "the peer holds state 2; this proposal was superseded")))
         XCTAssertEqual(behind.state.paid, 1_000, "the lessor's state, not the lost proposal")
     }
 
@@ -387,7 +387,7 @@ final class LeaseChannelTests: XCTestCase {
             LeaseChannel.answerOpen(forged, lessor: lessorKey, offer: { _ in nil }).failureCode, .badChannelSignature)
         XCTAssertEqual(
             LeaseChannel.answerOpen(
-                request, lessor: lessorKey, offer: { _ in ChannelRejection(.notOffered, "sold out") }
+                request, lessor: lessorKey, offer: { _ in Rejection(.notOffered, "sold out") }
             ).failureCode,
             .notOffered)
         XCTAssertEqual(
@@ -451,7 +451,7 @@ extension LeaseChannel.Action {
 
 extension Result {
     var failureCode: ErrorCode? {
-        if case .failure(let error) = self { return (error as? ChannelRejection)?.code }
+        if case .failure(let error) = self { return (error as? Rejection)?.code }
         return nil
     }
 }

@@ -28,21 +28,21 @@ public struct LeaseOffer: Sendable, Equatable, Codable {
     }
 
     /// Why these terms are not offered, or nil.
-    func refusal(_ terms: LeaseTerms) -> ChannelRejection? {
+    func refusal(_ terms: LeaseTerms) -> Rejection? {
         guard terms.licence == licence else {
-            return ChannelRejection(.notOffered, "licence \(terms.licence) is not offered")
+            return Rejection(.notOffered, "licence \(terms.licence) is not offered")
         }
         guard terms.firstSlice >= firstSlice,
             Int(terms.firstSlice) + Int(terms.sliceCount) <= Int(firstSlice) + Int(sliceCount)
         else {
-            return ChannelRejection(
+            return Rejection(
                 .notOffered,
                 "slices \(firstSlice)–\(Int(firstSlice) + Int(sliceCount) - 1) are offered, not those asked")
         }
         guard terms.ratePerSliceHour >= ratePerSliceHour else {
-            return ChannelRejection(.notOffered, "the rate is at least \(ratePerSliceHour) per slice-hour")
+            return Rejection(.notOffered, "the rate is at least \(ratePerSliceHour) per slice-hour")
         }
-        guard terms.hours <= maxHours else { return ChannelRejection(.notOffered, "at most \(maxHours) hours") }
+        guard terms.hours <= maxHours else { return Rejection(.notOffered, "at most \(maxHours) hours") }
         return nil
     }
 }
@@ -221,10 +221,10 @@ public final class LeaseService: @unchecked Sendable {
             }
             let answer = LeaseChannel.answerOpen(message, lessor: key) { [offers, genesis] terms in
                 guard terms.periodSeconds == genesis.periodSeconds, terms.chainID == genesis.chainID else {
-                    return ChannelRejection(.periodMismatch, "this chain's period is \(genesis.periodSeconds) s")
+                    return Rejection(.periodMismatch, "this chain's period is \(genesis.periodSeconds) s")
                 }
                 if offers.contains(where: { $0.refusal(terms) == nil }) { return nil }
-                return offers.first.flatMap { $0.refusal(terms) } ?? ChannelRejection(.notOffered, "nothing is offered")
+                return offers.first.flatMap { $0.refusal(terms) } ?? Rejection(.notOffered, "nothing is offered")
             }
             switch answer {
             case .success(let accepted):
@@ -460,7 +460,7 @@ public final class LeaseService: @unchecked Sendable {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { [self] in
                 guard var entry = entries[id], entry.stored.status == .open else {
-                    continuation.resume(throwing: ChannelRejection(.unknownChannel, "no open channel \(id)"))
+                    continuation.resume(throwing: Rejection(.unknownChannel, "no open channel \(id)"))
                     return
                 }
                 let actions = propose(&entry.core)
@@ -474,7 +474,7 @@ public final class LeaseService: @unchecked Sendable {
     /// Registers this side's latest state on the chain now (a unilateral close).
     public func dispute(_ id: Digest32) throws {
         try queue.sync {
-            guard let entry = entries[id] else { throw ChannelRejection(.unknownChannel, "no channel \(id)") }
+            guard let entry = entries[id] else { throw Rejection(.unknownChannel, "no channel \(id)") }
             mark(id, .closing)
             submit(.registerState(channel: id, state: entry.core.latest), for: id)
         }
@@ -484,8 +484,8 @@ public final class LeaseService: @unchecked Sendable {
     /// offline with the arbiter's key (nil until the open has been seen in a block).
     public func proof(_ id: Digest32) async throws -> UsageProof {
         let (open, latest, terms) = queue.sync { (opens[id], entries[id]?.core.latest, entries[id]?.stored.terms) }
-        guard let open, let terms else { throw ChannelRejection(.unknownChannel, "no committed open for \(id) yet") }
-        guard let latest else { throw ChannelRejection(.unknownChannel, "nothing is paid on \(id) yet") }
+        guard let open, let terms else { throw Rejection(.unknownChannel, "no committed open for \(id) yet") }
+        guard let latest else { throw Rejection(.unknownChannel, "nothing is paid on \(id) yet") }
         var centre: UInt64 = 0
         var width: UInt64 = 0
         if let row = try await arbiter.stateRow(.resource(terms.licence)),

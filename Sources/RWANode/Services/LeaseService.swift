@@ -75,7 +75,7 @@ public final class LeaseService: @unchecked Sendable {
     private let offers: [LeaseOffer]
     private let logger: Logger
     private let queue = DispatchQueue(label: "rwanet-lease")
-    private let served = ServedSessions(service: "the lessor")
+    private let served: ServedSessions
     private let submitter: Submitter
 
     // Everything below is used on `queue` only.
@@ -116,6 +116,7 @@ public final class LeaseService: @unchecked Sendable {
         self.offers = offers
         self.logger = logger
         self.submitter = Submitter(key: key, arbiter: arbiter)
+        self.served = ServedSessions(service: "the \(role.rawValue)")
         // Every channel resumes from the store: its latest co-signed state, or the opening one.
         for stored in try store.channels() {
             let latest = stored.status == .accepted ? nil : try store.latestState(of: stored.channelID)

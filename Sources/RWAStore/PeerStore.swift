@@ -97,7 +97,8 @@ public final class InMemoryChannelStore: ChannelStore, @unchecked Sendable {
             var staged: [Digest32: CoSignedState] = [:]
             for state in batch {
                 let id = state.state.channelID
-                try PeerStore.checkNewer(state, stored: staged[id] ?? states[id], known: records[id] != nil)
+                try PeerStore.checkNewer(
+                    state, storedNonce: (staged[id] ?? states[id])?.state.nonce, known: records[id] != nil)
                 staged[id] = state
             }
             states.merge(staged) { $1 }
@@ -213,26 +214,21 @@ public final class PeerStore: ChannelStore {
 
     private static func write(_ state: CoSignedState, _ db: Database) throws {
         let id = Data(state.state.channelID.bytes)
-        let known =
-            try Bool.fetchOne(db, sql: "SELECT 1 FROM channels WHERE channel_id = ?", arguments: [id]) ?? false
-        let storedBytes = try Data.fetchOne(
-            db, sql: "SELECT state FROM states WHERE channel_id = ?", arguments: [id])
-        var stored: CoSignedState?
-        if let storedBytes {
-            var buffer = ByteBuffer(bytes: [UInt8](storedBytes))
-            stored = try CoSignedState(decoding: &buffer)
-        }
-        try Self.checkNewer(state, stored: stored, known: known)
-        try db.execute(
-            sql: "INSERT OR REPLACE INTO states (channel_id, nonce, state) VALUES (?, ?, ?)",
-            arguments: [id, Int64(bitPattern: state.state.nonce), Data(state.encoded)])
+        // One cached statement tells both whether the channel is known and which nonce it holds.
+        let lookup = try db.cachedStatement(
+            sql: "SELECT s.nonce FROM channels c LEFT JOIN states s ON s.channel_id = c.channel_id WHERE c.channel_id = ?")
+        let row = try Row.fetchOne(lookup, arguments: [id])
+        let storedNonce = (row?[0] as Int64?).map { UInt64(bitPattern: $0) }
+        try Self.checkNewer(state, storedNonce: storedNonce, known: row != nil)
+        try db.cachedStatement(sql: "INSERT OR REPLACE INTO states (channel_id, nonce, state) VALUES (?, ?, ?)")
+            .execute(arguments: [id, Int64(bitPattern: state.state.nonce), Data(state.encoded)])
     }
 
-    static func checkNewer(_ state: CoSignedState, stored: CoSignedState?, known: Bool) throws {
+    static func checkNewer(_ state: CoSignedState, storedNonce: UInt64?, known: Bool) throws {
         guard known else { throw StoreError("no channel \(state.state.channelID) in the store") }
-        if let stored, stored.state.nonce >= state.state.nonce {
+        if let storedNonce, storedNonce >= state.state.nonce {
             throw StoreError(
-                "channel \(state.state.channelID) holds state \(stored.state.nonce); state \(state.state.nonce) is not newer"
+                "channel \(state.state.channelID) holds state \(storedNonce); state \(state.state.nonce) is not newer"
             )
         }
     }

@@ -91,9 +91,13 @@ public final class LeaseService: @unchecked Sendable {
     private var stopped = false
     /// Each open of ours as committed: its bytes, block header, position and Merkle path.
     private var opens: [Digest32: (transaction: [UInt8], header: BlockHeader, index: UInt32, path: [Digest32])] = [:]
-    /// States to store, gathered for one group commit.
+    /// States to store, gathered for the next group commit.
     private var pendingWrites: [(id: Digest32, state: CoSignedState)] = []
-    private var flushScheduled = false
+    /// Whether a group commit is on `writer` now.
+    private var flushing = false
+    /// Where group commits run, so the service's queue goes on checking and signing other
+    /// channels' updates (and gathering the next group) while the disk flushes this one.
+    private let writer = DispatchQueue(label: "rwanet-lease-writer")
 
     struct Entry {
         var core: LeaseChannel
@@ -282,13 +286,10 @@ public final class LeaseService: @unchecked Sendable {
             case .send(let message):
                 send(message, to: peerOf(entry))
             case .persist(let state):
-                // Group commit: every state to store that arrives before the queue gets to the
-                // flush is written in the same SQLite transaction, with one flush to the disk.
+                // Group commit: every state to store that arrives while the previous group is
+                // being written goes into the next SQLite transaction, with one flush to the disk.
                 pendingWrites.append((id, state))
-                if !flushScheduled {
-                    flushScheduled = true
-                    queue.async { self.flushWrites() }
-                }
+                if !flushing { flushWrites() }
             case .grant(let through):
                 event("grant \(id) through \(through)")
             case .revoke:
@@ -317,24 +318,31 @@ public final class LeaseService: @unchecked Sendable {
         }
     }
 
-    /// Stores every pending state at once, then tells each core its state is stored.
+    /// Stores every pending state at once on `writer`, then, back on the queue, tells each core
+    /// its state is stored and starts the next group if one has gathered.
     private func flushWrites() {
         let batch = pendingWrites
         pendingWrites = []
-        flushScheduled = false
         guard !batch.isEmpty else { return }
-        do {
-            try store.saveStates(batch.map(\.state))
-        } catch {
-            // Not stored: no core is told, so nothing depends on these states.
-            logger.error("cannot store \(batch.count) states: \(error)")
-            return
-        }
-        for (id, state) in batch {
-            guard var entry = entries[id] else { continue }
-            let actions = entry.core.persisted(nonce: state.state.nonce)
-            entries[id] = entry
-            perform(actions, on: id)
+        flushing = true
+        writer.async { [self] in
+            let result = Result { try store.saveStates(batch.map(\.state)) }
+            queue.async { [self] in
+                flushing = false
+                switch result {
+                case .success:
+                    for (id, state) in batch {
+                        guard var entry = entries[id] else { continue }
+                        let actions = entry.core.persisted(nonce: state.state.nonce)
+                        entries[id] = entry
+                        perform(actions, on: id)
+                    }
+                case .failure(let error):
+                    // Not stored: no core is told, so nothing depends on these states.
+                    logger.error("cannot store \(batch.count) states: \(error)")
+                }
+                if !flushing { flushWrites() }
+            }
         }
     }
 

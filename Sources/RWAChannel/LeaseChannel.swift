@@ -137,7 +137,7 @@ public struct LeaseChannel: Sendable {
             return .success(signature)
         case .openRefused(_, _, let code, let reason):
             return .failure(Rejection(code, reason))
-        case .openRequest, .update, .countersign, .updateRefused, .reestablish, .latestState:
+        case .openRequest, .update, .countersign, .updateRefused, .reestablish, .latestState, .getOffers, .offers:
             return .failure(Rejection(.unexpectedMessage, "\(message.type) does not answer an open request"))
         }
     }
@@ -247,7 +247,7 @@ public struct LeaseChannel: Sendable {
             // may have lost it in a crash before it could.
             if coSigned.state.final { then.append(.closeCooperatively(coSigned)) }
             return store(coSigned, then: then)
-        case .openRequest, .openAccept, .openRefused:
+        case .openRequest, .openAccept, .openRefused, .getOffers, .offers:
             return [.rejectedPeer(Rejection(.unexpectedMessage, "\(message.type) on an open channel"))]
         }
     }

@@ -4,6 +4,7 @@ import Logging
 import RWAChannel
 import RWACommandLine
 import RWANode
+import RWAWire
 
 // The subcommands both daemons share; each talks to the running daemon over its control socket.
 

@@ -34,6 +34,9 @@ public func runDaemon(
 ) async throws {
     var logger = Logger(label: "rwa-\(role.rawValue)")
     logger.logLevel = logLevel
+    guard offers.count <= WireLimits.leaseOffersMax else {
+        throw CLIError("at most \(WireLimits.leaseOffersMax) offers (one lease_offers answer carries that many)")
+    }
     try FileManager.default.createDirectory(atPath: directory.dir, withIntermediateDirectories: true)
     if !FileManager.default.fileExists(atPath: directory.keyPath) {
         do { try KeyFile.write(SigningKeyPair.generate(), to: directory.keyPath) } catch {
@@ -69,7 +72,7 @@ public func runDaemon(
         }
     }
     let control = try await listenControl(path: directory.controlPath) { request, reply in
-        await answer(request, reply: reply, role: role, service: service, dialer: dialer, offers: offers)
+        await answer(request, reply: reply, role: role, service: service, dialer: dialer)
     }
     emit("identity \(key.publicKey)")
     emit("control \(directory.controlPath)")
@@ -136,7 +139,7 @@ actor Dialer {
 /// One control request, answered with the channel's fields or an error with its code.
 func answer(
     _ request: [String: Any], reply: @escaping @Sendable ([String: Any]) -> Void, role: LeaseRole,
-    service: LeaseService, dialer: Dialer, offers: [LeaseOffer]
+    service: LeaseService, dialer: Dialer
 ) async {
     func fail(_ code: String, _ error: String) { reply(["ok": false, "code": code, "error": error]) }
     func channelID() -> Digest32? {
@@ -161,37 +164,53 @@ func answer(
             }
             reply(["ok": true, "channel": describe(channel)])
         case "offers":
-            reply([
-                "ok": true,
-                "offers": offers.map {
-                    [
-                        "licence": $0.licence, "first_slice": $0.firstSlice, "slice_count": $0.sliceCount,
-                        "rate_per_slice_hour": "\($0.ratePerSliceHour)", "max_hours": $0.maxHours,
-                    ] as [String: Any]
-                },
-            ])
+            // The lessor's own, or (lessee) those of the lessor at `lessor`, asked over the network.
+            let catalogue: LeaseCatalogue
+            if role == .lessor {
+                catalogue = service.catalogue()
+            } else {
+                guard let address = request["lessor"] as? String, let keyHex = request["lessor_key"] as? String,
+                    let lessor = try? parseAccount(keyHex, "lessor key")
+                else { return fail("bad_request", "offers needs the lessor's address and key") }
+                guard let session = await dialer.session(address: address, peer: lessor) else {
+                    return fail("unreachable", "cannot reach the lessor at \(address)")
+                }
+                catalogue = try await service.offers(over: session)
+            }
+            reply(["ok": true, "offers": catalogue.offers.map(describe), "taken": catalogue.taken.map(describe)])
         case "open":
             guard role == .lessee else { return fail("bad_request", "a lessor does not open channels") }
             guard let address = request["lessor"] as? String, let keyHex = request["lessor_key"] as? String,
                 let lessor = try? parseAccount(keyHex, "lessor key"),
                 let licence = integer("licence"), let first = integer("first_slice"),
                 let count = integer("slice_count"),
-                let start = integer("start_seconds"), let hours = integer("hours"), let rate = integer("rate"),
+                let start = integer("start_seconds"), let hours = integer("hours"),
                 let deposit = integer("deposit"), let increment = integer("increment"),
                 let challenge = integer("challenge_ms"), let nonce = integer("nonce")
             else { return fail("bad_request", "open needs lessor, lessor_key and every term") }
             guard first < 256, count < 256, hours < 1 << 32, start < 1 << 64, licence < 1 << 64, challenge < 1 << 64,
                 nonce < 1 << 64
             else { return fail("invalid_terms", "a term is out of range") }
+            guard let session = await dialer.session(address: address, peer: lessor) else {
+                return fail("unreachable", "cannot reach the lessor at \(address)")
+            }
+            // No rate (or "offer"): the rate of the lessor's offer for these slices, asked now.
+            var rate = integer("rate")
+            if rate == nil, request["rate"] == nil || request["rate"] as? String == "offer" {
+                let offer = try await service.offers(over: session).offer(
+                    licence: UInt64(licence), firstSlice: UInt8(first), sliceCount: UInt8(count))
+                guard let offer else {
+                    return fail("not_offered", "the lessor offers no rate for those slices of licence \(licence)")
+                }
+                rate = offer.ratePerSliceHour
+            }
+            guard let rate else { return fail("bad_request", "rate is base units or \"offer\"") }
             let terms = LeaseTerms(
                 chainID: service.genesis.chainID, lessor: lessor, lessee: service.identity, licence: UInt64(licence),
                 firstSlice: UInt8(first), sliceCount: UInt8(count), startSeconds: UInt64(start), hours: UInt32(hours),
                 periodSeconds: service.genesis.periodSeconds, ratePerSliceHour: rate, deposit: deposit,
                 paymentIncrement: increment, challengePeriodMilliseconds: UInt64(challenge), nonce: UInt64(nonce))
             if let problem = terms.problem { return fail("invalid_terms", problem) }
-            guard let session = await dialer.session(address: address, peer: lessor) else {
-                return fail("unreachable", "cannot reach the lessor at \(address)")
-            }
             let id = try await service.open(terms, over: session, peerAddress: address)
             reply(["ok": true, "channel": "\(id)"])
         case "pay":
@@ -232,6 +251,20 @@ func answer(
     } catch {
         fail("failed", "\(error)")
     }
+}
+
+func describe(_ offer: LeaseOffer) -> [String: Any] {
+    [
+        "licence": offer.licence, "first_slice": offer.firstSlice, "slice_count": offer.sliceCount,
+        "rate_per_slice_hour": "\(offer.ratePerSliceHour)", "max_hours": offer.maxHours,
+    ]
+}
+
+func describe(_ range: LeasedRange) -> [String: Any] {
+    [
+        "licence": range.licence, "first_slice": range.firstSlice, "slice_count": range.sliceCount,
+        "start_seconds": range.startSeconds, "hours": range.hours,
+    ]
 }
 
 func describe(_ state: ChannelState) -> [String: Any] {

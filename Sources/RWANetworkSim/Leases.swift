@@ -349,8 +349,8 @@ extension Simulation {
                 throw fail("leases-settle", "the lessor refused valid terms: \(rejection)")
             }
         default:
-            guard lessor.cores[message.channelID] != nil else { return }
-            try performLessor(lessor.cores[message.channelID]!.receive(message), channel: message.channelID)
+            guard let id = message.channelID, lessor.cores[id] != nil else { return }
+            try performLessor(lessor.cores[id]!.receive(message), channel: id)
         }
     }
 

@@ -15,7 +15,7 @@ struct Lessee: AsyncParsableCommand {
         commandName: "rwa-lessee",
         abstract: "The lessee's daemon and its commands.",
         subcommands: [
-            Run.self, Open.self, Pay.self, Channels.self, Status.self, Close.self, Dispute.self, ClaimRent.self,
+            Run.self, Offers.self, Open.self, Pay.self, Channels.self, Status.self, Close.self, Dispute.self, ClaimRent.self,
             Proof.self, VerifyProof.self,
         ])
 }
@@ -46,7 +46,8 @@ struct Open: AsyncParsableCommand {
     @Option(help: "Slices, first-last (e.g. 20-21).") var slices: String
     @Option(help: "Unix seconds of the first hour (a multiple of the chain's period).") var start: UInt64
     @Option(help: "How many hours (periods).") var hours: UInt32
-    @Option(help: "Rate per slice-hour, stablecoin base units.") var rate: String
+    @Option(help: "Rate per slice-hour, stablecoin base units, or \"offer\": the lessor's offered rate, asked first.")
+    var rate = "offer"
     @Option(help: "Deposit, stablecoin base units.") var deposit: String
     @Option(help: "Payment increment, stablecoin base units.") var increment: String
     @Option(help: "Challenge period in milliseconds of block time.") var challengeMs: UInt64 = 60_000
@@ -66,6 +67,25 @@ struct Open: AsyncParsableCommand {
                 "first_slice": "\(range[0])", "slice_count": "\(range[1] - range[0] + 1)", "start_seconds": "\(start)",
                 "hours": "\(hours)", "rate": rate, "deposit": deposit, "increment": increment,
                 "challenge_ms": "\(challengeMs)", "nonce": "\(nonce)",
+            ], json: json)
+    }
+}
+
+struct Offers: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Ask a lessor what it offers: licences, slices, rates, and the leases it has already taken.")
+    @OptionGroup var directory: DaemonDirectory
+    @Option(help: "The lessor's address, host:port.") var lessor: String
+    @Option(help: "Transport to the lessor: tcp or udp.") var transport: TransportKind = .tcp
+    @Option(help: "The lessor's key (hex).") var lessorKey: String
+    @Flag(help: "Print the answer as one JSON object.") var json = false
+
+    func run() throws {
+        try command(
+            directory,
+            [
+                "command": "offers", "lessor": transport == .udp ? "udp://\(lessor)" : lessor,
+                "lessor_key": lessorKey,
             ], json: json)
     }
 }

@@ -279,6 +279,18 @@ enum Fixtures {
                         state: leaseState, lessorSignature: leaseState.signed(by: responder, chainID: chain),
                         lesseeSignature: leaseState.signed(by: initiator, chainID: chain))))
         ),
+        ("lease_get_offers", "a lessee asking a lessor's offers", .lease(.getOffers(requestID: 5))),
+        (
+            "lease_offers",
+            "one offer (licence 1, slices 0-49, at least 1,000 per slice-hour, at most 720 hours) and the lease of Fixtures.terms taken",
+            .lease(
+                .offers(
+                    requestID: 5,
+                    offers: [
+                        LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 50, ratePerSliceHour: 1_000, maxHours: 720)
+                    ],
+                    taken: [LeasedRange(terms)]))
+        ),
     ]
 
     /// Every invalid vector: name, description, frame bytes, error class.
@@ -326,6 +338,11 @@ enum Fixtures {
                     frame[2 + 8 + 8] = 3
                     return frame
                 }(), "invalid_value"
+            ),
+            (
+                "lease_offers_9_offers", "lease_offers announcing 9 offers (at most 8)",
+                Array(Message.lease(.offers(requestID: 5, offers: [], taken: [])).frameBytes().prefix(10)) + [9, 0],
+                "length_above_maximum"
             ),
             (
                 "exchange_get_trades_limit_11", "exchange_get_trades asking for 11 trades (at most 10)",
@@ -600,6 +617,16 @@ final class LimitRelationTests: XCTestCase {
                     state: CoSignedState(
                         state: Fixtures.leaseState, lessorSignature: Fixtures.placeholderSignature,
                         lesseeSignature: Fixtures.placeholderSignature))),
+            .lease(
+                .offers(
+                    requestID: .max,
+                    offers: Array(
+                        repeating: LeaseOffer(
+                            licence: .max, firstSlice: 0, sliceCount: 100, ratePerSliceHour: .max, maxHours: .max),
+                        count: WireLimits.leaseOffersMax),
+                    taken: Array(
+                        repeating: LeasedRange(licence: .max, firstSlice: 0, sliceCount: 100, startSeconds: .max, hours: .max),
+                        count: WireLimits.leaseTakenMax))),
         ]
         var biggest = 0
         for message in largest {

@@ -10,40 +10,14 @@ import RWASession
 import RWAStore
 import RWAWire
 
-/// What a lessor offers (its configuration): which slices of which licence, for how many hours
-/// at most, at what rate at least.
-public struct LeaseOffer: Sendable, Equatable, Codable {
-    public var licence: UInt64
-    public var firstSlice: UInt8
-    public var sliceCount: UInt8
-    public var ratePerSliceHour: UInt128
-    public var maxHours: UInt32
+/// A lessor's offers and the leases it has taken on them (`lease_offers`).
+public struct LeaseCatalogue: Sendable, Equatable {
+    public var offers: [LeaseOffer]
+    public var taken: [LeasedRange]
 
-    public init(licence: UInt64, firstSlice: UInt8, sliceCount: UInt8, ratePerSliceHour: UInt128, maxHours: UInt32) {
-        self.licence = licence
-        self.firstSlice = firstSlice
-        self.sliceCount = sliceCount
-        self.ratePerSliceHour = ratePerSliceHour
-        self.maxHours = maxHours
-    }
-
-    /// Why these terms are not offered, or nil.
-    func refusal(_ terms: LeaseTerms) -> Rejection? {
-        guard terms.licence == licence else {
-            return Rejection(.notOffered, "licence \(terms.licence) is not offered")
-        }
-        guard terms.firstSlice >= firstSlice,
-            Int(terms.firstSlice) + Int(terms.sliceCount) <= Int(firstSlice) + Int(sliceCount)
-        else {
-            return Rejection(
-                .notOffered,
-                "slices \(firstSlice)–\(Int(firstSlice) + Int(sliceCount) - 1) are offered, not those asked")
-        }
-        guard terms.ratePerSliceHour >= ratePerSliceHour else {
-            return Rejection(.notOffered, "the rate is at least \(ratePerSliceHour) per slice-hour")
-        }
-        guard terms.hours <= maxHours else { return Rejection(.notOffered, "at most \(maxHours) hours") }
-        return nil
+    /// The offer that covers these slices of this licence, if any.
+    public func offer(licence: UInt64, firstSlice: UInt8, sliceCount: UInt8) -> LeaseOffer? {
+        offers.first { $0.covers(licence: licence, firstSlice: firstSlice, sliceCount: sliceCount) }
     }
 }
 
@@ -84,6 +58,10 @@ public final class LeaseService: @unchecked Sendable {
     /// Opens asked of a lessor and not answered yet: their terms, the lessor, and who waits.
     private var pendingOpens:
         [Digest32: (terms: LeaseTerms, lessor: SigningPublicKey, waiter: CheckedContinuation<Signature, Error>)] = [:]
+    /// Offers asked of a lessor and not answered yet, by request id: the lessor, and who waits.
+    private var pendingOfferAsks:
+        [UInt64: (lessor: SigningPublicKey, waiter: CheckedContinuation<LeaseCatalogue, Error>)] = [:]
+    private var nextOfferAsk: UInt64 = 1
     private var watchers: [UUID: AsyncStream<String>.Continuation] = [:]
     /// Disputed channels and the block time after which they may be settled.
     private var settleAfter: [Digest32: UInt64] = [:]
@@ -175,9 +153,13 @@ public final class LeaseService: @unchecked Sendable {
             ended: { [self] in
                 queue.async {
                     if self.sessions[session.peerIdentity] === session { self.sessions[session.peerIdentity] = nil }
-                    // An open asked on this session gets no answer now.
+                    // An open or offers asked on this session get no answer now.
                     for (id, pending) in self.pendingOpens where pending.lessor == session.peerIdentity {
                         self.pendingOpens[id] = nil
+                        pending.waiter.resume(throwing: SessionError(.closed, "the session with the lessor ended"))
+                    }
+                    for (id, pending) in self.pendingOfferAsks where pending.lessor == session.peerIdentity {
+                        self.pendingOfferAsks[id] = nil
                         pending.waiter.resume(throwing: SessionError(.closed, "the session with the lessor ended"))
                     }
                 }
@@ -259,20 +241,36 @@ public final class LeaseService: @unchecked Sendable {
         case .openAccept(_, let id, _), .openRefused(_, let id, _, _):
             guard let pending = pendingOpens.removeValue(forKey: id) else { return }
             pending.waiter.resume(with: LeaseChannel.checkAcceptance(pending.terms, message).mapError { $0 as Error })
-        case .update, .countersign, .updateRefused, .reestablish, .latestState:
-            guard let entry = entries[message.channelID], peerOf(entry) == session.peerIdentity else {
-                served.send(
-                    [
-                        .lease(
-                            .updateRefused(
-                                requestID: message.requestID, channelID: message.channelID, nonce: 0,
-                                code: .unknownChannel, reason: "no such channel with you"))
-                    ],
-                    to: session)
-                return
-            }
-            perform(entries[message.channelID]!.core.receive(message), on: message.channelID)
+        case .getOffers(let requestID):
+            // A lessee offers nothing: it answers with an empty list.
+            let answer = catalogue()
+            served.send([.lease(.offers(requestID: requestID, offers: answer.offers, taken: answer.taken))], to: session)
+        case .offers(let requestID, let offers, let taken):
+            guard let pending = pendingOfferAsks[requestID], pending.lessor == session.peerIdentity else { return }
+            pendingOfferAsks[requestID] = nil
+            pending.waiter.resume(returning: LeaseCatalogue(offers: offers, taken: taken))
+        case .update(_, let state, _):
+            receiveOnChannel(message, state.channelID, from: session)
+        case .countersign(_, let id, _, _), .updateRefused(_, let id, _, _, _), .reestablish(_, let id, _):
+            receiveOnChannel(message, id, from: session)
+        case .latestState(_, let state):
+            receiveOnChannel(message, state.state.channelID, from: session)
         }
+    }
+
+    private func receiveOnChannel(_ message: LeaseMessage, _ id: Digest32, from session: PeerSession) {
+        guard let entry = entries[id], peerOf(entry) == session.peerIdentity else {
+            served.send(
+                [
+                    .lease(
+                        .updateRefused(
+                            requestID: message.requestID, channelID: id, nonce: 0, code: .unknownChannel,
+                            reason: "no such channel with you"))
+                ],
+                to: session)
+            return
+        }
+        perform(entries[id]!.core.receive(message), on: id)
     }
 
     // MARK: Carrying out the core's actions
@@ -423,6 +421,36 @@ public final class LeaseService: @unchecked Sendable {
     }
 
     // MARK: Commands
+
+    /// Lessor: what `lease_offers` says: its offers, and the leases of its channels not yet
+    /// closed and not yet over (the last-ending first, as many as one answer carries).
+    public func catalogue() -> LeaseCatalogue {
+        queue.sync {
+            let now = time.unixMilliseconds / 1000
+            let taken = entries.values.map(\.stored).filter { $0.status != .closed && $0.terms.endSeconds > now }
+                .sorted {
+                    $0.terms.endSeconds != $1.terms.endSeconds
+                        ? $0.terms.endSeconds > $1.terms.endSeconds
+                        : $0.channelID.bytes.lexicographicallyPrecedes($1.channelID.bytes)
+                }
+            return LeaseCatalogue(
+                offers: Array(offers.prefix(WireLimits.leaseOffersMax)),
+                taken: taken.prefix(WireLimits.leaseTakenMax).map { LeasedRange($0.terms) })
+        }
+    }
+
+    /// Lessee: asks the lessor on `session` what it offers.
+    public func offers(over session: PeerSession) async throws -> LeaseCatalogue {
+        try await withCheckedThrowingContinuation { continuation in
+            queue.async { [self] in
+                let requestID = nextOfferAsk
+                nextOfferAsk += 1
+                pendingOfferAsks[requestID] = (session.peerIdentity, continuation)
+                sessions[session.peerIdentity] = session
+                served.send([.lease(.getOffers(requestID: requestID))], to: session)
+            }
+        }
+    }
 
     /// Lessee: asks the lessor on `session` to open a channel on `terms`, then submits the open.
     public func open(_ terms: LeaseTerms, over session: PeerSession, peerAddress: String? = nil) async throws

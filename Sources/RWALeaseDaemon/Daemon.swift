@@ -30,7 +30,7 @@ public struct DaemonDirectory: ParsableArguments {
 /// Runs a lessor or lessee daemon until it loses the arbiter.
 public func runDaemon(
     role: LeaseRole, directory: DaemonDirectory, connection: ConnectionOptions, listenHost: String?, port: Int,
-    udpPort: Int? = nil, offers: [LeaseOffer], logLevel: Logger.Level
+    udpPort: Int? = nil, offers: [LeaseOffer], closeGraceSeconds: UInt64 = 60, logLevel: Logger.Level
 ) async throws {
     var logger = Logger(label: "rwa-\(role.rawValue)")
     logger.logLevel = logLevel
@@ -49,7 +49,8 @@ public func runDaemon(
     do { store = try PeerStore.open(path: directory.storePath) } catch { throw CLIError("\(error)") }
     let arbiter = try await connection.connect(as: key)
     let service = try LeaseService(
-        role: role, key: key, genesis: genesis, store: store, arbiter: arbiter, offers: offers, logger: logger)
+        role: role, key: key, genesis: genesis, store: store, arbiter: arbiter, offers: offers,
+        closeGraceSeconds: closeGraceSeconds, logger: logger)
     service.start()
     let configuration = try SessionConfiguration(
         handshake: HandshakeConfiguration(identity: key, chainID: genesis.chainID))

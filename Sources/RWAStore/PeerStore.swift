@@ -54,6 +54,9 @@ public protocol ChannelStore: AnyObject, Sendable {
     func latestState(of channel: Digest32) throws -> CoSignedState?
     /// Inserts the channel or replaces its record (not its state).
     func save(_ channel: StoredChannel) throws
+    /// Forgets a channel the ledger refused to open: one still `accepted`, with no state. Refuses
+    /// any other, leaving the store as it was: a channel that may hold funds is never forgotten.
+    func forget(_ channel: Digest32) throws
     /// Makes `state` the channel's latest. Refuses a state of an unknown channel and one whose
     /// nonce is not above the stored one's, leaving the store as it was. Durable when it returns.
     func saveState(_ state: CoSignedState) throws
@@ -86,6 +89,14 @@ public final class InMemoryChannelStore: ChannelStore, @unchecked Sendable {
         locked {
             if records[channel.channelID] == nil { order.append(channel.channelID) }
             records[channel.channelID] = channel
+        }
+    }
+
+    public func forget(_ channel: Digest32) throws {
+        try locked {
+            try PeerStore.checkForgettable(channel, status: records[channel]?.status, hasState: states[channel] != nil)
+            records[channel] = nil
+            order.removeAll { $0 == channel }
         }
     }
 
@@ -204,6 +215,25 @@ public final class PeerStore: ChannelStore {
         }
     }
 
+    public func forget(_ channel: Digest32) throws {
+        let id = Data(channel.bytes)
+        try queue.write { db in
+            let status = try String.fetchOne(
+                db, sql: "SELECT status FROM channels WHERE channel_id = ?", arguments: [id])
+            let hasState =
+                try Bool.fetchOne(db, sql: "SELECT 1 FROM states WHERE channel_id = ?", arguments: [id]) ?? false
+            try Self.checkForgettable(channel, status: status.flatMap(StoredChannel.Status.init), hasState: hasState)
+            try db.execute(sql: "DELETE FROM channels WHERE channel_id = ?", arguments: [id])
+        }
+    }
+
+    static func checkForgettable(_ channel: Digest32, status: StoredChannel.Status?, hasState: Bool) throws {
+        guard let status else { throw StoreError("no channel \(channel) in the store") }
+        guard status == .accepted, !hasState else {
+            throw StoreError("channel \(channel) is \(status.rawValue): only a channel never opened is forgotten")
+        }
+    }
+
     public func saveState(_ state: CoSignedState) throws { try saveStates([state]) }
 
     public func saveStates(_ states: [CoSignedState]) throws {
@@ -216,7 +246,9 @@ public final class PeerStore: ChannelStore {
         let id = Data(state.state.channelID.bytes)
         // One cached statement tells both whether the channel is known and which nonce it holds.
         let lookup = try db.cachedStatement(
-            sql: "SELECT s.nonce FROM channels c LEFT JOIN states s ON s.channel_id = c.channel_id WHERE c.channel_id = ?")
+            sql:
+                "SELECT s.nonce FROM channels c LEFT JOIN states s ON s.channel_id = c.channel_id WHERE c.channel_id = ?"
+        )
         let row = try Row.fetchOne(lookup, arguments: [id])
         let storedNonce = (row?[0] as Int64?).map { UInt64(bitPattern: $0) }
         try Self.checkNewer(state, storedNonce: storedNonce, known: row != nil)

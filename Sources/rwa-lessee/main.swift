@@ -15,7 +15,8 @@ struct Lessee: AsyncParsableCommand {
         commandName: "rwa-lessee",
         abstract: "The lessee's daemon and its commands.",
         subcommands: [
-            Run.self, Offers.self, Open.self, Pay.self, Channels.self, Status.self, Close.self, Dispute.self, ClaimRent.self,
+            Run.self, Offers.self, Open.self, Pay.self, Channels.self, Status.self, Close.self, Dispute.self,
+            ClaimRent.self,
             Proof.self, VerifyProof.self,
         ])
 }

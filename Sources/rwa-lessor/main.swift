@@ -27,12 +27,18 @@ struct Run: AsyncParsableCommand {
     @Option(help: "UDP port (0: any free port).") var udpPort = 7720
     @Flag(help: "Serve TCP only.") var noUDP = false
     @Option(help: "What is offered: licence:first-last:rate:max-hours (repeatable).") var offer: [String] = []
+    @Option(
+        help:
+            "Seconds after the paid-through time before the lessor proposes the final state, and again before it registers its state on the chain if the lessee does not countersign."
+    )
+    var closeGraceSeconds: UInt64 = 60
     @Option(help: "Log level.") var logLevel: Logger.Level = .notice
 
     func run() async throws {
         try await runDaemon(
             role: .lessor, directory: directory, connection: connection, listenHost: host, port: port,
-            udpPort: noUDP ? nil : udpPort, offers: try offer.map(parseOffer), logLevel: logLevel)
+            udpPort: noUDP ? nil : udpPort, offers: try offer.map(parseOffer), closeGraceSeconds: closeGraceSeconds,
+            logLevel: logLevel)
     }
 }
 

@@ -63,6 +63,13 @@ final class ChannelStoreConformanceTests: XCTestCase {
         XCTAssertThrowsError(try store.saveState(state(terms(9), nonce: 1, paid: 50)), "\(name): unknown channel")
         XCTAssertEqual(try store.latestState(of: first.channelID)?.state.nonce, 3, "\(name): unchanged by refusals")
         XCTAssertNil(try store.latestState(of: terms(9).channelID), name)
+
+        // Only a channel never opened is forgotten (a refused open); an open one never is.
+        XCTAssertThrowsError(try store.forget(first.channelID), "\(name): an open channel is kept")
+        XCTAssertThrowsError(try store.forget(terms(9).channelID), "\(name): an unknown channel")
+        XCTAssertEqual(try store.channels(), [opened, second], "\(name): unchanged by refusals")
+        try store.forget(second.channelID)
+        XCTAssertEqual(try store.channels(), [opened], "\(name): the accepted channel is gone")
     }
 
     func testBothStoresKeepTheContract() throws {
@@ -72,7 +79,7 @@ final class ChannelStoreConformanceTests: XCTestCase {
         try checkContract(try PeerStore.open(path: path), "sqlite")
         // Reopened: everything is still there.
         let reopened = try PeerStore.open(path: path)
-        XCTAssertEqual(try reopened.channels().map(\.status), [.open, .accepted])
+        XCTAssertEqual(try reopened.channels().map(\.status), [.open])
         XCTAssertEqual(try reopened.latestState(of: channel(1).channelID)?.state.nonce, 3)
     }
 

@@ -57,8 +57,9 @@ final class LeaseProcessTests: XCTestCase {
     }
 
     /// A chain whose hours last two seconds, served by `rwa-arbiter run`; the lessor's and lessee's
-    /// keys made in their homes and verified, the lessor's licence (carol holds 25 of its 100
-    /// slices), and the lessee funded with 1,000,000.
+    /// keys made in their homes and verified; the lessor's licence, of whose 100 slices carol
+    /// holds 25, its pool 30 and dave 10, bought through the pool (the lessor keeps 35); and the
+    /// lessee funded with 1,000,000.
     struct World {
         let scratch: Scratch
         let chainDir: String
@@ -69,6 +70,7 @@ final class LeaseProcessTests: XCTestCase {
         let lessorKey: SigningKeyPair
         let lesseeKey: SigningKeyPair
         let carol: SigningKeyPair
+        let dave: SigningKeyPair
         let licence: UInt64
         let lessorHome: String
         let lesseeHome: String
@@ -95,6 +97,7 @@ final class LeaseProcessTests: XCTestCase {
         let lessorKey = SigningKeyPair.generate()
         let lesseeKey = SigningKeyPair.generate()
         let carol = SigningKeyPair.generate()
+        let dave = SigningKeyPair.generate()
         for (home, key) in [(lessorHome, lessorKey), (lesseeHome, lesseeKey)] {
             try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
             try KeyFile.write(key, to: home + "/identity.key")
@@ -104,7 +107,7 @@ final class LeaseProcessTests: XCTestCase {
         let admin = try await ArbiterClient.connect(
             host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: genesis.chainID,
             arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
-        for key in [lessorKey, lesseeKey, carol] {
+        for key in [lessorKey, lesseeKey, carol, dave] {
             let identity = try await admin.sign(
                 .registerIdentity(account: key.publicKey, country: 840), with: regulator)
             _ = try await admin.sign(
@@ -122,11 +125,26 @@ final class LeaseProcessTests: XCTestCase {
         _ = try await admin.sign(.mint(token: 0, to: lesseeKey.publicKey, amount: 1_000_000), with: issuer)
         _ = try await admin.sign(
             .transfer(token: licence, to: carol.publicKey, amount: 25_000_000), with: lessorKey)
+        // The licence's market: 40 slices against 4,000,000 in the pool; dave buys 10 slices.
+        _ = try await admin.sign(.mint(token: 0, to: lessorKey.publicKey, amount: 4_000_000), with: issuer)
+        _ = try await admin.sign(.mint(token: 0, to: dave.publicKey, amount: 2_000_000), with: issuer)
+        _ = try await admin.sign(.createPool(token: licence, country: 840), with: regulator)
+        let far = UInt64(Date().timeIntervalSince1970 + 3_600) * 1000
+        _ = try await admin.sign(
+            .addLiquidity(
+                token: licence, licenceDesired: 40_000_000, stablecoinDesired: 4_000_000, licenceMinimum: 0,
+                stablecoinMinimum: 0, deadlineMilliseconds: far), with: lessorKey)
+        _ = try await admin.sign(
+            .swapExactOut(
+                token: licence, side: .buy, amountOut: 10_000_000, maximumIn: 2_000_000,
+                deadlineMilliseconds: far), with: dave)
+        let daveSlices = try await admin.holding(token: licence, account: dave.publicKey).balance
+        XCTAssertEqual(daveSlices, 10_000_000, "dave bought 10 slices through the pool")
 
         madeIt = true
         return World(
             scratch: scratch, chainDir: chainDir, arbiter: arbiter, arbiterPort: arbiterPort, genesis: genesis,
-            admin: admin, lessorKey: lessorKey, lesseeKey: lesseeKey, carol: carol, licence: licence,
+            admin: admin, lessorKey: lessorKey, lesseeKey: lesseeKey, carol: carol, dave: dave, licence: licence,
             lessorHome: lessorHome, lesseeHome: lesseeHome)
     }
 
@@ -180,9 +198,39 @@ final class LeaseProcessTests: XCTestCase {
                 timeout: 60)
             XCTAssertEqual(refused.status, 1, "a rate below the offer")
             XCTAssertTrue(refused.errors.joined().contains("not_offered"), refused.errors.joined())
+            // The lessee asks the lessor what it offers, over the network, then opens at the offer.
+            let lessorAddress = [
+                "--lessor", "127.0.0.1:\(lessorPort)", "--transport", transport.rawValue, "--lessor-key",
+                "\(lessorKey.publicKey)",
+            ]
+            let offered = try LeaseDaemonProcess.json("rwa-lessee", ["offers", "--home", lesseeHome] + lessorAddress)
+            let offers = try XCTUnwrap(offered["offers"] as? [[String: Any]])
+            XCTAssertEqual(offers.count, 1)
+            XCTAssertEqual(offers.first?["licence"] as? Int, Int(licence))
+            XCTAssertEqual(offers.first?["rate_per_slice_hour"] as? String, "10")
+            XCTAssertEqual(offers.first?["max_hours"] as? Int, 100)
+            XCTAssertEqual((offered["taken"] as? [Any])?.count, 0, "nothing leased yet")
             let opened = try LeaseDaemonProcess.json(
-                "rwa-lessee", open + ["--rate", "10", "--deposit", "\(deposit)", "--increment", "10"])
+                "rwa-lessee", open + ["--deposit", "\(deposit)", "--increment", "10"])
             let channel = try XCTUnwrap(opened["channel"] as? String)
+            // Once the lessor has seen the open's block, the lease is listed as taken.
+            var taken: [[String: Any]] = []
+            let seenBy = Date().addingTimeInterval(15)
+            while taken.isEmpty && Date() < seenBy {
+                let answer = try LeaseDaemonProcess.json(
+                    "rwa-lessee", ["offers", "--home", lesseeHome] + lessorAddress)
+                taken = try XCTUnwrap(answer["taken"] as? [[String: Any]])
+                if taken.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            XCTAssertEqual(taken.count, 1, "the lease just opened is taken")
+            XCTAssertEqual(taken.first?["first_slice"] as? Int, 20)
+            XCTAssertEqual(taken.first?["slice_count"] as? Int, 2)
+            XCTAssertEqual(taken.first?["start_seconds"] as? Int, Int(start))
+            XCTAssertEqual(taken.first?["hours"] as? Int, hours)
+            let lessorChannel = try LeaseDaemonProcess.json("rwa-lessor", ["status", "--home", lessorHome, channel])
+            XCTAssertEqual(
+                (lessorChannel["channel"] as? [String: Any])?["rate_per_slice_hour"] as? String, "10",
+                "opened at the offered rate")
             let lesseeBalance = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
             XCTAssertEqual(lesseeBalance, 1_000_000 - UInt128(deposit), "the deposit is in the channel")
 
@@ -251,6 +299,8 @@ final class LeaseProcessTests: XCTestCase {
                 timeout: 60)
             XCTAssertEqual(otherArbiter.status, 1, "another arbiter's key")
 
+            let poolAccount = PoolRecord.account(for: licence, chainID: genesis.chainID)
+            let poolBefore = try await admin.holding(token: 0, account: poolAccount).balance
             _ = try LeaseDaemonProcess.json("rwa-lessee", ["close", "--home", lesseeHome, channel])
             let deadline = Date().addingTimeInterval(30)
             while true {
@@ -260,13 +310,25 @@ final class LeaseProcessTests: XCTestCase {
                 guard Date() < deadline else { return XCTFail("the channel did not settle: \(channels)") }
                 try await Task.sleep(for: .milliseconds(50))
             }
+            // Every holder of the licence collects its share of the rent, pro rata to the base
+            // unit (rounded down); the pool's share went into its stablecoin reserve.
+            let daveBefore = try await admin.holding(token: 0, account: world.dave.publicKey).balance
             _ = try LeaseDaemonProcess.json("rwa-lessor", ["claim-rent", "--home", lessorHome, "\(licence)"])
             _ = try await admin.sign(.claimRent(token: licence), with: carol)
+            _ = try await admin.sign(.claimRent(token: licence), with: world.dave)
             let lessorRent = try await admin.holding(token: 0, account: lessorKey.publicKey).balance
             let carolRent = try await admin.holding(token: 0, account: carol.publicKey).balance
+            let daveRent = try await admin.holding(token: 0, account: world.dave.publicKey).balance - daveBefore
+            let poolRent = try await admin.holding(token: 0, account: poolAccount).balance - poolBefore
             let lesseeAfter = try await admin.holding(token: 0, account: lesseeKey.publicKey).balance
-            XCTAssertEqual(lessorRent, UInt128(deposit) * 3 / 4, "75 of the 100 slices")
-            XCTAssertEqual(carolRent, UInt128(deposit) / 4)
+            let revenue = UInt128(deposit)
+            XCTAssertEqual(lessorRent, revenue * 35 / 100, "the lessor's 35 of the 100 slices")
+            XCTAssertEqual(carolRent, revenue * 25 / 100, "carol's 25")
+            XCTAssertEqual(daveRent, revenue * 10 / 100, "dave's 10, bought through the pool")
+            XCTAssertEqual(poolRent, revenue * 30 / 100, "the pool's 30, into its reserve")
+            let collected = lessorRent + carolRent + daveRent + poolRent
+            XCTAssertTrue(
+                collected <= revenue && revenue - collected < 4, "the rent adds up: \(collected) of \(revenue)")
             XCTAssertEqual(lesseeAfter, 1_000_000 - UInt128(deposit), "all of the deposit was paid")
             let settled = try verify(
                 proofPath, at: start + 1,

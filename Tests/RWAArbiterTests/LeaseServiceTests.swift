@@ -248,6 +248,29 @@ final class LeaseServiceTests: XCTestCase {
             }
             XCTAssertEqual(lessee.channels().map(\.channelID), [id])
             XCTAssertEqual(lessor.channels().map(\.channelID), [id])
+            // Terms at the offer that share a slice-hour with the open channel: the lessor refuses
+            // them itself, before the ledger would.
+            let seenBy = ContinuousClock.now + .seconds(10)
+            while lessor.channels().first?.status != .open && ContinuousClock.now < seenBy {
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            XCTAssertEqual(lessor.channels().first?.status, .open, "the lessor saw the open's block")
+            var overlapping = lease.terms
+            overlapping.nonce = 3
+            do {
+                _ = try await lessee.open(overlapping, over: lease.session)
+                XCTFail("an overlapping lease was accepted")
+            } catch let rejection as Rejection {
+                XCTAssertEqual(rejection.code, .sliceHourTaken)
+            }
+            XCTAssertEqual(lessee.channels().map(\.channelID), [id])
+            XCTAssertEqual(lessor.channels().map(\.channelID), [id], "the lessor signed nothing")
+            // And the lessor's offers, asked over the session, list the lease as taken.
+            let catalogue = try await lessee.offers(over: lease.session)
+            XCTAssertEqual(
+                catalogue.offers,
+                [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)])
+            XCTAssertEqual(catalogue.taken, [LeasedRange(lease.terms)])
 
             for step in 1...10 {
                 let state = try await lessee.pay(id, amount: 10)

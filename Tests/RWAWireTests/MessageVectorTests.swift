@@ -625,7 +625,8 @@ final class LimitRelationTests: XCTestCase {
                             licence: .max, firstSlice: 0, sliceCount: 100, ratePerSliceHour: .max, maxHours: .max),
                         count: WireLimits.leaseOffersMax),
                     taken: Array(
-                        repeating: LeasedRange(licence: .max, firstSlice: 0, sliceCount: 100, startSeconds: .max, hours: .max),
+                        repeating: LeasedRange(
+                            licence: .max, firstSlice: 0, sliceCount: 100, startSeconds: .max, hours: .max),
                         count: WireLimits.leaseTakenMax))),
         ]
         var biggest = 0

@@ -47,6 +47,8 @@ public final class LeaseService: @unchecked Sendable {
     private let arbiter: any ArbiterLink
     private let time: any TimeSource
     private let offers: [LeaseOffer]
+    /// Lessor: how long after payments stop it proposes the final state, and then registers.
+    private let closeGraceSeconds: UInt64
     private let logger: Logger
     private let queue = DispatchQueue(label: "rwanet-lease")
     private let served: ServedSessions
@@ -86,9 +88,10 @@ public final class LeaseService: @unchecked Sendable {
 
     public init(
         role: LeaseRole, key: SigningKeyPair, genesis: Genesis, store: any ChannelStore, arbiter: any ArbiterLink,
-        time: any TimeSource = SystemTimeSource(), offers: [LeaseOffer] = [],
+        time: any TimeSource = SystemTimeSource(), offers: [LeaseOffer] = [], closeGraceSeconds: UInt64 = 60,
         logger: Logger = Logger(label: "rwanet.lease")
     ) throws {
+        self.closeGraceSeconds = closeGraceSeconds
         self.role = role
         self.key = key
         self.genesis = genesis
@@ -103,7 +106,9 @@ public final class LeaseService: @unchecked Sendable {
         for stored in try store.channels() {
             let latest = stored.status == .accepted ? nil : try store.latestState(of: stored.channelID)
             entries[stored.channelID] = Entry(
-                core: LeaseChannel(role: role, terms: stored.terms, key: key, latest: latest), stored: stored)
+                core: LeaseChannel(
+                    role: role, terms: stored.terms, key: key, latest: latest, closeGraceSeconds: closeGraceSeconds),
+                stored: stored)
         }
     }
 
@@ -185,6 +190,20 @@ public final class LeaseService: @unchecked Sendable {
         }
     }
 
+    /// Lessor: one of its own channels, opened on the chain and not closed, that shares a
+    /// slice-hour with `terms`. (One only accepted may never open; the ledger judges those, and
+    /// leases of the same licence by its other owners.)
+    private func overlappingLease(_ terms: LeaseTerms) -> Digest32? {
+        entries.values.first { entry in
+            let other = entry.stored.terms
+            return [.open, .closing].contains(entry.stored.status) && other.licence == terms.licence
+                && other.channelID != terms.channelID
+                && Int(other.firstSlice) < Int(terms.firstSlice) + Int(terms.sliceCount)
+                && Int(terms.firstSlice) < Int(other.firstSlice) + Int(other.sliceCount)
+                && other.startSeconds < terms.endSeconds && terms.startSeconds < other.endSeconds
+        }?.stored.channelID
+    }
+
     private func peerOf(_ entry: Entry) -> SigningPublicKey {
         role == .lessor ? entry.stored.terms.lessee : entry.stored.terms.lessor
     }
@@ -206,12 +225,17 @@ public final class LeaseService: @unchecked Sendable {
                     to: session)
                 return
             }
-            let answer = LeaseChannel.answerOpen(message, lessor: key) { [offers, genesis] terms in
+            let answer = LeaseChannel.answerOpen(message, lessor: key) { [offers, genesis, self] terms in
                 guard terms.periodSeconds == genesis.periodSeconds, terms.chainID == genesis.chainID else {
                     return Rejection(.periodMismatch, "this chain's period is \(genesis.periodSeconds) s")
                 }
-                if offers.contains(where: { $0.refusal(terms) == nil }) { return nil }
-                return offers.first.flatMap { $0.refusal(terms) } ?? Rejection(.notOffered, "nothing is offered")
+                guard offers.contains(where: { $0.refusal(terms) == nil }) else {
+                    return offers.first.flatMap { $0.refusal(terms) } ?? Rejection(.notOffered, "nothing is offered")
+                }
+                if let taken = overlappingLease(terms) {
+                    return Rejection(.sliceHourTaken, "slice-hours of these are leased by channel \(taken)")
+                }
+                return nil
             }
             switch answer {
             case .success(let accepted):
@@ -225,7 +249,8 @@ public final class LeaseService: @unchecked Sendable {
                     return
                 }
                 entries[terms.channelID] = Entry(
-                    core: LeaseChannel(role: .lessor, terms: terms, key: key), stored: stored)
+                    core: LeaseChannel(role: .lessor, terms: terms, key: key, closeGraceSeconds: closeGraceSeconds),
+                    stored: stored)
                 served.send([.lease(accepted.answer)], to: session)
                 event("accepted \(terms.channelID)")
             case .failure(let rejection):
@@ -243,8 +268,9 @@ public final class LeaseService: @unchecked Sendable {
             pending.waiter.resume(with: LeaseChannel.checkAcceptance(pending.terms, message).mapError { $0 as Error })
         case .getOffers(let requestID):
             // A lessee offers nothing: it answers with an empty list.
-            let answer = catalogue()
-            served.send([.lease(.offers(requestID: requestID, offers: answer.offers, taken: answer.taken))], to: session)
+            let answer = currentCatalogue()
+            served.send(
+                [.lease(.offers(requestID: requestID, offers: answer.offers, taken: answer.taken))], to: session)
         case .offers(let requestID, let offers, let taken):
             guard let pending = pendingOfferAsks[requestID], pending.lessor == session.peerIdentity else { return }
             pendingOfferAsks[requestID] = nil
@@ -422,21 +448,22 @@ public final class LeaseService: @unchecked Sendable {
 
     // MARK: Commands
 
-    /// Lessor: what `lease_offers` says: its offers, and the leases of its channels not yet
-    /// closed and not yet over (the last-ending first, as many as one answer carries).
-    public func catalogue() -> LeaseCatalogue {
-        queue.sync {
-            let now = time.unixMilliseconds / 1000
-            let taken = entries.values.map(\.stored).filter { $0.status != .closed && $0.terms.endSeconds > now }
-                .sorted {
-                    $0.terms.endSeconds != $1.terms.endSeconds
-                        ? $0.terms.endSeconds > $1.terms.endSeconds
-                        : $0.channelID.bytes.lexicographicallyPrecedes($1.channelID.bytes)
-                }
-            return LeaseCatalogue(
-                offers: Array(offers.prefix(WireLimits.leaseOffersMax)),
-                taken: taken.prefix(WireLimits.leaseTakenMax).map { LeasedRange($0.terms) })
+    /// Lessor: what `lease_offers` says: its offers, and the leases of its channels opened on the
+    /// chain, not yet closed and not yet over (the last-ending first, as many as one answer carries).
+    public func catalogue() -> LeaseCatalogue { queue.sync { currentCatalogue() } }
+
+    private func currentCatalogue() -> LeaseCatalogue {
+        let now = time.unixMilliseconds / 1000
+        let taken = entries.values.map(\.stored).filter {
+            [.open, .closing].contains($0.status) && $0.terms.endSeconds > now
+        }.sorted {
+            $0.terms.endSeconds != $1.terms.endSeconds
+                ? $0.terms.endSeconds > $1.terms.endSeconds
+                : $0.channelID.bytes.lexicographicallyPrecedes($1.channelID.bytes)
         }
+        return LeaseCatalogue(
+            offers: Array(offers.prefix(WireLimits.leaseOffersMax)),
+            taken: taken.prefix(WireLimits.leaseTakenMax).map { LeasedRange($0.terms) })
     }
 
     /// Lessee: asks the lessor on `session` what it offers.
@@ -473,8 +500,19 @@ public final class LeaseService: @unchecked Sendable {
             peerAddress: peerAddress)
         try store.save(stored)
         queue.sync { entries[id] = Entry(core: LeaseChannel(role: .lessee, terms: terms, key: key), stored: stored) }
-        let receipt = try await submitter.submit(
-            .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
+        let receipt: Receipt
+        do {
+            receipt = try await submitter.submit(
+                .openChannel(terms: terms, lessorSignature: lessorSignature, lesseeSignature: lesseeSignature))
+        } catch let rejection as Rejection {
+            // The ledger refused the open: nothing was locked, so the channel is forgotten. (Any
+            // other failure may hide a committed open, and the channel stays to be followed.)
+            try queue.sync {
+                entries[id] = nil
+                try store.forget(id)
+            }
+            throw rejection
+        }
         queue.sync { mark(id, .open, openHeight: receipt.height) }
         return id
     }

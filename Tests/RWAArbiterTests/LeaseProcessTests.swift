@@ -77,7 +77,18 @@ final class LeaseProcessTests: XCTestCase {
         var connection: [String] { ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"] }
     }
 
-    func makeWorld(profile: String = "standard") async throws -> World {
+    /// Starts a daemon and waits for its `ready`; returns it with the TCP port it listens on, if any.
+    static func startDaemon(_ tool: String, _ arguments: [String]) throws -> (LeaseDaemonProcess, Int?) {
+        let process = try LeaseDaemonProcess(tool, arguments)
+        var port: Int?
+        while true {
+            let line = try process.requireLine("the ready line")
+            if line.hasPrefix("listening tcp") { port = try ToolProcess.parseListening(line).port }
+            if line == "ready" { return (process, port) }
+        }
+    }
+
+    static func makeWorld(profile: String = "standard") async throws -> World {
         let scratch = try Scratch()
         let chainDir = scratch.directory.appendingPathComponent("chain").path
         XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
@@ -153,7 +164,7 @@ final class LeaseProcessTests: XCTestCase {
         updates: Int = 1_000
     ) async throws {
         do {
-            let world = try await makeWorld(profile: profile)
+            let world = try await Self.makeWorld(profile: profile)
             let (scratch, chainDir, arbiter, arbiterPort, genesis, admin) = (
                 world.scratch, world.chainDir, world.arbiter, world.arbiterPort, world.genesis, world.admin
             )
@@ -348,7 +359,7 @@ final class LeaseProcessTests: XCTestCase {
     /// succeed is in the state both daemons hold at the end, and the two states are the same.
     func testLeaseDaemonsKilledMidStreamLoseNothingAcknowledged() async throws {
         try await withTimeout(300, "testLeaseDaemonsKilledMidStreamLoseNothingAcknowledged") { [self] in
-            let world = try await makeWorld()
+            let world = try await Self.makeWorld()
             defer { world.arbiter.stop() }
             var schedule = SplitMix(seed: testSeed())
             func lessorArguments(port: Int) -> [String] {
@@ -359,21 +370,11 @@ final class LeaseProcessTests: XCTestCase {
                     + world.connection
             }
             let lesseeArguments = ["run", "--home", world.lesseeHome] + world.connection
-            /// Starts a daemon and waits for its `ready`; returns it with the port it listens on, if any.
-            func start(_ tool: String, _ arguments: [String]) throws -> (LeaseDaemonProcess, Int?) {
-                let process = try LeaseDaemonProcess(tool, arguments)
-                var port: Int?
-                while true {
-                    let line = try process.requireLine("the ready line")
-                    if line.hasPrefix("listening tcp") { port = try ToolProcess.parseListening(line).port }
-                    if line == "ready" { return (process, port) }
-                }
-            }
             // The first run picks a free port; every restart of the lessor takes the same one, so
             // the lessee finds it again.
-            var (lessor, picked) = try start("rwa-lessor", lessorArguments(port: 0))
+            var (lessor, picked) = try Self.startDaemon("rwa-lessor", lessorArguments(port: 0))
             let pinnedPort = try XCTUnwrap(picked)
-            var (lessee, _) = try start("rwa-lessee", lesseeArguments)
+            var (lessee, _) = try Self.startDaemon("rwa-lessee", lesseeArguments)
             defer {
                 lessor.stop()
                 lessee.stop()
@@ -403,11 +404,11 @@ final class LeaseProcessTests: XCTestCase {
                     if victim == "rwa-lessor" {
                         lessor.kill()
                         _ = lessor.waitForExit(timeout: 10)
-                        (lessor, picked) = try start("rwa-lessor", lessorArguments(port: pinnedPort))
+                        (lessor, picked) = try Self.startDaemon("rwa-lessor", lessorArguments(port: pinnedPort))
                     } else {
                         lessee.kill()
                         _ = lessee.waitForExit(timeout: 10)
-                        (lessee, _) = try start("rwa-lessee", lesseeArguments)
+                        (lessee, _) = try Self.startDaemon("rwa-lessee", lesseeArguments)
                     }
                     // The payment in flight either completed (and counts) or failed with the
                     // daemon (and must then not be counted); either way it never hangs.

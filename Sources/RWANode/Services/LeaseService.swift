@@ -401,8 +401,10 @@ public final class LeaseService: @unchecked Sendable {
     private func follow(_ block: Block) {
         tipTimeMilliseconds = block.header.timeMilliseconds
         for (index, committed) in block.transactions.enumerated() {
+            // A settled channel stays settled: replaying the chain after a restart does not
+            // reopen it or answer its old registrations again.
             guard let transaction = try? Transaction(decoding: committed.bytes),
-                let id = transaction.operation.channelID, entries[id] != nil
+                let id = transaction.operation.channelID, let entry = entries[id], entry.stored.status != .closed
             else { continue }
             switch transaction.operation {
             case .openChannel:

@@ -425,15 +425,27 @@ extension Ledger {
         return (to &- from).multiplied(by: balance) ?? UInt256(high: .max, low: .max)
     }
 
+    /// What `claim_rent` would pay `account` on `token` now, in whole base units.
+    public func rentOwed(token: TokenID, account: AccountID) -> UInt128 {
+        let rentAccount = RentIndex.account(for: token, chainID: chainID)
+        return min(RentPosition.owed(rentTotal(token, account)), state.holding(0, rentAccount).balance)
+    }
+
+    /// What `account`'s holding of `token` has earned and not collected, in units of 2^-96.
+    private func rentTotal(_ token: TokenID, _ account: AccountID) -> UInt256 {
+        let index = state.rentIndexes[token] ?? RentIndex()
+        let position = state.rentPositions[.rentPosition(token, account)] ?? RentPosition()
+        return position.total(balance: state.holding(token, account).balance, current: index.perUnit)
+    }
+
     /// The signer collects the rent its holding of `token` has earned, in whole base units; the
     /// fraction stays in its position. Never more than the rent account holds.
     mutating func claimRent(_ tokenID: TokenID, signer: AccountID) throws(Rejection) -> UInt128 {
         _ = try existingToken(tokenID)
         let index = state.rentIndexes[tokenID] ?? RentIndex()
-        let position = state.rentPositions[.rentPosition(tokenID, signer)] ?? RentPosition()
-        let total = position.total(balance: state.holding(tokenID, signer).balance, current: index.perUnit)
+        let total = rentTotal(tokenID, signer)
         let rentAccount = RentIndex.account(for: tokenID, chainID: chainID)
-        let owed = min(RentPosition.owed(total), state.holding(0, rentAccount).balance)
+        let owed = rentOwed(token: tokenID, account: signer)
         guard owed > 0 else { throw Rejection(.nothingToClaim, "\(signer) has no rent to collect on token \(tokenID)") }
         let paidOut = UInt256.product(owed, RentPosition.scale)
         let left = paidOut < total ? total &- paidOut : .zero

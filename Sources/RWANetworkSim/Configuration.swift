@@ -16,13 +16,17 @@ public struct SimulationConfiguration: Sendable, Equatable, CustomStringConverti
         /// A lease node's shell tells its channel core a state is stored as soon as it starts
         /// writing it, so an update can be acknowledged and then lost in a crash.
         case acknowledgeBeforeStoring = "acknowledge-before-storing"
+        /// The lessor does not follow the chain, so a stale state a lessee registers goes
+        /// unchallenged.
+        case ignoreStaleRegistrations = "ignore-stale-registrations"
     }
 
     public var traders = 4
     public var transactionsPerTrader = 20
-    /// Lessees leasing from trader 0 (who owns the licence), each one channel.
+    /// Lessees leasing from the lessor (who owns the second licence), each one channel; the odd
+    /// ones dispute from a backup instead of closing cooperatively.
     public var lessees = 2
-    /// Payments each lessee makes before it closes its channel.
+    /// Payments each lessee makes before it closes (or disputes) its channel.
     public var paymentsPerLease = 8
     /// Crashes of the lessor, and of a lessee, in the fault window (with `crashes`).
     public var leaseCrashesPerRun = 1
@@ -95,6 +99,10 @@ public struct SimulationReport: Sendable {
     public var latencySpikes = 0
     public var leaseCrashes = 0
     public var leasesSettled = 0
+    /// Disputes in which the lessor's challenge replaced a stale registration.
+    public var disputesWon = 0
+    /// Rent distributed on the leased licence, in stablecoin base units.
+    public var rentDistributed: UInt128 = 0
     public var traceDigest = ""
     public var failure: SimulationFailure?
     /// The last lines of the trace (all of it when asked for).
@@ -107,7 +115,8 @@ public struct SimulationReport: Sendable {
             + " rejections=\(rejections) retries=\(retries) arbiter-crashes=\(arbiterCrashes)"
             + " exchange-restarts=\(exchangeRestarts) link-drops=\(linkDrops) partitions=\(partitions)"
             + " duplicates=\(duplicatesSent) lost=\(messagesLost) spikes=\(latencySpikes) lease-crashes=\(leaseCrashes)"
-            + " leases=\(leasesSettled) trace=\(traceDigest.prefix(16))"
+            + " leases=\(leasesSettled) disputes-won=\(disputesWon) rent=\(rentDistributed)"
+            + " trace=\(traceDigest.prefix(16))"
     }
 }
 

@@ -4,13 +4,17 @@ import RWALedger
 import RWAStore
 import RWAWire
 
-/// Leasing in the simulation: trader 0 (the licence's owner) is the lessor, and each lessee
-/// opens one channel with it, pays `paymentsPerLease` times and closes cooperatively. Both run the
-/// real `LeaseChannel` cores and keep their states in an `InMemoryChannelStore` whose writes take
-/// simulated time and are lost in a crash, while the store itself survives. Checked: a state
+/// Leasing in the simulation: the lessor owns the second licence, and each lessee opens one
+/// channel with it and pays `paymentsPerLease` times. An even lessee then closes cooperatively;
+/// an odd one disputes the way it happens in practice: its store comes back from a backup taken
+/// halfway, and it registers that stale state on the chain; the lessor, following the chain,
+/// challenges with its newer state, and the lessee settles after the challenge period. Both run
+/// the real `LeaseChannel` cores and keep their states in an `InMemoryChannelStore` whose writes
+/// take simulated time and are lost in a crash, while the store itself survives. Checked: a state
 /// either side acknowledged (the lessee's update done, the lessor's countersignature sent) is
-/// never lost across a crash; the two sides end on the same state; the chain settles each channel
-/// with its final state's payment and returns the rest of the deposit.
+/// never lost across a crash; the two sides end on the same state; no stale registration wins;
+/// the chain settles each channel with the latest state's payment and returns the rest of the
+/// deposit; and the licence's rent adds up (`checkRent`).
 extension Simulation {
     enum LeasePhase: Equatable, CustomStringConvertible {
         /// Asked the lessor to accept the terms.
@@ -21,6 +25,10 @@ extension Simulation {
         case paying
         /// Proposed (or agreed) the final state; submitting the close.
         case closing
+        /// Registered a stale state from its backup; waiting to see it on the chain.
+        case disputing
+        /// The registration is on the chain; settling once the challenge period is over.
+        case settling
         case closed
 
         var description: String {
@@ -29,6 +37,8 @@ extension Simulation {
             case .opening: return "opening"
             case .paying: return "paying"
             case .closing: return "closing"
+            case .disputing: return "disputing"
+            case .settling: return "settling"
             case .closed: return "closed"
             }
         }
@@ -49,6 +59,10 @@ extension Simulation {
         /// The highest nonce this lessee's caller was told is done.
         var acknowledged: UInt64 = 0
         var proposing = false
+        /// A copy of the store taken halfway through the payments (a disputing lessee's backup).
+        var backup: InMemoryChannelStore?
+        /// The nonce the stale registration carried.
+        var registeredNonce: UInt64?
     }
 
     struct LessorNode {
@@ -58,13 +72,20 @@ extension Simulation {
         var incarnation = 0
         /// The highest nonce of each channel the lessor countersigned.
         var acknowledged: [Digest32: UInt64] = [:]
+        /// The challenge in flight to the arbiter, sent again until answered, and those waiting.
+        var submission: (bytes: [UInt8], hash: Digest32, requestIDs: Set<UInt64>, attempts: Int)?
+        var queue: [LedgerOperation] = []
+        var nextRequestID: UInt64 = 1
     }
 
-    var lessorKey: SigningKeyPair { world.traders[0] }
+    var lessorKey: SigningKeyPair { world.lessor }
+    /// Odd lessees dispute from a backup instead of closing cooperatively.
+    func disputes(_ lessee: Int) -> Bool { lessee % 2 == 1 }
     func leaseArbiterLink(_ lessee: Int) -> Int { leaseLinkBase + 2 * lessee }
     func leaseSessionLink(_ lessee: Int) -> Int { leaseLinkBase + 2 * lessee + 1 }
 
     func startLeases() {
+        schedule(.connect(link: lessorArbiterLink), after: milliseconds(0...2))
         for index in lessees.indices {
             schedule(.connect(link: leaseArbiterLink(index)), after: milliseconds(0...2))
             schedule(.connect(link: leaseSessionLink(index)), after: milliseconds(0...2))
@@ -131,7 +152,10 @@ extension Simulation {
                 send(.lease(message), on: leaseSessionLink(lessee), toServer: false)
             case .persist(let state):
                 store(state, at: .lessor)
-            case .grant, .revoke, .settled, .refused, .rejectedPeer, .closeCooperatively, .register, .challenge:
+            case .challenge(let state):
+                trace("lessor challenges \(id) with state \(state.state.nonce)")
+                try lessorSubmit(.challenge(state))
+            case .grant, .revoke, .settled, .refused, .rejectedPeer, .closeCooperatively, .register:
                 trace("lessor: \(action)".prefix(120).description)
             }
         }
@@ -158,6 +182,7 @@ extension Simulation {
                 trace("lessee\(index): refused \(rejection.code.name)")
                 schedule(.leaseAct(index), after: milliseconds(5...20))
             case .closeCooperatively(let state):
+                guard [.paying, .closing].contains(lessees[index].phase) else { break }
                 lessees[index].phase = .closing
                 if lessees[index].submission == nil { try submit(index, .closeChannel(state)) }
             case .grant, .revoke, .rejectedPeer, .register, .challenge:
@@ -174,7 +199,7 @@ extension Simulation {
         case .asking:
             let terms = LeaseTerms(
                 chainID: world.genesis.chainID, lessor: lessorKey.publicKey, lessee: lessees[index].key.publicKey,
-                licence: world.licence, firstSlice: UInt8(60 + index), sliceCount: 1,
+                licence: world.leaseLicence, firstSlice: UInt8(60 + index), sliceCount: 1,
                 startSeconds: World.genesisTime / 1000 + 3_600, hours: 100, periodSeconds: World.periodSeconds,
                 ratePerSliceHour: 100, deposit: 10_000, paymentIncrement: 100, challengePeriodMilliseconds: 10_000,
                 nonce: UInt64(index))
@@ -185,6 +210,13 @@ extension Simulation {
             schedule(.leaseRetry(index, attempt: -1), after: milliseconds(150...250))
         case .paying:
             guard !lessees[index].proposing, lessees[index].core != nil else { return }
+            if disputes(index) && lessees[index].remaining == configuration.paymentsPerLease / 2 {
+                lessees[index].backup = try copy(lessees[index].store)
+            }
+            if disputes(index) && lessees[index].remaining == 0, let backup = lessees[index].backup {
+                try disputeFromBackup(index, backup)
+                return
+            }
             if lessees[index].remaining == 0 || lessees[index].core!.state.paid >= lessees[index].terms!.deposit {
                 lessees[index].proposing = true
                 lessees[index].phase = .closing
@@ -195,9 +227,35 @@ extension Simulation {
             lessees[index].remaining -= 1
             lessees[index].proposing = true
             try performLessee(index, lessees[index].core!.pay(100))
-        case .opening, .closing, .closed:
+        case .settling:
+            guard lessees[index].submission == nil, let terms = lessees[index].terms else { return }
+            try submit(index, .settleChannel(terms.channelID))
+        case .opening, .closing, .disputing, .closed:
             break
         }
+    }
+
+    /// The operator restores the store from the backup and registers the state it holds.
+    private func disputeFromBackup(_ index: Int, _ backup: InMemoryChannelStore) throws {
+        guard let stored = try backup.channels().first else { return }
+        let stale = try backup.latestState(of: stored.channelID)
+        lessees[index].store = try copy(backup)
+        lessees[index].core = LeaseChannel(role: .lessee, terms: stored.terms, key: lessees[index].key, latest: stale)
+        // Restoring an old backup is the operator's act: what it acknowledged since is gone on purpose.
+        lessees[index].acknowledged = stale?.state.nonce ?? 0
+        lessees[index].registeredNonce = stale?.state.nonce ?? 0
+        lessees[index].phase = .disputing
+        trace("lessee\(index) restores its backup and registers state \(stale?.state.nonce ?? 0)")
+        try submit(index, .registerState(channel: stored.channelID, state: stale))
+    }
+
+    func copy(_ store: InMemoryChannelStore) throws -> InMemoryChannelStore {
+        let copy = InMemoryChannelStore()
+        for channel in try store.channels() {
+            try copy.save(channel)
+            if let state = try store.latestState(of: channel.channelID) { try copy.saveState(state) }
+        }
+        return copy
     }
 
     /// Sends the pending submission again, or asks the lessor again, until answered.
@@ -253,18 +311,30 @@ extension Simulation {
                 trace("lessee\(index): open committed in block \(height)")
                 try performLessee(index, lessees[index].core!.reconnected())
                 schedule(.leaseAct(index), after: milliseconds(1...5))
-            case .closing:
+            case .closing, .settling:
                 try checkSettledLease(index)
                 lessees[index].phase = .closed
                 var stored = try lessees[index].store.channels().first!
                 stored.status = .closed
                 try lessees[index].store.save(stored)
                 trace("lessee\(index): closed in block \(height)")
+            case .disputing:
+                var stored = try lessees[index].store.channels().first!
+                stored.status = .closing
+                try lessees[index].store.save(stored)
+                lessees[index].phase = .settling
+                trace("lessee\(index): registration in block \(height)")
+                schedule(.leaseAct(index), after: milliseconds(10_000...10_500))
             case .asking, .paying, .closed:
                 break
             }
         case .transactionRejected(let requestID, _, let code, let reason):
             guard submission.requestIDs.contains(requestID), code != .arbiterBusy else { return }
+            if code == .challengePeriodRunning && lessees[index].phase == .settling {
+                lessees[index].submission = nil
+                schedule(.leaseAct(index), after: milliseconds(500...1_000))
+                return
+            }
             if code == .channelFinal && lessees[index].phase == .closing {
                 // Settled already (a close sent again after a crash): check it as closed.
                 lessees[index].submission = nil
@@ -322,6 +392,82 @@ extension Simulation {
 
     // MARK: The lessor
 
+    /// Queues a transaction of the lessor's (a challenge); they go one at a time, each signed
+    /// when its turn comes, with the next sequence number the chain expects.
+    func lessorSubmit(_ operation: LedgerOperation) throws {
+        lessor.queue.append(operation)
+        if lessor.submission == nil { try nextLessorSubmission() }
+    }
+
+    private func nextLessorSubmission() throws {
+        guard lessor.submission == nil, !lessor.queue.isEmpty else { return }
+        let operation = lessor.queue.removeFirst()
+        let transaction = try Transaction(
+            signedBy: lessorKey, chainID: world.genesis.chainID,
+            sequence: oracle.state.accounts[lessorKey.publicKey]?.nextSequence ?? 0, operation: operation)
+        lessor.submission = (transaction.encoded, transaction.hash, [], 0)
+        sendLessorSubmission()
+    }
+
+    func sendLessorSubmission() {
+        guard let submission = lessor.submission else { return }
+        schedule(.lessorRetry(attempt: submission.attempts), after: milliseconds(150...250))
+        guard lessor.up, links[lessorArbiterLink].up else { return }
+        let requestID = lessor.nextRequestID
+        lessor.nextRequestID += 1
+        lessor.submission?.requestIDs.insert(requestID)
+        send(
+            .arbiter(.submitTransaction(requestID: requestID, transaction: submission.bytes)), on: lessorArbiterLink,
+            toServer: true)
+    }
+
+    func lessorRetry(attempt: Int) {
+        guard lessor.up, let submission = lessor.submission, submission.attempts == attempt else { return }
+        report.retries += 1
+        lessor.submission?.attempts += 1
+        sendLessorSubmission()
+    }
+
+    func lessorReceive(arbiter answer: ArbiterMessage) throws {
+        guard lessor.up, let submission = lessor.submission else { return }
+        switch answer {
+        case .transactionReceipt(let requestID, let hash, let height, let position, _):
+            try checkReceipt(hash, height: height, index: position, at: .lessor)
+            guard submission.requestIDs.contains(requestID) else { return }
+            trace("lessor: challenge in block \(height)")
+        case .transactionRejected(let requestID, _, let code, let reason):
+            guard submission.requestIDs.contains(requestID), code != .arbiterBusy else { return }
+            // Another challenge of the same state got there first: nothing to do.
+            guard code == .staleState else {
+                throw fail("no-stale-registration-wins", "the lessor's challenge was refused: \(code.name): \(reason)")
+            }
+        default:
+            return
+        }
+        lessor.submission = nil
+        try nextLessorSubmission()
+    }
+
+    /// The lessor follows the chain (the durable blocks, as the oracle replays them) and answers a
+    /// registration of an older state of one of its channels with its newer one.
+    func leaseFollow(_ block: Block) throws {
+        guard lessor.up, configuration.mutation != .ignoreStaleRegistrations else { return }
+        for committed in block.transactions {
+            guard let transaction = try? Transaction(decoding: committed.bytes),
+                transaction.signer != lessorKey.publicKey, let id = transaction.operation.channelID,
+                lessor.cores[id] != nil
+            else { continue }
+            switch transaction.operation {
+            case .registerState(_, let state):
+                try performLessor(lessor.cores[id]!.registered(nonce: state?.state.nonce ?? 0), channel: id)
+            case .challenge(let state):
+                try performLessor(lessor.cores[id]!.registered(nonce: state.state.nonce), channel: id)
+            default:
+                break
+            }
+        }
+    }
+
     func lessorReceive(_ message: LeaseMessage, link: Int) throws {
         guard lessor.up else { return }
         switch message {
@@ -363,7 +509,9 @@ extension Simulation {
             lessor.up = false
             lessor.incarnation += 1
             lessor.cores = [:]
-            for index in links.indices where links[index].server == .lessor { try drop(index) }
+            for index in links.indices where links[index].server == .lessor || links[index].client == .lessor {
+                try drop(index)
+            }
             schedule(.restart(.lessor), after: milliseconds(5...40))
         case .lessee(let index):
             report.leaseCrashes += 1
@@ -392,6 +540,15 @@ extension Simulation {
                 role: .lessor, terms: stored.terms, key: lessorKey, latest: latest)
         }
         trace("lessor restarts with \(lessor.cores.count) channels")
+        reconnect(lessorArbiterLink)
+        // Reading the chain again, it answers any registration of an older state of its channels.
+        for id in lessor.cores.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
+            if let record = oracle.state.channels[id], record.status == .disputed,
+                record.nonce < lessor.cores[id]!.state.nonce, configuration.mutation != .ignoreStaleRegistrations
+            {
+                try performLessor(lessor.cores[id]!.registered(nonce: record.nonce), channel: id)
+            }
+        }
     }
 
     func restartLessee(_ index: Int) throws {
@@ -415,7 +572,14 @@ extension Simulation {
             case .open, .closing:
                 lessees[index].core = LeaseChannel(
                     role: .lessee, terms: stored.terms, key: lessees[index].key, latest: latest)
-                if lessees[index].phase == .closing, let final = latest, final.state.final {
+                if [.disputing, .settling].contains(lessees[index].phase) {
+                    // The registration is sent again until the chain has it; then it settles.
+                    if oracle.state.channels[stored.channelID]?.status == .disputed {
+                        lessees[index].submission = nil
+                        lessees[index].phase = .settling
+                        schedule(.leaseAct(index), after: milliseconds(500...1_000))
+                    }
+                } else if lessees[index].phase == .closing, let final = latest, final.state.final {
                     try submit(index, .closeChannel(final))  // the close may not have reached the chain
                 } else {
                     lessees[index].phase = .paying
@@ -445,6 +609,20 @@ extension Simulation {
         }
         let lesseeLatest = try lessees[index].store.latestState(of: id)
         let lessorLatest = try lessor.store.latestState(of: id)
+        if let registered = lessees[index].registeredNonce {
+            // Settled after a dispute: on the lessor's latest state, never the stale one.
+            guard let lessorLatest, record.nonce == lessorLatest.state.nonce, record.paid == lessorLatest.state.paid
+            else {
+                throw fail(
+                    "no-stale-registration-wins",
+                    "lessee\(index) registered state \(registered); the chain settled state \(record.nonce) "
+                        + "(\(record.paid) paid), the lessor holds \(lessorLatest.map { "\($0.state.nonce)" } ?? "none")"
+                )
+            }
+            report.leasesSettled += 1
+            report.disputesWon += lessorLatest.state.nonce > registered ? 1 : 0
+            return
+        }
         guard let lesseeLatest, lesseeLatest.state.final, lesseeLatest.state.paid == record.paid else {
             throw fail(
                 "leases-settle",
@@ -455,5 +633,35 @@ extension Simulation {
             throw fail("leases-settle", "the lessor holds a newer state than the one lessee\(index) settled with")
         }
         report.leasesSettled += 1
+    }
+
+    /// The leased licence's rent adds up: everything its settled channels paid was distributed;
+    /// what is still in the rent account is what its holders can claim (the pool's share went
+    /// into its reserve at each settlement), give or take less than one base unit per holder.
+    func checkRent() throws {
+        let licence = world.leaseLicence
+        let paid = oracle.state.channels.values.filter { $0.terms.licence == licence && $0.status == .settled }
+            .reduce(UInt128(0)) { $0 + $1.paid }
+        let distributed = oracle.state.rentIndexes[licence]?.distributed ?? 0
+        guard distributed == paid else {
+            throw fail("rent-adds-up", "the settled channels paid \(paid), the licence distributed \(distributed)")
+        }
+        let pool = PoolRecord.account(for: licence, chainID: world.genesis.chainID)
+        var owed: UInt128 = 0
+        var holders: UInt128 = 0
+        for (key, holding) in oracle.state.holdings {
+            guard case .holding(licence, let account) = key, holding.balance > 0, account != pool else { continue }
+            owed += oracle.rentOwed(token: licence, account: account)
+            holders += 1
+        }
+        let held = oracle.state.holding(
+            World.stablecoin, RentIndex.account(for: licence, chainID: world.genesis.chainID)
+        )
+        .balance
+        guard owed <= held, held - owed <= holders else {
+            throw fail(
+                "rent-adds-up", "the rent account holds \(held); the \(holders) holders are owed \(owed) in all")
+        }
+        report.rentDistributed = distributed
     }
 }

@@ -78,6 +78,7 @@ public final class Simulation {
         case faultsEnd
         case leaseAct(Int)
         case leaseRetry(Int, attempt: Int)
+        case lessorRetry(attempt: Int)
         /// A lease node's store finished writing `state` (lost if the node crashed since).
         case leaseStored(node: Node, incarnation: Int, state: CoSignedState)
     }
@@ -152,6 +153,7 @@ public final class Simulation {
     var lessees: [LesseeNode] = []
     var lessor = LessorNode()
     var leaseLinkBase = 0
+    var lessorArbiterLink = 0
 
     // MARK: The oracle
 
@@ -191,6 +193,8 @@ public final class Simulation {
             links.append(Link(client: .lessee(index), server: .lessor))
             lessees.append(LesseeNode(key: world.lessees[index], remaining: configuration.paymentsPerLease))
         }
+        lessorArbiterLink = links.count
+        links.append(Link(client: .lessor, server: .arbiter))
     }
 
     /// Runs the seed to its end: every trader done and the system quiet, or a broken invariant.
@@ -290,7 +294,7 @@ public final class Simulation {
 
     var isDone: Bool {
         !faultsActive && traders.allSatisfy { $0.remaining == 0 && $0.pending == nil && $0.resync == nil }
-            && lessees.allSatisfy { $0.phase == .closed }
+            && lessees.allSatisfy { $0.phase == .closed } && lessor.submission == nil
             && (arbiter?.unansweredCount ?? 1) == 0 && arbiterBacklog.isEmpty
             && book?.ledger.height == (try? store.tip()?.height)
     }
@@ -326,6 +330,7 @@ public final class Simulation {
             throw fail("chain-verifies", "the replayed chain's state differs from the oracle's")
         }
         report.committedTransactions -= world.setupBlock.transactions.count
+        try checkRent()
         trace("done: \(replayed.height) blocks")
     }
 
@@ -416,6 +421,8 @@ public final class Simulation {
             try lesseeAct(index)
         case .leaseRetry(let index, let attempt):
             try lesseeRetry(index, attempt: attempt)
+        case .lessorRetry(let attempt):
+            lessorRetry(attempt: attempt)
         case .leaseStored(let node, let incarnation, let state):
             try leaseStored(node, incarnation: incarnation, state)
 
@@ -498,7 +505,9 @@ public final class Simulation {
             }
         case .lessee(let lessee):
             try leaseConnected(lessee, link: index)
-        case .arbiter, .lessor:
+        case .lessor:
+            sendLessorSubmission()
+        case .arbiter:
             break
         }
     }
@@ -565,6 +574,8 @@ public final class Simulation {
             try traderReceive(index, exchange: answer)
         case (.lessor, .lease(let message)):
             try lessorReceive(message, link: link)
+        case (.lessor, .arbiter(let answer)):
+            try lessorReceive(arbiter: answer)
         case (.lessee(let index), .lease(let message)):
             try lesseeReceive(index, message)
         case (.lessee(let index), .arbiter(let answer)):
@@ -718,6 +729,7 @@ public final class Simulation {
         }
         oracleFills.merge(fills) { $1 }
         oracleDigests[oracle.height] = Self.digest(oracle.state)
+        try leaseFollow(block)
         for (token, supply) in oracle.state.tokens.map({ ($0.key, $0.value.totalSupply) }) {
             var sum: UInt128 = 0
             for (key, holding) in oracle.state.holdings {

@@ -1,8 +1,9 @@
 // Goal: the whole system (the arbiter's core on a store that survives its crashes, the
 // exchange's book following the block stream, traders with real signed transactions) keeps its
 // invariants under seeded faults; a seed replays byte for byte; and the simulation catches the
-// bugs it exists for: a shell that answers before its block is durable, and one that tells a
-// retry "rejected" about a committed transaction.
+// bugs it exists for: a shell that answers before its block is durable, one that tells a retry
+// "rejected" about a committed transaction, a lease shell that acknowledges before storing, and
+// a lessor that does not answer a stale registration.
 // Method: fresh seeds each run (printed; RWANET_TEST_SEED reruns them), a bounded number per
 // test; the 1,000-seed runs are `Tools/sim-network`'s job.
 import RWANetworkSim
@@ -23,6 +24,9 @@ final class NetworkSimulationTests: XCTestCase {
             XCTAssertGreaterThan(report.committedTransactions, 0, "seed \(seed): work gets done")
             XCTAssertGreaterThan(report.receipts + report.fills, 0, "seed \(seed)")
             XCTAssertEqual(report.leasesSettled, 2, "seed \(seed): both leases settle")
+            XCTAssertEqual(
+                report.disputesWon, 1, "seed \(seed): the stale registration loses to the lessor's challenge")
+            XCTAssertEqual(report.rentDistributed, 1_600, "seed \(seed): both leases' 8 payments of 100 are rent")
             XCTAssertGreaterThanOrEqual(report.leaseCrashes, 1, "seed \(seed): lease nodes crash too")
         }
     }
@@ -75,6 +79,11 @@ final class NetworkSimulationTests: XCTestCase {
         }
         XCTAssertEqual(
             caught?.invariant, "acknowledged-states-survive", "\(caught.map { "\($0)" } ?? "no seed failed")")
+    }
+
+    func testALessorThatIgnoresStaleRegistrationsIsCaught() throws {
+        let (seed, failure) = try XCTUnwrap(firstFailure(.ignoreStaleRegistrations, from: testSeed()))
+        XCTAssertEqual(failure.invariant, "no-stale-registration-wins", "seed \(seed): \(failure)")
     }
 
     func testAShellThatRejectsRetriesOfCommittedTransactionsIsCaught() throws {

@@ -67,6 +67,8 @@ public final class LeaseService: @unchecked Sendable {
     private var watchers: [UUID: AsyncStream<String>.Continuation] = [:]
     /// Disputed channels and the block time after which they may be settled.
     private var settleAfter: [Digest32: UInt64] = [:]
+    /// When each disputed channel's settlement was last submitted (Unix milliseconds).
+    private var settleTried: [Digest32: UInt64] = [:]
     private var tipTimeMilliseconds: UInt64 = 0
     private var stopped = false
     /// Each open of ours as committed: its bytes, block header, position and Merkle path.
@@ -78,6 +80,7 @@ public final class LeaseService: @unchecked Sendable {
     /// Where group commits run, so the service's queue goes on checking and signing other
     /// channels' updates (and gathering the next group) while the disk flushes this one.
     private let writer = DispatchQueue(label: "rwanet-lease-writer")
+    static let settleRetryMilliseconds: UInt64 = 2_000
 
     struct Entry {
         var core: LeaseChannel
@@ -426,6 +429,7 @@ public final class LeaseService: @unchecked Sendable {
                 if transaction.signer != key.publicKey { perform(entries[id]!.core.registered(nonce: nonce), on: id) }
             case .closeChannel, .settleChannel:
                 settleAfter[id] = nil
+                settleTried[id] = nil
                 mark(id, .closed)
                 event("settled \(id)")
             default:
@@ -440,10 +444,13 @@ public final class LeaseService: @unchecked Sendable {
             guard let entry = entries[id], entry.stored.status == .open else { continue }
             perform(entries[id]!.core.tick(nowSeconds: now), on: id)
         }
-        // Settle a disputed channel once its challenge period is over (the settlement's block
-        // takes a later time; a refused early one is logged, not sent again).
-        for (id, deadline) in settleAfter where tipTimeMilliseconds > deadline || time.unixMilliseconds > deadline {
-            settleAfter[id] = nil
+        // Settle a disputed channel once its challenge period is over, and again every few
+        // seconds until its settlement is seen on the chain: a submission refused as early (block
+        // time lags the clock) or lost with the arbiter's session is not the end of it.
+        let nowMilliseconds = time.unixMilliseconds
+        for (id, deadline) in settleAfter where tipTimeMilliseconds > deadline || nowMilliseconds > deadline {
+            if let tried = settleTried[id], nowMilliseconds < tried + Self.settleRetryMilliseconds { continue }
+            settleTried[id] = nowMilliseconds
             submit(.settleChannel(id), for: id)
         }
     }

@@ -240,6 +240,8 @@ extension Simulation {
         guard let stored = try backup.channels().first else { return }
         let stale = try backup.latestState(of: stored.channelID)
         lessees[index].store = try copy(backup)
+        // Writes still in flight were to the store the backup replaced: they are lost with it.
+        lessees[index].incarnation += 1
         lessees[index].core = LeaseChannel(role: .lessee, terms: stored.terms, key: lessees[index].key, latest: stale)
         // Restoring an old backup is the operator's act: what it acknowledged since is gone on purpose.
         lessees[index].acknowledged = stale?.state.nonce ?? 0

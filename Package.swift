@@ -178,6 +178,20 @@ let package = Package(
             dependencies: ["RWACrypto", "RWAWire", "RWASession", "RWANode"],
             path: "Tools/bench/session"
         ),
+        // Fuzz targets (Tools/fuzz): the properties in RWAFuzzChecks, one libFuzzer executable each.
+        .target(
+            name: "RWAFuzzChecks",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAMarket", "RWAChannel",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            path: "Tools/fuzz/Checks"
+        ),
+        .executableTarget(name: "fuzz-wire", dependencies: ["RWAFuzzChecks"], path: "Tools/fuzz/wire"),
+        .executableTarget(name: "fuzz-session", dependencies: ["RWAFuzzChecks"], path: "Tools/fuzz/session"),
+        .executableTarget(name: "fuzz-ledger", dependencies: ["RWAFuzzChecks"], path: "Tools/fuzz/ledger"),
+        .executableTarget(name: "fuzz-market", dependencies: ["RWAFuzzChecks"], path: "Tools/fuzz/market"),
+        .executableTarget(name: "fuzz-channel", dependencies: ["RWAFuzzChecks"], path: "Tools/fuzz/channel"),
         .target(
             name: "RWATestSupport", dependencies: ["RWACrypto", "RWAWire", "RWASim"], path: "Tests/RWATestSupport"),
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),

@@ -209,6 +209,9 @@ public struct ReliableReceiver: Sendable {
     public static let packetsPerAcknowledgement = 16
     /// Indexed by `sequence - nextExpected - 1`.
     private var early: [ByteBuffer?] = []
+    /// Slots held for frames that arrived early: never more than the window (the fuzz target
+    /// checks it).
+    public var bufferedSlots: Int { early.count }
 
     public init(windowFrames: Int) { self.windowFrames = windowFrames }
 

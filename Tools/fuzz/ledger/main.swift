@@ -1,0 +1,13 @@
+// fuzz-ledger: libFuzzer's entry point for `LedgerChecks` (Tools/fuzz/Checks). Built with -DFUZZING by
+// Tools/fuzz/run; an ordinary build replays the files it is given instead.
+import RWAFuzzChecks
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzzOneInput(_ data: UnsafePointer<UInt8>, _ count: Int) -> CInt {
+    LedgerChecks.check(Array(UnsafeBufferPointer(start: data, count: count)))
+    return 0
+}
+
+#if !FUZZING
+runFiles(LedgerChecks.check)
+#endif

@@ -197,6 +197,7 @@ let package = Package(
         .testTarget(name: "RWACryptoTests", dependencies: ["RWACrypto"]),
         .testTarget(name: "RWAMarketTests", dependencies: ["RWAMarket", "RWATestSupport"]),
         .testTarget(name: "RWASimTests", dependencies: ["RWASim"]),
+        .testTarget(name: "RWAFuzzRegressionTests", dependencies: ["RWAFuzzChecks", "RWATestSupport"]),
         .testTarget(name: "RWANetworkSimTests", dependencies: ["RWANetworkSim", "RWATestSupport"]),
         .testTarget(
             name: "RWAChannelTests",

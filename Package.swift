@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "rwa-netsim", targets: ["rwa-netsim"]),
         .executable(name: "rwa-lessor", targets: ["rwa-lessor"]),
         .executable(name: "rwa-lessee", targets: ["rwa-lessee"]),
+        .executable(name: "rwa-fuzz", targets: ["rwa-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -177,6 +178,17 @@ let package = Package(
             name: "bench-session",
             dependencies: ["RWACrypto", "RWAWire", "RWASession", "RWANode"],
             path: "Tools/bench/session"
+        ),
+        .executableTarget(
+            name: "rwa-fuzz",
+            dependencies: [
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWANode", "RWASim",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+            ],
+            path: "Tools/rwa-fuzz"
         ),
         // Fuzz targets (Tools/fuzz): the properties in RWAFuzzChecks, one libFuzzer executable each.
         .target(

@@ -1,0 +1,384 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWANode
+import RWASession
+import RWASim
+import RWAWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The hostile streams, sent one kind after another until the frame budget or the time runs out.
+final class Attack {
+    let host: String
+    let port: Int
+    let udpPort: Int?
+    let role: Role
+    let chainID: Digest32
+    let frameBudget: Int
+    let deadline: Date
+    var random: SeededGenerator
+
+    private(set) var framesSent = 0
+    private(set) var datagramsSent = 0
+    private(set) var sessionsOpened = 0
+    private(set) var sessionsClosedByDaemon = 0
+    private(set) var connectionsOpened = 0
+    private(set) var findings: [String] = []
+
+    init(
+        host: String, port: Int, udpPort: Int?, role: Role, chainID: Digest32, seed: UInt64, frameBudget: Int,
+        deadline: Date
+    ) {
+        self.host = host
+        self.port = port
+        self.udpPort = udpPort
+        self.role = role
+        self.chainID = chainID
+        self.frameBudget = frameBudget
+        self.deadline = deadline
+        random = SeededGenerator(seed: seed)
+    }
+
+    var exhausted: Bool { framesSent + datagramsSent >= frameBudget || Date() >= deadline }
+
+    func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
+
+    func number(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
+
+    // MARK: Connections held open
+
+    /// Idle connections (nothing sent), half-open ones (half a `hello`), and writers that announce
+    /// the largest record and send all of it but its last byte; all stay open until the end.
+    func holdConnections(idle: Int, slow: Int) -> [RawTCP] {
+        var held: [RawTCP] = []
+        let hello = Message.hello(
+            Hello(
+                protocolVersion: 1, features: FeatureBits(), chainID: chainID,
+                identity: SigningKeyPair.generate().publicKey,
+                ephemeralKey: KeyExchangeKeyPair.generate().publicKey)
+        ).frameBytes()
+        for index in 0..<(idle + slow) {
+            guard let connection = try? RawTCP(host: host, port: port) else {
+                findings.append("connection \(index + 1) of \(idle + slow) held open was refused")
+                break
+            }
+            connectionsOpened += 1
+            if index >= idle {
+                let length = UInt32(WireLimits.tcpRecordBytesMax)
+                connection.write(withUnsafeBytes(of: length.bigEndian, Array.init) + bytes(Int(length) - 1))
+            } else if index % 2 == 1 {
+                let record = withUnsafeBytes(of: UInt32(hello.count).bigEndian, Array.init) + hello
+                connection.write(Array(record.prefix(record.count / 2)))
+            }
+            held.append(connection)
+        }
+        return held
+    }
+
+    // MARK: The streams
+
+    func run() {
+        var round = 0
+        while !exhausted {
+            round += 1
+            beforeHandshake()
+            for _ in 0..<10 where !exhausted { insideSessions() }
+            if udpPort != nil { overUDP() }
+        }
+        print("rwa-fuzz: \(round) rounds")
+    }
+
+    /// Fresh connections that never complete a handshake: garbage, lying length prefixes (up to
+    /// 4 GiB), records cut short. The daemon must close each, or at least not choke on it.
+    func beforeHandshake() {
+        for kind in 0..<3 {
+            guard !exhausted, let connection = try? RawTCP(host: host, port: port, timeoutMilliseconds: 500) else {
+                return
+            }
+            connectionsOpened += 1
+            switch kind {
+            case 0:
+                connection.write(bytes(number(1...2_048)))
+            case 1:
+                let length = UInt32.random(in: 0...UInt32.max, using: &random)
+                connection.write(withUnsafeBytes(of: length.bigEndian, Array.init) + bytes(number(0...64)))
+            default:
+                connection.write(withUnsafeBytes(of: UInt32(200).bigEndian, Array.init) + bytes(100))
+            }
+            framesSent += 1
+            connection.close()
+        }
+    }
+
+    /// A real session, then hostile frames until the daemon closes it or the batch ends.
+    func insideSessions() {
+        let session: RawSession
+        do {
+            session = try RawSession(host: host, port: port, identity: .generate(), chainID: chainID)
+        } catch {
+            findings.append("a handshake failed during the attack: \(error)")
+            return
+        }
+        sessionsOpened += 1
+        defer { session.close() }
+        var history: [[UInt8]] = []
+        for _ in 0..<number(20...200) {
+            guard !exhausted else { return }
+            let frame = hostileFrame()
+            history.append(frame)
+            if history.count > 8 { history.removeFirst() }
+            framesSent += 1
+            let sent: Bool
+            if number(0...30) == 0, let old = session.sentRecords.randomElement(using: &random) {
+                sent = session.tcp.write(old)  // a replayed record: it fails authentication
+            } else {
+                sent = session.send(frame: frame)
+            }
+            if !sent {
+                sessionsClosedByDaemon += 1
+                return
+            }
+        }
+        // A flood of valid requests, then the answers are read: the session still works.
+        for requestID in 0..<UInt64(50) where !exhausted {
+            framesSent += 1
+            guard session.send(validRequest(requestID: 1_000 + requestID)) else {
+                sessionsClosedByDaemon += 1
+                return
+            }
+        }
+    }
+
+    /// A frame from the daemon's own protocol, valid or spoiled one of many ways.
+    func hostileFrame() -> [UInt8] {
+        var frame = validRequest(requestID: UInt64.random(in: 1...UInt64.max, using: &random)).frameBytes()
+        switch number(0...8) {
+        case 0:  // bit flips
+            for _ in 0..<number(1...4) {
+                let bit = number(0...(frame.count * 8 - 1))
+                frame[bit / 8] ^= 1 << (bit % 8)
+            }
+        case 1:  // truncated
+            frame = Array(frame.prefix(number(0...max(0, frame.count - 1))))
+        case 2:  // extended
+            frame += bytes(number(1...64))
+        case 3:  // another type: unknown even, unknown odd, or any
+            let type = UInt16.random(in: 0...UInt16.max, using: &random)
+            frame[0] = UInt8(type >> 8)
+            frame[1] = UInt8(type & 0xFF)
+        case 4:  // garbage
+            frame = bytes(number(2...1_200))
+        case 5:  // oversized: up to the frame limit
+            frame += bytes(number(1_000...(WireLimits.frameBytesMax - frame.count)))
+        case 6:  // a transaction with a forged signature
+            frame = forgedSubmission().frameBytes()
+        default:
+            break  // valid, out of order among the rest
+        }
+        return frame
+    }
+
+    /// The question this role answers.
+    func validRequest(requestID: UInt64) -> Message {
+        switch role {
+        case .arbiter: return .arbiter(.getStatus(requestID: requestID))
+        case .exchange: return .exchange(.getMarket(requestID: requestID, token: 1, twapSeconds: 60, sizes: [1_000]))
+        case .lessor: return .lease(.getOffers(requestID: requestID))
+        case .peer: return .ping(Ping(nonce: requestID))
+        }
+    }
+
+    /// A transfer signed by a fresh key whose signature is then spoiled.
+    func forgedSubmission() -> Message {
+        let key = SigningKeyPair.generate()
+        let transaction = try! Transaction(
+            signedBy: key, chainID: chainID, sequence: 0,
+            operation: .transfer(token: 0, to: key.publicKey, amount: 1))
+        var bytes = transaction.encoded
+        bytes[bytes.count - 1 - number(0...63)] ^= 0x40
+        switch role {
+        case .exchange: return .exchange(.submitOrder(requestID: 7, transaction: bytes))
+        default: return .arbiter(.submitTransaction(requestID: 7, transaction: bytes))
+        }
+    }
+
+    /// Garbage datagrams, and `hello`s from many loopback source addresses.
+    func overUDP() {
+        guard let udpPort else { return }
+        for index in 0..<20 where !exhausted {
+            let source = "127.0.\(number(0...3)).\(number(2...254))"
+            if index % 4 == 0 {
+                sendDatagram(bytes(number(1...1_300)), from: source, to: host, port: udpPort)
+            } else {
+                var machine = HandshakeStateMachine(
+                    initiator: HandshakeConfiguration(identity: .generate(), chainID: chainID), ephemeral: .generate())
+                let hello = machine.start().frameBytes()
+                sendDatagram([UDPPacketKind.handshake.rawValue] + hello, from: source, to: host, port: udpPort)
+            }
+            datagramsSent += 1
+        }
+    }
+}
+
+/// A legitimate client, on its own thread: every 50 ms a fresh session asks the daemon a valid
+/// question; it records the worst latency and every failure.
+final class Prober: @unchecked Sendable {
+    let host: String
+    let port: Int
+    let role: Role
+    let chainID: Digest32
+    private let state = NIOLockedValueBox((answers: 0, failures: 0, worst: 0.0, running: true))
+    private var thread: Thread?
+
+    init(host: String, port: Int, role: Role, chainID: Digest32) {
+        self.host = host
+        self.port = port
+        self.role = role
+        self.chainID = chainID
+    }
+
+    var answers: Int { state.withLockedValue { $0.answers } }
+    var failures: Int { state.withLockedValue { $0.failures } }
+    var worstMilliseconds: Double { state.withLockedValue { $0.worst } }
+
+    func start() {
+        let thread = Thread { [self] in
+            while state.withLockedValue({ $0.running }) {
+                let result = probeOnce()
+                state.withLockedValue {
+                    if result.ok { $0.answers += 1 } else { $0.failures += 1 }
+                    $0.worst = max($0.worst, result.milliseconds)
+                }
+                if !result.ok { print("rwa-fuzz: a legitimate request failed: \(result.detail)") }
+                usleep(50_000)
+            }
+        }
+        self.thread = thread
+        thread.start()
+    }
+
+    func stop() {
+        state.withLockedValue { $0.running = false }
+        usleep(200_000)
+    }
+
+    func probeOnce() -> (ok: Bool, milliseconds: Double, detail: String) {
+        let start = Date()
+        func elapsed() -> Double { Date().timeIntervalSince(start) * 1000 }
+        do {
+            let session = try RawSession(host: host, port: port, identity: .generate(), chainID: chainID)
+            defer { session.close() }
+            let attack = Attack(
+                host: host, port: port, udpPort: nil, role: role, chainID: chainID, seed: 1, frameBudget: 0,
+                deadline: Date())
+            guard session.send(attack.validRequest(requestID: 42)) else { return (false, elapsed(), "the send failed") }
+            while let answer = session.receive() {
+                switch (role, answer) {
+                case (.arbiter, .arbiter(.statusAnswer)), (.exchange, .exchange), (.lessor, .lease(.offers)),
+                    (.peer, .pong):
+                    return (true, elapsed(), "")
+                default:
+                    continue
+                }
+            }
+            return (false, elapsed(), "no answer")
+        } catch {
+            return (false, elapsed(), "\(error)")
+        }
+    }
+}
+
+/// Samples the daemon's resident memory every 100 ms.
+final class Watch: @unchecked Sendable {
+    let pid: Int32?
+    private let state = NIOLockedValueBox((peak: 0.0, running: true))
+
+    init(pid: Int32?) { self.pid = pid }
+
+    var peakMebibytes: Double { state.withLockedValue { $0.peak } }
+
+    func start() {
+        guard let pid else { return }
+        Thread { [self] in
+            while state.withLockedValue({ $0.running }) {
+                if let rss = residentMebibytes(pid) { state.withLockedValue { $0.peak = max($0.peak, rss) } }
+                usleep(100_000)
+            }
+        }.start()
+    }
+
+    func stop() { state.withLockedValue { $0.running = false } }
+}
+
+/// For an arbiter with its chain directory: two fresh accounts, verified and funded by the
+/// regulator and the issuer, transfer one unit at a time all through the attack; their balances
+/// must come out exact.
+final class LegitimateTransfers: @unchecked Sendable {
+    let client: ArbiterClient
+    let from: SigningKeyPair
+    let to: SigningKeyPair
+    static let funds: UInt128 = 1_000_000
+    private let task: Task<Int, Error>
+    private let stopped: NIOLockedValueBox<Bool>
+
+    private init(client: ArbiterClient, from: SigningKeyPair, to: SigningKeyPair) {
+        self.client = client
+        self.from = from
+        self.to = to
+        let stopped = NIOLockedValueBox(false)
+        self.stopped = stopped
+        task = Task {
+            var count = 0
+            while !stopped.withLockedValue({ $0 }) {
+                _ = try await client.sign(.transfer(token: 0, to: to.publicKey, amount: 1), with: from)
+                count += 1
+            }
+            return count
+        }
+    }
+
+    static func start(
+        host: String, port: Int, chain: (id: Digest32, genesis: Genesis?), role: Role, dir: String?
+    ) async throws -> LegitimateTransfers? {
+        guard role == .arbiter, let genesis = chain.genesis, let dir else { return nil }
+        let regulator = try KeyFile.read(from: "\(dir)/regulator.key")
+        let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
+        let client = try await ArbiterClient.connect(
+            host: host, port: port, identity: regulator, chainID: genesis.chainID, arbiter: genesis.arbiter,
+            group: MultiThreadedEventLoopGroup.singleton)
+        let from = SigningKeyPair.generate()
+        let to = SigningKeyPair.generate()
+        for key in [from, to] {
+            let identity = try await client.sign(
+                .registerIdentity(account: key.publicKey, country: 840), with: regulator)
+            _ = try await client.sign(.addClaim(identity: identity.createdID, topic: ClaimTopic.kyc), with: regulator)
+        }
+        _ = try await client.sign(.mint(token: 0, to: from.publicKey, amount: funds), with: issuer)
+        return LegitimateTransfers(client: client, from: from, to: to)
+    }
+
+    /// Stops the transfers and checks both balances against their count.
+    func finish() async -> (count: Int, problem: String?) {
+        stopped.withLockedValue { $0 = true }
+        let count: Int
+        do { count = try await task.value } catch {
+            return (0, "a legitimate transfer failed: \(error)")
+        }
+        do {
+            let sent = try await client.holding(token: 0, account: from.publicKey).balance
+            let received = try await client.holding(token: 0, account: to.publicKey).balance
+            await client.close()
+            if sent != Self.funds - UInt128(count) || received != UInt128(count) {
+                return (count, "after \(count) transfers the balances are \(sent) and \(received)")
+            }
+            return (count, nil)
+        } catch {
+            return (count, "the balances could not be read: \(error)")
+        }
+    }
+}

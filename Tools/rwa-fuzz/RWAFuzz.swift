@@ -1,0 +1,124 @@
+// rwa-fuzz: a network fuzzer for rwanet's daemons. Given one daemon on loopback and its role, it
+// sends bounded streams of hostile input over TCP (and UDP when given the port): garbage, lying
+// length prefixes up to 4 GiB, half-open and idle connections, writers that never finish a
+// record, and, inside real authenticated sessions, bit-flipped, truncated, extended and retyped
+// frames, unknown types, oversized frames, replayed records, forged signatures and request
+// floods; over UDP, garbage datagrams and `hello` floods from many loopback source addresses.
+// Meanwhile a legitimate client keeps asking the daemon a valid question (its worst latency is
+// reported) and, for an arbiter given its chain directory, makes transfers whose balances must
+// come out exact. At the end the daemon must still answer, and its resident memory must have
+// stayed under the bound. Every finding is printed with the bytes that preceded it.
+import ArgumentParser
+import Foundation
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWANode
+import RWAWire
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+enum Role: String, ExpressibleByArgument, CaseIterable {
+    case arbiter, exchange, peer, lessor
+}
+
+@main
+struct Fuzz: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rwa-fuzz",
+        abstract: "Send bounded hostile input to one rwanet daemon on loopback and check it survives.")
+
+    @Option(help: "The daemon's address: loopback only (127.0.0.0/8).") var host = "127.0.0.1"
+    @Option(help: "Its TCP port.") var port: Int
+    @Option(help: "Its UDP port, for the UDP attacks (none if omitted).") var udpPort: Int?
+    @Option(help: "What it is: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: Role
+    @Option(help: "The chain directory (genesis.bin; an arbiter's keys for the legitimate transfers).")
+    var dir: String?
+    @Option(help: "The chain id (hex), when there is no --dir (rwa-peer's development chain by default).")
+    var chainID: String?
+    @Option(help: "The daemon's process id, to watch its resident memory and that it lives.") var pid: Int32?
+    @Option(help: "Hostile frames and datagrams to send at most.") var frames = 100_000
+    @Option(help: "Seconds to attack at most.") var seconds = 60
+    @Option(help: "Resident memory bound for the daemon, MiB.") var rssLimitMb = 128.0
+    @Option(help: "A legitimate answer slower than this is a finding, milliseconds.") var latencyLimitMs = 250.0
+    @Option(help: "Idle and half-open connections held open during the attack.") var idleConnections = 200
+    @Option(help: "Connections that announce a whole record and never finish it.") var slowWriters = 50
+    @Option(help: "Seed of the attack's randomness (random if omitted; printed).") var seed: UInt64?
+
+    func validate() throws {
+        let octets = host.split(separator: ".").compactMap { UInt8($0) }
+        guard octets.count == 4, octets[0] == 127 else {
+            throw ValidationError("rwa-fuzz attacks loopback only (127.0.0.0/8), not \(host)")
+        }
+        guard frames > 0, frames <= 10_000_000, seconds > 0, seconds <= 3_600 else {
+            throw ValidationError("--frames is 1 to 10,000,000 and --seconds 1 to 3,600")
+        }
+    }
+
+    func run() async throws {
+        let seed = seed ?? UInt64.random(in: 0...UInt64.max)
+        print("rwa-fuzz: \(role) at \(host):\(port)\(udpPort.map { " udp \($0)" } ?? ""), seed \(seed)")
+        let chain = try chainIdentity()
+        let attack = Attack(
+            host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id, seed: seed, frameBudget: frames,
+            deadline: Date().addingTimeInterval(Double(seconds)))
+        let watch = Watch(pid: pid)
+        watch.start()
+        let prober = Prober(host: host, port: port, role: role, chainID: chain.id)
+        prober.start()
+        let legitimate = try await LegitimateTransfers.start(
+            host: host, port: port, chain: chain, role: role, dir: dir)
+
+        let held = attack.holdConnections(idle: idleConnections, slow: slowWriters)
+        attack.run()
+        for connection in held { connection.close() }
+
+        let transfers = await legitimate?.finish()
+        prober.stop()
+        watch.stop()
+        // After the attack, the daemon answers at once.
+        let final = prober.probeOnce()
+        var failures = attack.findings
+        if !final.ok { failures.append("after the attack the daemon does not answer a valid request: \(final.detail)") }
+        if let pid, kill(pid, 0) != 0 { failures.append("the daemon (pid \(pid)) is gone") }
+        if watch.peakMebibytes > rssLimitMb {
+            failures.append(
+                String(format: "resident memory reached %.1f MiB (bound %.0f)", watch.peakMebibytes, rssLimitMb))
+        }
+        if let transfers, let problem = transfers.problem { failures.append(problem) }
+        if prober.failures > 0 { failures.append("\(prober.failures) legitimate requests failed during the attack") }
+        if prober.worstMilliseconds > latencyLimitMs {
+            failures.append(
+                String(
+                    format: "a legitimate answer took %.0f ms (bound %.0f)", prober.worstMilliseconds, latencyLimitMs))
+        }
+        print(
+            String(
+                format:
+                    "rwa-fuzz: %d hostile frames, %d datagrams, %d sessions (%d closed by the daemon), %d connections; legitimate: %d answers, worst %.1f ms, %d failed%@; peak RSS %@",
+                attack.framesSent, attack.datagramsSent, attack.sessionsOpened, attack.sessionsClosedByDaemon,
+                attack.connectionsOpened, prober.answers, prober.worstMilliseconds, prober.failures,
+                transfers.map { ", \($0.count) transfers exact: \($0.problem == nil)" } ?? "",
+                pid == nil ? "not watched" : String(format: "%.1f MiB", watch.peakMebibytes)))
+        for failure in failures { print("FINDING: \(failure)") }
+        if !failures.isEmpty { throw ExitCode.failure }
+        print("rwa-fuzz: the daemon survived")
+    }
+
+    func chainIdentity() throws -> (id: Digest32, genesis: Genesis?) {
+        if let dir {
+            let genesis = try Genesis(
+                decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
+            return (genesis.chainID, genesis)
+        }
+        if let chainID {
+            guard let bytes = [UInt8](hex: chainID), let id = try? Digest32(bytes: bytes) else {
+                throw ValidationError("--chain-id is 64 hex digits")
+            }
+            return (id, nil)
+        }
+        return (ChainIDs.devnet, nil)
+    }
+}

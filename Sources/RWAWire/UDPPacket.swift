@@ -7,12 +7,23 @@ import NIOCore
 /// - `data` (0x02): `u8 kind | u64 packet number | sealed(u64 ack next | u64 selective acks |
 ///   u64 sequence | frame)`.
 /// - `ack` (0x03): `u8 kind | u64 packet number | sealed(u64 ack next | u64 selective acks)`.
+/// - `cookie` (0x04): `u8 kind | cookie[16]`, a responder under load answering a `hello`
+///   without keeping any state.
+/// - `cookie handshake` (0x05): `u8 kind | cookie[16] | frame`, a `hello` sent again with the
+///   cookie, which proves the initiator receives at its address.
 ///
 /// The associated data of the seal is the 9-byte header; the packet number is the AEAD counter.
 public enum UDPPacketKind: UInt8, Sendable {
     case handshake = 0x01
     case data = 0x02
     case ack = 0x03
+    case cookie = 0x04
+    case cookieHandshake = 0x05
+}
+
+extension WireLimits {
+    /// A UDP cookie's length (proto/README.md, "UDP cookies").
+    public static let udpCookieBytes = 16
 }
 
 /// The cumulative and selective acknowledgement carried by every sealed UDP packet: every sequence
@@ -71,8 +82,8 @@ public struct UDPSealedContent: Equatable, Sendable {
                 throw .truncated(field: "frame type", needed: 2, available: reader.readableBytes)
             }
             return UDPSealedContent(acknowledgement: ack, sequencedFrame: (sequence, reader))
-        case .handshake:
-            preconditionFailure("handshake packets are not sealed")
+        case .handshake, .cookie, .cookieHandshake:
+            preconditionFailure("\(kind) packets are not sealed")
         }
     }
 

@@ -55,6 +55,31 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    /// A full listener evicts its idlest session for a newcomer once that one has been silent
+    /// for `evictionIdleMinimum`: silent sessions cannot hold every slot.
+    func testAFullListenerEvictsItsIdlestSessionForANewcomer() async throws {
+        try await withTimeout(60, "testAFullListenerEvictsItsIdlestSessionForANewcomer") { [self] in
+            for transport in TransportKind.allCases {
+                let listenerKey = SigningKeyPair.generate()
+                let listener = try await listen(
+                    transport,
+                    configuration(listenerKey) {
+                        $0.sessionsMax = 1
+                        $0.evictionIdleMinimum = .milliseconds(100)
+                    })
+                let silent = try await dial(transport, listener.port, configuration())
+                try await Task.sleep(for: .milliseconds(300))
+                let newcomer = try await dial(transport, listener.port, configuration())
+                try await withTimeout(10, "\(transport): the silent session is evicted") {
+                    try? await silent.closeFuture.get()
+                }
+                XCTAssertEqual(newcomer.peerIdentity, listenerKey.publicKey, "\(transport)")
+                await newcomer.close()
+                await listener.close()
+            }
+        }
+    }
+
     func testHandshakeTimeoutDropsASilentPeer() async throws {
         try await withTimeout(60, "testHandshakeTimeoutDropsASilentPeer") { [self] in
             let listener = try await listen(.tcp, configuration { $0.handshakeTimeout = .milliseconds(200) })

@@ -130,4 +130,50 @@ final class UDPSessionTests: XCTestCase {
             await listener.close()
         }
     }
+
+    /// Under load (here: from the first `hello`), a `hello` gets a 17-byte cookie and no session;
+    /// the same `hello` back with the cookie gets its `hello_reply`; a wrong cookie gets nothing;
+    /// and a real dialer goes through the cookie step on its own.
+    func testUnderLoadAHelloMustBringBackItsCookie() async throws {
+        try await withTimeout(60, "testUnderLoadAHelloMustBringBackItsCookie") {
+            var configuration = try SessionConfiguration(
+                handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
+            configuration.udpFaults = nil
+            configuration.keyLog = nil
+            configuration.handshakesBeforeCookie = 0
+            let listener = try await UDPTransport.listen(
+                host: "127.0.0.1", port: 0, configuration: configuration, group: MultiThreadedEventLoopGroup.singleton)
+            defer { Task { await listener.close() } }
+            let peer = RawUDPPeer(port: listener.port)
+            var machine = HandshakeStateMachine(
+                initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet),
+                ephemeral: .generate())
+            let hello = machine.start().frameBytes()
+            peer.send([UDPPacketKind.handshake.rawValue] + hello)
+            let answer = try XCTUnwrap(peer.receive(), "a cookie answers the hello")
+            XCTAssertEqual(answer.first, UDPPacketKind.cookie.rawValue)
+            XCTAssertEqual(answer.count, 1 + WireLimits.udpCookieBytes, "smaller than the hello: no amplification")
+            let cookie = Array(answer.dropFirst())
+
+            var wrong = cookie
+            wrong[0] ^= 1
+            peer.send([UDPPacketKind.cookieHandshake.rawValue] + wrong + hello)
+            XCTAssertNil(peer.receive(), "a wrong cookie gets no answer")
+
+            peer.send([UDPPacketKind.cookieHandshake.rawValue] + cookie + hello)
+            let replyDatagram = try XCTUnwrap(peer.receive(), "the right cookie gets the hello_reply")
+            XCTAssertEqual(replyDatagram.first, UDPPacketKind.handshake.rawValue)
+            let reply = try Message.decode(frame: ByteBuffer(bytes: replyDatagram.dropFirst()))
+            guard case .sendAndEstablish = try machine.receive(reply) else { return XCTFail("\(reply)") }
+
+            // A real dialer: its hello is answered with a cookie, which it brings back.
+            var dialing = configuration
+            dialing.handshake = HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet)
+            let session = try await UDPTransport.dial(
+                host: "127.0.0.1", port: listener.port, configuration: dialing,
+                group: MultiThreadedEventLoopGroup.singleton)
+            XCTAssertEqual(session.peerIdentity, configuration.handshake.identity.publicKey)
+            await session.close()
+        }
+    }
 }

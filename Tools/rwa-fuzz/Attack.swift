@@ -207,6 +207,98 @@ final class Attack {
         }
     }
 
+    // MARK: Pressure
+
+    func apply(_ pressure: Pressure, seconds: Int) {
+        let until = Date().addingTimeInterval(Double(seconds))
+        switch pressure {
+        case .slots: holdSlots(1_024, until: until)
+        case .unread: unreadRequests(sessions: 20, until: until)
+        case .forged: forgedFlood(sessions: 2, until: until)
+        case .records: unfinishedRecords(1_000, until: until)
+        }
+    }
+
+    private func openSession() -> RawSession? {
+        guard let session = try? RawSession(host: host, port: port, identity: .generate(), chainID: chainID) else {
+            return nil
+        }
+        sessionsOpened += 1
+        return session
+    }
+
+    /// Silent authenticated sessions up to `count`; each one the daemon closes is opened again.
+    func holdSlots(_ count: Int, until: Date) {
+        var sessions: [RawSession] = []
+        while Date() < until {
+            sessions.removeAll { session in
+                session.tcp.setReadTimeout(milliseconds: 1)
+                if session.tcp.read(maximum: 4_096) == nil {
+                    sessionsClosedByDaemon += 1
+                    return true
+                }
+                return false
+            }
+            while sessions.count < count && Date() < until {
+                guard let session = openSession() else { break }
+                sessions.append(session)
+            }
+            usleep(100_000)
+        }
+        for session in sessions { session.close() }
+    }
+
+    /// Requests without reading an answer: for an arbiter, subscriptions from block 1 too.
+    func unreadRequests(sessions count: Int, until: Date) {
+        var sessions = (0..<count).compactMap { _ in openSession() }
+        var requestID: UInt64 = 1
+        while Date() < until && !sessions.isEmpty {
+            for session in sessions {
+                requestID += 1
+                if role == .arbiter && requestID % 50 == 0 {
+                    session.send(.arbiter(.subscribeBlocks(requestID: requestID, fromHeight: 1)))
+                } else {
+                    session.send(validRequest(requestID: requestID))
+                }
+                framesSent += 1
+            }
+            sessions.removeAll { !$0.tcp.writable }
+        }
+        for session in sessions { session.close() }
+    }
+
+    /// Transactions with forged signatures as fast as the daemon takes them.
+    func forgedFlood(sessions count: Int, until: Date) {
+        let sessions = (0..<count).compactMap { _ in openSession() }
+        let frames = (0..<64).map { _ in forgedSubmission().frameBytes() }
+        var index = 0
+        while Date() < until {
+            var alive = false
+            for session in sessions where session.tcp.writable {
+                alive = session.send(frame: frames[index % frames.count]) || alive
+                index += 1
+                framesSent += 1
+            }
+            if !alive { break }
+        }
+        for session in sessions { session.close() }
+    }
+
+    /// Authenticated sessions that each announce the largest record and send all of it but the
+    /// last byte.
+    func unfinishedRecords(_ count: Int, until: Date) {
+        var sessions: [RawSession] = []
+        let length = UInt32(WireLimits.tcpRecordBytesMax)
+        let record = withUnsafeBytes(of: length.bigEndian, Array.init) + bytes(Int(length) - 1)
+        for _ in 0..<count where Date() < until {
+            guard let session = openSession() else { break }
+            session.tcp.write(record)
+            sessions.append(session)
+        }
+        while Date() < until { usleep(100_000) }
+        for session in sessions { session.close() }
+    }
+
     /// Garbage datagrams, and `hello`s from many loopback source addresses.
     func overUDP() {
         guard let udpPort else { return }

@@ -24,6 +24,19 @@ enum Role: String, ExpressibleByArgument, CaseIterable {
     case arbiter, exchange, peer, lessor
 }
 
+/// The attacks besides the basic streams, each found by a hostile run against the daemons.
+enum Pressure: String, ExpressibleByArgument, CaseIterable {
+    /// 1,024 authenticated sessions that stay silent, each closed one taken again at once.
+    case slots
+    /// Sessions that send requests (subscriptions from block 1, for an arbiter) and never read.
+    case unread
+    /// Two sessions sending transactions (orders, to an exchange) with forged signatures as fast
+    /// as the daemon takes them.
+    case forged
+    /// Authenticated sessions that announce a whole record and never finish it.
+    case records
+}
+
 @main
 struct Fuzz: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
@@ -46,6 +59,12 @@ struct Fuzz: AsyncParsableCommand {
     @Option(help: "Idle and half-open connections held open during the attack.") var idleConnections = 200
     @Option(help: "Connections that announce a whole record and never finish it.") var slowWriters = 50
     @Option(help: "Seed of the attack's randomness (random if omitted; printed).") var seed: UInt64?
+    @Option(
+        help:
+            "Pressure attacks to add, comma-separated: \(Pressure.allCases.map(\.rawValue).joined(separator: ", ")), or all."
+    )
+    var pressure: String = ""
+    @Option(help: "How long each pressure attack lasts, seconds.") var pressureSeconds = 10
 
     func validate() throws {
         let octets = host.split(separator: ".").compactMap { UInt8($0) }
@@ -74,6 +93,13 @@ struct Fuzz: AsyncParsableCommand {
         let held = attack.holdConnections(idle: idleConnections, slow: slowWriters)
         attack.run()
         for connection in held { connection.close() }
+        for kind in try pressures() {
+            let before = (prober.answers, prober.failures)
+            attack.apply(kind, seconds: pressureSeconds)
+            print(
+                "rwa-fuzz: under \(kind): legitimate answers \(prober.answers - before.0), failed \(prober.failures - before.1)"
+            )
+        }
 
         let transfers = await legitimate?.finish()
         prober.stop()
@@ -105,6 +131,15 @@ struct Fuzz: AsyncParsableCommand {
         for failure in failures { print("FINDING: \(failure)") }
         if !failures.isEmpty { throw ExitCode.failure }
         print("rwa-fuzz: the daemon survived")
+    }
+
+    func pressures() throws -> [Pressure] {
+        if pressure.isEmpty { return [] }
+        if pressure == "all" { return Pressure.allCases }
+        return try pressure.split(separator: ",").map {
+            guard let kind = Pressure(rawValue: String($0)) else { throw ValidationError("no pressure attack \($0)") }
+            return kind
+        }
     }
 
     func chainIdentity() throws -> (id: Digest32, genesis: Genesis?) {

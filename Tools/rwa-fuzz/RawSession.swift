@@ -40,13 +40,24 @@ final class RawTCP {
         }
     }
 
+    /// False once a write failed (the peer closed, or stopped reading past the send timeout).
+    private(set) var writable = true
+
+    func setReadTimeout(milliseconds: Int) {
+        var timeout = timeval(tv_sec: milliseconds / 1000, tv_usec: (milliseconds % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
     /// Writes everything; false once the peer has closed or the write timed out.
     @discardableResult
     func write(_ bytes: [UInt8]) -> Bool {
         var sent = 0
         while sent < bytes.count {
             let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            if n <= 0 { return false }
+            if n <= 0 {
+                writable = false
+                return false
+            }
             sent += n
         }
         return true

@@ -15,8 +15,18 @@ public struct SessionConfiguration: Sendable {
     public var keepaliveInterval: TimeAmount = .seconds(15)
     /// Messages a session buffers for a slow consumer before it stops taking more from the peer.
     public var inboxCapacity: Int = 256
-    /// Sessions a listener holds at once; one more gets an `overloaded` error and is dropped.
+    /// Sessions (and connections still in their handshake) a listener holds at once. One more
+    /// makes room by closing the one that has been idle longest, if it has been idle for at
+    /// least `evictionIdleMinimum`; otherwise it gets an `overloaded` error and is dropped. So
+    /// silent sessions cannot hold every slot against peers that talk.
     public var sessionsMax: Int = 1024
+    /// How long a session must have delivered nothing (no handshake step, no application
+    /// message; the session layer's pings do not count) before a newcomer may evict it.
+    public var evictionIdleMinimum: TimeAmount = .seconds(1)
+    /// UDP: once this many `hello`s from new addresses are in their handshake, a new `hello`
+    /// is answered with a stateless cookie and must come back with it (proto/README.md, "UDP
+    /// cookies"), so spoofed `hello`s hold no state and cost one keyed hash each.
+    public var handshakesBeforeCookie: Int = 64
     public var reliability = ReliabilityConfiguration()
     /// Where session keys are appended for the Wireshark dissector, if anywhere. Off unless
     /// `RWANET_KEYLOG` names a file: like SSLKEYLOGFILE, never in production.

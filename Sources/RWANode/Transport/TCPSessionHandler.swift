@@ -56,11 +56,14 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var readingPaused: Bool { inboxFull || outboundBlocked }
     private var readPending = false
     private var timer: Scheduled<Void>?
+    /// A listener's record of when this connection last delivered something (nil for a dialer).
+    private let activity: ConnectionActivity?
 
     init(
         configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
-        established: EventLoopPromise<PeerSession>, logger: Logger
+        established: EventLoopPromise<PeerSession>, logger: Logger, activity: ConnectionActivity? = nil
     ) {
+        self.activity = activity
         self.configuration = configuration
         self.isInitiator = isInitiator
         self.established = established
@@ -98,6 +101,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
                 do { message = try Message.decode(frame: payload) } catch { throw SessionError(error) }
                 let output = try machine.receive(message)
                 state = .handshaking(machine)
+                activity?.touch(Self.now(context))
                 switch output {
                 case .send(let reply):
                     writePlaintext(context: context, reply)
@@ -124,6 +128,9 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             }
             let actions = core.receive(message, now: Self.now(context))
             state = .established(cipher, core)
+            if let activity, actions.contains(where: { if case .deliver = $0 { true } else { false } }) {
+                activity.touch(Self.now(context))
+            }
             perform(context: context, actions)
         case .closed:
             return

@@ -31,6 +31,18 @@ public final class SessionListener: Sendable {
     }
 }
 
+/// When a listener's connection last delivered something (uptime nanoseconds): its handler
+/// writes it, the listener reads it to pick whom to evict under pressure.
+final class ConnectionActivity: Sendable {
+    private let box: NIOLockedValueBox<UInt64>
+
+    init(now: UInt64) { box = NIOLockedValueBox(now) }
+
+    var last: UInt64 { box.withLockedValue { $0 } }
+
+    func touch(_ now: UInt64) { box.withLockedValue { $0 = max($0, now) } }
+}
+
 /// TCP listener and dialer (proto/README.md, "TCP records").
 public enum TCPTransport {
     /// One socket read (at most 64 KiB) per readiness event: once a session's inbox is full, at
@@ -42,8 +54,9 @@ public enum TCPTransport {
         logger: Logger = Logger(label: "rwanet.tcp")
     ) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
-        // Every admitted connection, so the bound can be counted and closing the listener ends them.
-        let connections = NIOLockedValueBox([ObjectIdentifier: Channel]())
+        // Every admitted connection and when it last delivered something, so the bound can be
+        // counted, the idlest evicted under pressure, and closing the listener ends them all.
+        let connections = NIOLockedValueBox([ObjectIdentifier: (channel: Channel, activity: ConnectionActivity)]())
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -51,10 +64,24 @@ public enum TCPTransport {
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.maxMessagesPerRead, value: TCPTransport.readsPerEvent)
             .childChannelInitializer { channel in
-                let admitted = connections.withLockedValue { open -> Bool in
-                    guard open.count < configuration.sessionsMax else { return false }
-                    open[ObjectIdentifier(channel)] = channel
-                    return true
+                let now = NIODeadline.now().uptimeNanoseconds
+                let activity = ConnectionActivity(now: now)
+                let (admitted, evicted) = connections.withLockedValue { open -> (Bool, Channel?) in
+                    var evicted: Channel?
+                    if open.count >= configuration.sessionsMax {
+                        // Full: the connection idle longest makes room, if it has been idle long enough.
+                        guard let idlest = open.min(by: { $0.value.activity.last < $1.value.activity.last }),
+                            now >= idlest.value.activity.last + UInt64(configuration.evictionIdleMinimum.nanoseconds)
+                        else { return (false, nil) }
+                        open.removeValue(forKey: idlest.key)
+                        evicted = idlest.value.channel
+                    }
+                    open[ObjectIdentifier(channel)] = (channel, activity)
+                    return (true, evicted)
+                }
+                if let evicted {
+                    logger.info("evicting the idlest session to admit a new one", metadata: ["listener": "tcp"])
+                    evicted.close(promise: nil)
                 }
                 guard admitted else {
                     return channel.eventLoop.makeCompletedFuture {
@@ -77,13 +104,15 @@ public enum TCPTransport {
                     try channel.pipeline.syncOperations.addHandler(
                         TCPSessionHandler(
                             configuration: configuration, isInitiator: false, ephemeral: .generate(),
-                            established: promise, logger: logger))
+                            established: promise, logger: logger, activity: activity))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
         channel.closeFuture.whenComplete { _ in
             continuation.finish()
-            for connection in connections.withLockedValue({ Array($0.values) }) { connection.close(promise: nil) }
+            for connection in connections.withLockedValue({ Array($0.values) }) {
+                connection.channel.close(promise: nil)
+            }
         }
         return SessionListener(localAddress: channel.localAddress!, transport: .tcp, sessions: stream) {
             channel.close()

@@ -100,6 +100,13 @@ final class UDPPeer {
     var handshakeFrameToRepeat: Message?
     /// The `hello` a responder answered, to recognise its retransmissions.
     var helloFrame: [UInt8] = []
+    /// When it last delivered something (a handshake step, an application frame): the idlest
+    /// is evicted to admit a newcomer when the endpoint is full.
+    var lastActivity: UInt64
+    /// Initiator: the cookie a loaded responder gave; every later `hello` carries it.
+    var cookie: [UInt8]?
+    /// Responder: counted among the handshakes in progress that trigger cookies.
+    var countedAsHandshake = false
     /// The dialer's promise, dropped once completed so the peer does not keep its session alive.
     var established: EventLoopPromise<PeerSession>?
     let closed: EventLoopPromise<Void>
@@ -121,6 +128,31 @@ final class UDPPeer {
             initialNanoseconds: configuration.reliability.initialRetransmitNanoseconds)
         self.established = established
         self.closed = closed
+        self.lastActivity = now.uptimeNanoseconds
+    }
+}
+
+/// Stateless cookies for `hello`s under load (proto/README.md, "UDP cookies"): a keyed hash of
+/// the source address and the current 30-second period, under a secret drawn at start. One from
+/// the current or the previous period is accepted.
+struct HelloCookies {
+    static let periodNanoseconds: UInt64 = 30_000_000_000
+    private let secret: [UInt8] = (0..<32).map { _ in UInt8.random(in: 0...255) }
+
+    func cookie(for address: SocketAddress, now: UInt64) -> [UInt8] {
+        cookie(for: address, period: now / Self.periodNanoseconds)
+    }
+
+    func isValid(_ cookie: [UInt8], for address: SocketAddress, now: UInt64) -> Bool {
+        let period = now / Self.periodNanoseconds
+        return cookie == self.cookie(for: address, period: period)
+            || (period > 0 && cookie == self.cookie(for: address, period: period - 1))
+    }
+
+    private func cookie(for address: SocketAddress, period: UInt64) -> [UInt8] {
+        let source = Array("\(address.ipAddress ?? "?")|\(address.port ?? 0)".utf8)
+        let digest = Blake2b.hash256(parts: [source, withUnsafeBytes(of: period.bigEndian, Array.init)], key: secret)
+        return Array(digest.bytes.prefix(WireLimits.udpCookieBytes))
     }
 }
 
@@ -131,6 +163,8 @@ public struct UDPDropCounters: Sendable, Equatable {
     public var unauthenticated = 0
     public var inboxFull = 0
     public var unknownPeer = 0
+    /// `hello`s with a cookie this endpoint did not give to that address (or gave too long ago).
+    public var badCookie = 0
 }
 
 final class UDPEndpointHandler: ChannelInboundHandler {
@@ -142,6 +176,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private let logger: Logger
     private let accepted: (PeerSession) -> Void
     private var peers: [SocketAddress: UDPPeer] = [:]
+    /// Responder handshakes in progress (peers with `countedAsHandshake`).
+    private var responderHandshakes = 0
+    private let cookies = HelloCookies()
     private var faults: FaultInjection?
     private var context: ChannelHandlerContext?
     private var ticker: RepeatedTask?
@@ -209,6 +246,16 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         switch UDPPacketKind(rawValue: kindByte) {
         case .handshake:
             receiveHandshake(datagram, from: address, receivedBytes: received)
+        case .cookie:
+            receiveCookie(datagram, from: address)
+        case .cookieHandshake:
+            guard let cookie = datagram.readBytes(length: WireLimits.udpCookieBytes),
+                cookies.isValid(cookie, for: address, now: now.uptimeNanoseconds)
+            else {
+                drops.badCookie += 1
+                return
+            }
+            receiveHandshake(datagram, from: address, receivedBytes: received, cookieChecked: true)
         case .data, .ack:
             guard let peer = peers[address] else {
                 drops.unknownPeer += 1
@@ -247,7 +294,33 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         }
     }
 
-    private func receiveHandshake(_ frame: ByteBuffer, from address: SocketAddress, receivedBytes: Int) {
+    /// A loaded responder's cookie for our `hello`: send the `hello` again with it.
+    private func receiveCookie(_ datagram: ByteBuffer, from address: SocketAddress) {
+        guard let peer = peers[address], peer.isInitiator, case .handshaking = peer.phase,
+            datagram.readableBytes == WireLimits.udpCookieBytes, let hello = peer.handshakeFrameToRepeat,
+            case .hello = hello
+        else { return }
+        peer.cookie = datagram.getBytes(at: datagram.readerIndex, length: WireLimits.udpCookieBytes)
+        sendHandshake(hello, to: address, cookie: peer.cookie)
+    }
+
+    /// Makes room for one more peer when the endpoint is full: the idlest goes, if it has been
+    /// idle long enough. False if none may go.
+    private func admitOneMore() -> Bool {
+        guard peers.count >= configuration.sessionsMax else { return true }
+        let now = self.now.uptimeNanoseconds
+        guard let idlest = peers.values.min(by: { $0.lastActivity < $1.lastActivity }),
+            now >= idlest.lastActivity + UInt64(configuration.evictionIdleMinimum.nanoseconds)
+        else { return false }
+        logger.info("evicting the idlest session to admit a new one", metadata: ["remote": "\(idlest.address)"])
+        fail(idlest, SessionError(.overloaded, "evicted: idle while the endpoint is full"))
+        if peers[idlest.address] === idlest { finish(idlest, SessionError(.overloaded, "evicted")) }
+        return true
+    }
+
+    private func receiveHandshake(
+        _ frame: ByteBuffer, from address: SocketAddress, receivedBytes: Int, cookieChecked: Bool = false
+    ) {
         let message: Message
         do {
             message = try Message.decode(frame: frame)
@@ -261,7 +334,11 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     address, SessionError(.unexpectedMessage, "\(message.type) without a session"),
                     replyBytesMax: receivedBytes)
             }
-            guard peers.count < configuration.sessionsMax else {
+            // Under load, a hello must prove its source address: a cookie, and no state, until then.
+            if !cookieChecked && responderHandshakes >= configuration.handshakesBeforeCookie {
+                return sendCookie(to: address)
+            }
+            guard admitOneMore() else {
                 return sendHandshake(
                     .error(
                         ErrorReport(code: .overloaded, text: "endpoint holds \(configuration.sessionsMax) sessions")),
@@ -272,6 +349,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 address: address, machine: machine, isInitiator: false, configuration: configuration,
                 established: nil, closed: context!.eventLoop.makePromise(), now: now)
             peer.helloFrame = message.frameBytes()
+            peer.countedAsHandshake = true
+            responderHandshakes += 1
             peers[address] = peer
             return advanceHandshake(peer, message)
         }
@@ -303,6 +382,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         do {
             let output = try machine.receive(message)
             peer.phase = .handshaking(machine)
+            peer.lastActivity = now.uptimeNanoseconds
             switch output {
             case .send(let reply):
                 peer.handshakeFrameToRepeat = reply
@@ -325,6 +405,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     private func establish(_ peer: UDPPeer, _ session: EstablishedSession) {
         peer.phase = .established(session)
+        if peer.countedAsHandshake {
+            peer.countedAsHandshake = false
+            responderHandshakes -= 1
+        }
         peer.core = SessionCore(
             timing: SessionCore.Timing(
                 keepaliveNanoseconds: UInt64(configuration.keepaliveInterval.nanoseconds),
@@ -476,6 +560,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             case .send(let message):
                 send(message, peer: peer, promise: nil)
             case .deliver(let message):
+                peer.lastActivity = now.uptimeNanoseconds
                 peer.inbox?.push(message)
             case .warn(let report):
                 logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])
@@ -575,11 +660,25 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         write(AddressedEnvelope(remoteAddress: peer.address, data: datagram))
     }
 
-    private func sendHandshake(_ message: Message, to address: SocketAddress) {
+    private func sendHandshake(_ message: Message, to address: SocketAddress, cookie: [UInt8]? = nil) {
         guard let context else { return }
         var datagram = context.channel.allocator.buffer(capacity: 256)
-        datagram.writeInteger(UDPPacketKind.handshake.rawValue)
+        if let cookie, case .hello = message {
+            datagram.writeInteger(UDPPacketKind.cookieHandshake.rawValue)
+            datagram.writeBytes(cookie)
+        } else {
+            datagram.writeInteger(UDPPacketKind.handshake.rawValue)
+        }
         message.encodeFrame(into: &datagram)
+        write(AddressedEnvelope(remoteAddress: address, data: datagram))
+    }
+
+    /// `04 | cookie`: 17 bytes, smaller than any `hello`, and no state kept.
+    private func sendCookie(to address: SocketAddress) {
+        guard let context else { return }
+        var datagram = context.channel.allocator.buffer(capacity: 1 + WireLimits.udpCookieBytes)
+        datagram.writeInteger(UDPPacketKind.cookie.rawValue)
+        datagram.writeBytes(cookies.cookie(for: address, now: now.uptimeNanoseconds))
         write(AddressedEnvelope(remoteAddress: address, data: datagram))
     }
 
@@ -633,7 +732,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         guard let frame = peer.handshakeFrameToRepeat, peer.handshake.repeatDue(now: now.uptimeNanoseconds) else {
             return
         }
-        sendHandshake(frame, to: peer.address)
+        sendHandshake(frame, to: peer.address, cookie: peer.cookie)
     }
 
     /// Ends a session. An error we detected (or a normal local close, code `closed`) is first
@@ -666,7 +765,11 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             level: error.fromPeer || error.code == .closed ? .debug : .info, "closing UDP session",
             metadata: ["error": "\(error)", "remote": "\(peer.address)", "drops": "\(drops)"])
         peer.phase = .closed
-        peers[peer.address] = nil
+        if peer.countedAsHandshake {
+            peer.countedAsHandshake = false
+            responderHandshakes -= 1
+        }
+        if peers[peer.address] === peer { peers[peer.address] = nil }
         peer.inbox?.finish(error)
         peer.inbox = nil
         peer.established?.fail(error)

@@ -38,7 +38,9 @@ public enum WireChecks {
     /// The sealed content of a UDP packet (acknowledgement, then a sequenced frame for data).
     static func checkUDPContent(_ bytes: [UInt8]) {
         // Handshake packets are not sealed: the transport never asks for their content.
-        guard let first = bytes.first, let kind = UDPPacketKind(rawValue: first), kind != .handshake else { return }
+        guard let first = bytes.first, let kind = UDPPacketKind(rawValue: first), kind == .data || kind == .ack else {
+            return
+        }
         let plaintext = ByteBuffer(bytes: bytes.dropFirst())
         guard let content = try? UDPSealedContent.decode(kind: kind, plaintext: plaintext) else { return }
         guard content.kind == kind else { violated("a \(kind) packet decoded as \(content.kind)") }

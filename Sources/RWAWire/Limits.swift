@@ -16,6 +16,10 @@ public enum WireLimits {
     public static let udpFrameBytesMax = udpDatagramBytesMax - udpHeaderBytes - udpReliabilityBytes - aeadTagBytes
     public static let featureBytesMax = 32
     public static let errorTextBytesMax = 1024
+    /// The largest frame before the handshake completes (an `error` with its longest text; a
+    /// `hello_reply` is far smaller): a TCP record announcing more before then is refused at
+    /// once, so an unauthenticated connection never makes a peer buffer a 64 KiB record.
+    public static let handshakeFrameBytesMax = 6 + errorTextBytesMax
     public static let noteBodyBytesMax = 1000
     public static let pingPaddingBytesMax = 1024
 }

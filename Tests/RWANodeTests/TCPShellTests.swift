@@ -69,11 +69,12 @@ final class TCPShellTests: XCTestCase {
             configuration.idleTimeout = .milliseconds(400)
             if !initiator, let inboxCapacity { configuration.inboxCapacity = inboxCapacity }
             let promise = channel.eventLoop.makePromise(of: PeerSession.self)
-            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
+            let allowance = RecordAllowance()
+            try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder(allowance: allowance)))
             try channel.pipeline.syncOperations.addHandler(
                 TCPSessionHandler(
                     configuration: configuration, isInitiator: initiator, ephemeral: .generate(), established: promise,
-                    logger: Logger(label: "test")))
+                    logger: Logger(label: "test"), allowance: allowance))
             return (channel, promise.futureResult)
         }
         let (initiator, initiatorSession) = try channel(initiator: true)

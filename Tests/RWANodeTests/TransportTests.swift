@@ -3,6 +3,7 @@
 // fed whole, byte by byte and many at once. (Keepalive and idle run on virtual time elsewhere.)
 import Foundation
 import NIOCore
+import NIOEmbedded
 import NIOPosix
 import NIOTestUtils
 import RWACrypto
@@ -243,6 +244,54 @@ final class TransportTests: XCTestCase {
             input.writeBytes(payload)
             return (input, [ByteBuffer(bytes: payload)])
         }
-        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) { TCPRecordDecoder() }
+        try ByteToMessageDecoderVerifier.verifyDecoder(inputOutputPairs: pairs) {
+            TCPRecordDecoder(allowance: RecordAllowance())
+        }
+    }
+
+    /// Before the handshake a record may be no longer than the largest handshake frame; after it,
+    /// up to the record limit. The length alone decides, before any payload is buffered.
+    func testRecordsBeforeTheHandshakeAreSmall() throws {
+        let allowance = RecordAllowance()
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(TCPRecordDecoder(allowance: allowance)))
+        var big = ByteBuffer()
+        big.writeInteger(UInt32(WireLimits.handshakeFrameBytesMax + 1))
+        XCTAssertThrowsError(try channel.writeInbound(big)) { error in
+            XCTAssertEqual((error as? WireError)?.className, "record_too_large", "\(error)")
+        }
+        let after = RecordAllowance()
+        after.handshakeCompleted()
+        let established = EmbeddedChannel(handler: ByteToMessageHandler(TCPRecordDecoder(allowance: after)))
+        var record = ByteBuffer()
+        record.writeInteger(UInt32(20_000))
+        record.writeBytes([UInt8](repeating: 1, count: 20_000))
+        try established.writeInbound(record)
+        XCTAssertEqual(try established.readInbound(as: ByteBuffer.self)?.readableBytes, 20_000)
+    }
+
+    /// Connections share one budget for unfinished records: the one that takes the total above
+    /// it while holding more than a small record is refused with `overloaded`; releasing its
+    /// bytes (the connection closing) frees the budget.
+    func testUnfinishedRecordsShareOneBudget() throws {
+        let budget = RecordBudget(limit: 10_000)
+        func connection() -> EmbeddedChannel {
+            let allowance = RecordAllowance()
+            allowance.handshakeCompleted()
+            return EmbeddedChannel(
+                handler: ByteToMessageHandler(TCPRecordDecoder(allowance: allowance, budget: budget)))
+        }
+        var partial = ByteBuffer()
+        partial.writeInteger(UInt32(60_000))
+        partial.writeBytes([UInt8](repeating: 2, count: 6_000))
+        let first = connection()
+        try first.writeInbound(partial)
+        XCTAssertEqual(budget.adjust(by: 0), 6_004)
+        let second = connection()
+        XCTAssertThrowsError(try second.writeInbound(partial)) { error in
+            XCTAssertEqual((error as? SessionError)?.code, .overloaded, "\(error)")
+        }
+        _ = try? first.finish()
+        _ = try? second.finish()
+        XCTAssertEqual(budget.adjust(by: 0), 0, "closed connections hold nothing")
     }
 }

@@ -216,6 +216,7 @@ final class Attack {
         case .unread: unreadRequests(sessions: 20, until: until)
         case .forged: forgedFlood(sessions: 2, until: until)
         case .records: unfinishedRecords(1_000, until: until)
+        case .hellos: helloFlood(until: until)
         }
     }
 
@@ -284,6 +285,25 @@ final class Attack {
         for session in sessions { session.close() }
     }
 
+    /// `hello`s from many source addresses, each never followed up, as fast as they can be sent
+    /// (a few distinct `hello`s, re-sent: signing each would slow the attacker, not the daemon).
+    func helloFlood(until: Date) {
+        guard let udpPort else { return }
+        let hellos = (0..<16).map { _ -> [UInt8] in
+            var machine = HandshakeStateMachine(
+                initiator: HandshakeConfiguration(identity: .generate(), chainID: chainID), ephemeral: .generate())
+            return [UDPPacketKind.handshake.rawValue] + machine.start().frameBytes()
+        }
+        var index = 0
+        while Date() < until && datagramsSent < 2_000_000 {
+            sendDatagram(
+                hellos[index % hellos.count], from: "127.\(number(1...9)).\(number(0...255)).\(number(1...254))",
+                to: host, port: udpPort)
+            index += 1
+            datagramsSent += 1
+        }
+    }
+
     /// Authenticated sessions that each announce the largest record and send all of it but the
     /// last byte.
     func unfinishedRecords(_ count: Int, until: Date) {
@@ -322,14 +342,16 @@ final class Attack {
 final class Prober: @unchecked Sendable {
     let host: String
     let port: Int
+    let udpPort: Int?
     let role: Role
     let chainID: Digest32
     private let state = NIOLockedValueBox((answers: 0, failures: 0, worst: 0.0, running: true))
     private var thread: Thread?
 
-    init(host: String, port: Int, role: Role, chainID: Digest32) {
+    init(host: String, port: Int, udpPort: Int?, role: Role, chainID: Digest32) {
         self.host = host
         self.port = port
+        self.udpPort = udpPort
         self.role = role
         self.chainID = chainID
     }
@@ -340,8 +362,10 @@ final class Prober: @unchecked Sendable {
 
     func start() {
         let thread = Thread { [self] in
+            var round = 0
             while state.withLockedValue({ $0.running }) {
-                let result = probeOnce()
+                round += 1
+                let result = udpPort != nil && round % 2 == 0 ? probeOverUDP() : probeOnce()
                 state.withLockedValue {
                     if result.ok { $0.answers += 1 } else { $0.failures += 1 }
                     $0.worst = max($0.worst, result.milliseconds)
@@ -357,6 +381,46 @@ final class Prober: @unchecked Sendable {
     func stop() {
         state.withLockedValue { $0.running = false }
         usleep(200_000)
+    }
+
+    /// The same question over a real UDP session (the transport's own dialer).
+    func probeOverUDP() -> (ok: Bool, milliseconds: Double, detail: String) {
+        guard let udpPort else { return (true, 0, "") }
+        let start = Date()
+        let outcome = NIOLockedValueBox<(Bool, String)?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        let (host, role, chainID) = (host, role, chainID)
+        Task {
+            defer { done.signal() }
+            do {
+                let configuration = try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: .generate(), chainID: chainID))
+                let session = try await TransportKind.udp.dial(
+                    host: host, port: udpPort, configuration: configuration,
+                    group: MultiThreadedEventLoopGroup.singleton)
+                let attack = Attack(
+                    host: host, port: 0, udpPort: nil, role: role, chainID: chainID, seed: 1, frameBudget: 0,
+                    deadline: Date())
+                let request = attack.validRequest(requestID: 43)
+                if case .ping = request {
+                    outcome.withLockedValue { $0 = (true, "") }  // the handshake is the answer
+                } else {
+                    try await session.send(request)
+                    for try await _ in session.inbox {
+                        outcome.withLockedValue { $0 = (true, "") }
+                        break
+                    }
+                }
+                await session.close()
+            } catch {
+                outcome.withLockedValue { $0 = (false, "udp: \(error)") }
+            }
+        }
+        let timedOut = done.wait(timeout: .now() + 10) == .timedOut
+        let milliseconds = Date().timeIntervalSince(start) * 1000
+        if timedOut { return (false, milliseconds, "udp: no answer in 10 s") }
+        let (ok, detail) = outcome.withLockedValue { $0 } ?? (false, "udp: no answer")
+        return (ok, milliseconds, detail)
     }
 
     func probeOnce() -> (ok: Bool, milliseconds: Double, detail: String) {

@@ -35,6 +35,8 @@ enum Pressure: String, ExpressibleByArgument, CaseIterable {
     case forged
     /// Authenticated sessions that announce a whole record and never finish it.
     case records
+    /// UDP `hello`s from thousands of loopback source addresses and ports, as fast as they go.
+    case hellos
 }
 
 @main
@@ -85,7 +87,7 @@ struct Fuzz: AsyncParsableCommand {
             deadline: Date().addingTimeInterval(Double(seconds)))
         let watch = Watch(pid: pid)
         watch.start()
-        let prober = Prober(host: host, port: port, role: role, chainID: chain.id)
+        let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
         prober.start()
         let legitimate = try await LegitimateTransfers.start(
             host: host, port: port, chain: chain, role: role, dir: dir)

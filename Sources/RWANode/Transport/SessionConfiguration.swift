@@ -27,6 +27,10 @@ public struct SessionConfiguration: Sendable {
     /// is answered with a stateless cookie and must come back with it (proto/README.md, "UDP
     /// cookies"), so spoofed `hello`s hold no state and cost one keyed hash each.
     public var handshakesBeforeCookie: Int = 64
+    /// TCP: bytes all of a listener's connections may hold in records not yet complete. A
+    /// connection that takes the total above it while holding more than a small record is
+    /// closed with `overloaded`, so writers that never finish a record cannot fill memory.
+    public var partialRecordBytesBudget: Int = 16 << 20
     public var reliability = ReliabilityConfiguration()
     /// Where session keys are appended for the Wireshark dissector, if anywhere. Off unless
     /// `RWANET_KEYLOG` names a file: like SSLKEYLOGFILE, never in production.

@@ -1,16 +1,36 @@
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import RWACrypto
 import RWASession
 import RWAWire
 
 /// Splits the byte stream into record payloads (proto/README.md, "TCP records"). The length is
-/// checked against the limit before the payload is buffered, so a hostile length costs nothing.
+/// checked against the limit before the payload is buffered, so a hostile length costs nothing:
+/// until the handshake completes the limit is the largest handshake frame, after it the largest
+/// record. A listener's connections also share one budget for the bytes of records not yet
+/// complete.
 struct TCPRecordDecoder: ByteToMessageDecoder {
     typealias InboundOut = ByteBuffer
 
+    let allowance: RecordAllowance
+    let budget: RecordBudget?
+    /// What this connection holds against `budget` now.
+    private var held = 0
+    /// A partial record this small is never the reason to close a connection.
+    static let smallRecordBytes = 4_096
+
+    init(allowance: RecordAllowance, budget: RecordBudget? = nil) {
+        self.allowance = allowance
+        self.budget = budget
+    }
+
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let payload = try TCPRecord.readPayload(&buffer) else { return .needMoreData }
+        guard let payload = try TCPRecord.readPayload(&buffer, maximum: allowance.recordBytesMax) else {
+            try account(buffer.readableBytes)
+            return .needMoreData
+        }
+        try account(buffer.readableBytes)
         context.fireChannelRead(Self.wrapInboundOut(payload))
         return .continue
     }
@@ -21,6 +41,47 @@ struct TCPRecordDecoder: ByteToMessageDecoder {
         while try decode(context: context, buffer: &buffer) == .continue {}
         return .needMoreData
     }
+
+    mutating func decoderRemoved(context: ChannelHandlerContext) {
+        budget?.release(held)
+        held = 0
+    }
+
+    private mutating func account(_ bytes: Int) throws {
+        guard let budget, bytes != held else { return }
+        let total = budget.adjust(by: bytes - held)
+        held = bytes
+        if total > budget.limit && held > Self.smallRecordBytes {
+            throw SessionError(
+                .overloaded, "\(held) bytes of an unfinished record while the listener holds \(total) in all")
+        }
+    }
+}
+
+/// The record limit of one connection: small until its handshake completes. Confined to the
+/// connection's event loop.
+final class RecordAllowance: @unchecked Sendable {
+    var recordBytesMax = WireLimits.handshakeFrameBytesMax
+
+    func handshakeCompleted() { recordBytesMax = WireLimits.tcpRecordBytesMax }
+}
+
+/// Bytes a listener's connections hold in records not yet complete.
+final class RecordBudget: Sendable {
+    let limit: Int
+    private let used = NIOLockedValueBox(0)
+
+    init(limit: Int) { self.limit = limit }
+
+    /// Adds `delta` (negative to release); returns the new total.
+    func adjust(by delta: Int) -> Int {
+        used.withLockedValue {
+            $0 += delta
+            return $0
+        }
+    }
+
+    func release(_ bytes: Int) { _ = adjust(by: -bytes) }
 }
 
 /// What `PeerSession` and `Inbox` ask of the handler, sent through the pipeline.
@@ -58,12 +119,16 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var timer: Scheduled<Void>?
     /// A listener's record of when this connection last delivered something (nil for a dialer).
     private let activity: ConnectionActivity?
+    /// The decoder's record limit, raised once the handshake completes.
+    private let allowance: RecordAllowance
 
     init(
         configuration: SessionConfiguration, isInitiator: Bool, ephemeral: KeyExchangeKeyPair,
-        established: EventLoopPromise<PeerSession>, logger: Logger, activity: ConnectionActivity? = nil
+        established: EventLoopPromise<PeerSession>, logger: Logger, allowance: RecordAllowance,
+        activity: ConnectionActivity? = nil
     ) {
         self.activity = activity
+        self.allowance = allowance
         self.configuration = configuration
         self.isInitiator = isInitiator
         self.established = established
@@ -163,6 +228,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             keepaliveNanoseconds: UInt64(configuration.keepaliveInterval.nanoseconds),
             idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds))
         state = .established(RecordCipher(session), SessionCore(timing: timing, now: Self.now(context)))
+        allowance.handshakeCompleted()
         configuration.keyLog?.record(session)
         timer?.cancel()
         // The closures below reach the handler only through the pipeline, never by reference,
@@ -298,7 +364,17 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        if let wire = error as? WireError {
+        if let session = (error as? SessionError)
+            ?? (error as? ByteToMessageDecoderError).flatMap({ e -> SessionError? in
+                if case .dataReceivedInErrorState(let inner, _) = e {
+                    return inner as? SessionError
+                } else {
+                    return nil
+                }
+            })
+        {
+            fail(context: context, session)
+        } else if let wire = error as? WireError {
             fail(context: context, SessionError(wire))
         } else if let wire = (error as? ByteToMessageDecoderError).flatMap({ e -> WireError? in
             if case .dataReceivedInErrorState(let inner, _) = e { return inner as? WireError } else { return nil }

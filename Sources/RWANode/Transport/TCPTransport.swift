@@ -57,6 +57,7 @@ public enum TCPTransport {
         // Every admitted connection and when it last delivered something, so the bound can be
         // counted, the idlest evicted under pressure, and closing the listener ends them all.
         let connections = NIOLockedValueBox([ObjectIdentifier: (channel: Channel, activity: ConnectionActivity)]())
+        let budget = RecordBudget(limit: configuration.partialRecordBytesBudget)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -100,11 +101,13 @@ public enum TCPTransport {
                     if case .terminated = continuation.yield(session) { session.beginClose() }
                 }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
+                    let allowance = RecordAllowance()
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(TCPRecordDecoder(allowance: allowance, budget: budget)))
                     try channel.pipeline.syncOperations.addHandler(
                         TCPSessionHandler(
                             configuration: configuration, isInitiator: false, ephemeral: .generate(),
-                            established: promise, logger: logger, activity: activity))
+                            established: promise, logger: logger, allowance: allowance, activity: activity))
                 }
             }
         let channel = try await bootstrap.bind(host: host, port: port).get()
@@ -131,11 +134,13 @@ public enum TCPTransport {
             .connectTimeout(configuration.handshakeTimeout)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(TCPRecordDecoder()))
+                    let allowance = RecordAllowance()
+                    try channel.pipeline.syncOperations.addHandler(
+                        ByteToMessageHandler(TCPRecordDecoder(allowance: allowance)))
                     try channel.pipeline.syncOperations.addHandler(
                         TCPSessionHandler(
                             configuration: configuration, isInitiator: true, ephemeral: .generate(),
-                            established: promise, logger: logger))
+                            established: promise, logger: logger, allowance: allowance))
                 }
             }
         let channel: Channel

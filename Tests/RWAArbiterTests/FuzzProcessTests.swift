@@ -1,7 +1,8 @@
 // Goal: every daemon survives `rwa-fuzz`, the network fuzzer, in a bounded run: `rwa-arbiter run`
 // (with legitimate transfers alongside whose balances must come out exact), `rwa-amm run`,
 // `rwa-lessor run` and `rwa-peer listen`, each over TCP (and UDP where it listens), each still
-// answering afterwards with its resident memory under 128 MiB. The full runs (100,000 frames
+// answering afterwards with its resident memory under 128 MiB; the arbiter also through silent
+// sessions that hold every slot and unfinished records that would fill its memory. The full runs (100,000 frames
 // and more) are the README's "Fuzzing" commands.
 import Foundation
 import RWATestSupport
@@ -10,8 +11,8 @@ import XCTest
 final class FuzzProcessTests: XCTestCase {
     /// Runs `rwa-fuzz` against one daemon and checks its verdict.
     func fuzz(
-        _ role: String, process: ToolProcess, port: Int, udpPort: Int?, dir: String?, file: StaticString = #filePath,
-        line: UInt = #line
+        _ role: String, process: ToolProcess, port: Int, udpPort: Int?, dir: String?, extra: [String] = [],
+        file: StaticString = #filePath, line: UInt = #line
     ) throws {
         var arguments = [
             "--role", role, "--port", "\(port)", "--pid", "\(process.process.processIdentifier)", "--frames", "3000",
@@ -19,6 +20,7 @@ final class FuzzProcessTests: XCTestCase {
         ]
         if let udpPort { arguments += ["--udp-port", "\(udpPort)"] }
         if let dir { arguments += ["--dir", dir] }
+        arguments += extra
         let result = try ToolProcess.run(tool: "rwa-fuzz", arguments, timeout: 120)
         print(result.output.joined(separator: "\n"))
         XCTAssertEqual(result.status, 0, "rwa-fuzz against \(role):\n\(result.transcript)", file: file, line: line)
@@ -47,7 +49,12 @@ final class FuzzProcessTests: XCTestCase {
             let arbiter = try ArbiterProcess(["run", "--dir", dir, "--port", "0", "--udp-port", "0"])
             defer { arbiter.stop() }
             let (arbiterTCP, arbiterUDP) = try ports(arbiter, udp: true)
-            try fuzz("arbiter", process: arbiter, port: arbiterTCP, udpPort: arbiterUDP, dir: dir)
+            // The arbiter also under pressure: 1,024 silent sessions re-taking every freed slot
+            // (evicted for the legitimate clients), and 1,000 sessions each holding an
+            // unfinished 64 KiB record (closed past the listener's budget).
+            try fuzz(
+                "arbiter", process: arbiter, port: arbiterTCP, udpPort: arbiterUDP, dir: dir,
+                extra: ["--pressure", "slots,records", "--pressure-seconds", "5"])
 
             let connection = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterTCP)"]
             let exchange = try ToolProcess(tool: "rwa-amm", ["run", "--port", "0", "--udp-port", "0"] + connection)

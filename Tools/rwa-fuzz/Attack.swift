@@ -252,18 +252,20 @@ final class Attack {
     /// Requests without reading an answer: for an arbiter, subscriptions from block 1 too.
     func unreadRequests(sessions count: Int, until: Date) {
         var sessions = (0..<count).compactMap { _ in openSession() }
+        // An arbiter allows one subscription per session: each subscribes from block 1 first.
+        if role == .arbiter {
+            for session in sessions { session.send(.arbiter(.subscribeBlocks(requestID: 1, fromHeight: 1))) }
+        }
         var requestID: UInt64 = 1
         while Date() < until && !sessions.isEmpty {
             for session in sessions {
                 requestID += 1
-                if role == .arbiter && requestID % 50 == 0 {
-                    session.send(.arbiter(.subscribeBlocks(requestID: requestID, fromHeight: 1)))
-                } else {
-                    session.send(validRequest(requestID: requestID))
-                }
+                session.send(validRequest(requestID: requestID))
                 framesSent += 1
             }
+            let before = sessions.count
             sessions.removeAll { !$0.tcp.writable }
+            sessionsClosedByDaemon += before - sessions.count
         }
         for session in sessions { session.close() }
     }

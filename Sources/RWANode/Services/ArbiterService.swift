@@ -48,6 +48,8 @@ public final class ArbiterService: Sendable {
     private let arbiterKey: SigningKeyPair
     private let logger: Logger
     private let threadPool: NIOThreadPool
+    /// The thread pool's queries, shared fairly between sessions.
+    private let fairQueries = FairQueries()
     private let queue: NIOLockedValueBox<Queue>
     private let condition = ConditionLock(value: 0)
     private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
@@ -135,7 +137,10 @@ public final class ArbiterService: Sendable {
                 return nil
             },
             handle: { [self] request in handle(request, from: session) },
-            ended: { [self] in subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) } })
+            ended: { [self] in
+                subscribers.withLockedValue { _ = $0.removeValue(forKey: ObjectIdentifier(session)) }
+                fairQueries.forget(session: ObjectIdentifier(session))
+            })
     }
 
     // MARK: Requests (on the session's event loop)
@@ -207,18 +212,30 @@ public final class ArbiterService: Sendable {
         sessions.send([.arbiter(message)], to: session)
     }
 
-    /// Runs a read of committed state on the thread pool and answers on the session's loop.
+    /// Runs a read of committed state on the thread pool, a fair share per session
+    /// (`FairQueries`), and answers on the session's loop.
     private func query(
         _ session: PeerSession, _ requestID: UInt64,
         _ read: @escaping @Sendable (any ChainStore) throws -> ArbiterMessage
     ) {
         let store = store
-        threadPool.runIfActive(eventLoop: session.eventLoop) { try read(store) }.whenComplete { [self] result in
-            switch result {
-            case .success(let answer): reply(session, answer)
-            case .failure(let error):
-                reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "\(error)"))
+        let id = ObjectIdentifier(session)
+        let admitted = fairQueries.submit(session: id) { [self] in
+            threadPool.runIfActive(eventLoop: session.eventLoop) { try read(store) }.whenComplete { [self] result in
+                fairQueries.finished(session: id)
+                switch result {
+                case .success(let answer): reply(session, answer)
+                case .failure(let error):
+                    reply(session, .requestFailed(requestID: requestID, code: .badQuery, reason: "\(error)"))
+                }
             }
+        }
+        if !admitted {
+            reply(
+                session,
+                .requestFailed(
+                    requestID: requestID, code: .arbiterBusy,
+                    reason: "\(FairQueries.waitingPerSessionMax) queries of this session already wait"))
         }
     }
 

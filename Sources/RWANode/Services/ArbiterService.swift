@@ -48,6 +48,9 @@ public final class ArbiterService: Sendable {
     private let arbiterKey: SigningKeyPair
     private let logger: Logger
     private let threadPool: NIOThreadPool
+    /// Block subscriptions served at once; each is protected from eviction, so they are bounded
+    /// well below the listener's sessions.
+    public static let subscriptionsMax = 256
     /// The thread pool's queries, shared fairly between sessions.
     private let fairQueries = FairQueries()
     private let queue: NIOLockedValueBox<Queue>
@@ -186,6 +189,15 @@ public final class ArbiterService: Sendable {
         case .subscribeBlocks(let requestID, let fromHeight):
             guard let outbox = outbox(session) else { return }
             let subscription = Subscription(outbox: outbox, nextHeight: max(1, fromHeight))
+            let full = subscribers.withLockedValue { $0.count >= Self.subscriptionsMax }
+            guard !full else {
+                reply(
+                    session,
+                    .requestFailed(
+                        requestID: requestID, code: .overloaded,
+                        reason: "the arbiter serves \(Self.subscriptionsMax) subscriptions already"))
+                return
+            }
             let added = subscribers.withLockedValue { subscribers in
                 subscribers.updateValue(subscription, forKey: ObjectIdentifier(session)) == nil
             }
@@ -197,6 +209,8 @@ public final class ArbiterService: Sendable {
                 session.beginClose(reporting: SessionError(.unexpectedMessage, "a second subscribe_blocks"))
                 return
             }
+            // A subscriber only listens: silent on purpose, it is not evicted for a newcomer.
+            session.protectFromEviction()
             pump(subscription)
 
         case .transactionReceipt, .transactionRejected, .stateAnswer, .blockAnswer, .transactionAnswer, .statusAnswer,

@@ -25,6 +25,7 @@ public final class PeerSession: Sendable {
     private let sendOperation: @Sendable (Message) -> EventLoopFuture<Void>
     private let closeOperation: @Sendable (SessionError?) -> Void
     private let statisticsOperation: (@Sendable () -> EventLoopFuture<UDPStatistics>)?
+    private let protectOperation: @Sendable () -> Void
     /// Completes when the session has closed, for whatever reason.
     public let closeFuture: EventLoopFuture<Void>
 
@@ -34,8 +35,10 @@ public final class PeerSession: Sendable {
         inbox: Inbox, eventLoop: EventLoop, closeFuture: EventLoopFuture<Void>,
         send: @escaping @Sendable (Message) -> EventLoopFuture<Void>,
         close: @escaping @Sendable (SessionError?) -> Void,
-        statistics: (@Sendable () -> EventLoopFuture<UDPStatistics>)? = nil
+        statistics: (@Sendable () -> EventLoopFuture<UDPStatistics>)? = nil,
+        protect: @escaping @Sendable () -> Void = {}
     ) {
+        self.protectOperation = protect
         self.peerIdentity = peerIdentity
         self.peerFeatures = peerFeatures
         self.transport = transport
@@ -69,6 +72,11 @@ public final class PeerSession: Sendable {
         beginClose(reporting: error)
         try? await closeFuture.get()
     }
+
+    /// Exempts this session from eviction when its listener is full (`evictionIdleMinimum`): for
+    /// a session that is silent on purpose, such as a block subscriber that only listens. A
+    /// service that calls it bounds how many sessions it protects.
+    public func protectFromEviction() { protectOperation() }
 
     /// Starts closing without waiting, for code running on the event loop; see `closeFuture`.
     public func beginClose(reporting error: SessionError? = nil) { closeOperation(error) }

@@ -258,7 +258,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
                 }
                 return written
             },
-            close: { error in channel.triggerUserOutboundEvent(TCPSessionCommand.close(error), promise: nil) })
+            close: { error in channel.triggerUserOutboundEvent(TCPSessionCommand.close(error), promise: nil) },
+            protect: { [activity] in activity?.protect() })
         established?.succeed(peer)
         established = nil
     }

@@ -34,13 +34,18 @@ public final class SessionListener: Sendable {
 /// When a listener's connection last delivered something (uptime nanoseconds): its handler
 /// writes it, the listener reads it to pick whom to evict under pressure.
 final class ConnectionActivity: Sendable {
-    private let box: NIOLockedValueBox<UInt64>
+    private let box: NIOLockedValueBox<(last: UInt64, protected: Bool)>
 
-    init(now: UInt64) { box = NIOLockedValueBox(now) }
+    init(now: UInt64) { box = NIOLockedValueBox((now, false)) }
 
-    var last: UInt64 { box.withLockedValue { $0 } }
+    var last: UInt64 { box.withLockedValue { $0.last } }
 
-    func touch(_ now: UInt64) { box.withLockedValue { $0 = max($0, now) } }
+    /// Never evicted (`PeerSession.protectFromEviction`).
+    var isProtected: Bool { box.withLockedValue { $0.protected } }
+
+    func touch(_ now: UInt64) { box.withLockedValue { $0.last = max($0.last, now) } }
+
+    func protect() { box.withLockedValue { $0.protected = true } }
 }
 
 /// TCP listener and dialer (proto/README.md, "TCP records").
@@ -71,7 +76,9 @@ public enum TCPTransport {
                     var evicted: Channel?
                     if open.count >= configuration.sessionsMax {
                         // Full: the connection idle longest makes room, if it has been idle long enough.
-                        guard let idlest = open.min(by: { $0.value.activity.last < $1.value.activity.last }),
+                        guard
+                            let idlest = open.filter({ !$0.value.activity.isProtected })
+                                .min(by: { $0.value.activity.last < $1.value.activity.last }),
                             now >= idlest.value.activity.last + UInt64(configuration.evictionIdleMinimum.nanoseconds)
                         else { return (false, nil) }
                         open.removeValue(forKey: idlest.key)

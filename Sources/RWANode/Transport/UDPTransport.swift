@@ -117,6 +117,8 @@ final class UDPPeer {
     var cookie: [UInt8]?
     /// Responder: counted among the handshakes in progress that trigger cookies.
     var countedAsHandshake = false
+    /// Never evicted (`PeerSession.protectFromEviction`).
+    var isProtected = false
     /// The dialer's promise, dropped once completed so the peer does not keep its session alive.
     var established: EventLoopPromise<PeerSession>?
     let closed: EventLoopPromise<Void>
@@ -320,7 +322,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private func admitOneMore() -> Bool {
         guard peers.count >= configuration.sessionsMax else { return true }
         let now = self.now.uptimeNanoseconds
-        guard let idlest = peers.values.min(by: { $0.lastActivity < $1.lastActivity }),
+        guard let idlest = peers.values.filter({ !$0.isProtected }).min(by: { $0.lastActivity < $1.lastActivity }),
             now >= idlest.lastActivity + UInt64(configuration.evictionIdleMinimum.nanoseconds)
         else { return false }
         logger.info("evicting the idlest session to admit a new one", metadata: ["remote": "\(idlest.address)"])
@@ -468,6 +470,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     }
                     return statistics
                 }
+            },
+            protect: {
+                loopBound.eventLoop.execute { loopBound.value.1.isProtected = true }
             })
         if let established = peer.established {
             established.succeed(session)

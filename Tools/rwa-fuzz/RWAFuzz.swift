@@ -95,12 +95,15 @@ struct Fuzz: AsyncParsableCommand {
         let held = attack.holdConnections(idle: idleConnections, slow: slowWriters)
         attack.run()
         for connection in held { connection.close() }
+        print(
+            "rwa-fuzz: the basic streams: worst legitimate answer \(Int(prober.worstMilliseconds)) ms"
+                + (pid == nil ? "" : String(format: ", peak RSS %.1f MiB", watch.peakMebibytes)))
         for kind in try pressures() {
             let before = (prober.answers, prober.failures)
             attack.apply(kind, seconds: pressureSeconds)
             print(
-                "rwa-fuzz: under \(kind): legitimate answers \(prober.answers - before.0), failed \(prober.failures - before.1)"
-            )
+                "rwa-fuzz: under \(kind): legitimate answers \(prober.answers - before.0), failed \(prober.failures - before.1), worst so far \(Int(prober.worstMilliseconds)) ms"
+                    + (pid == nil ? "" : String(format: ", peak RSS so far %.1f MiB", watch.peakMebibytes)))
         }
 
         let transfers = await legitimate?.finish()

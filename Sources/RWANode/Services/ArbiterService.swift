@@ -51,6 +51,9 @@ public final class ArbiterService: Sendable {
     /// Block subscriptions served at once; each is protected from eviction, so they are bounded
     /// well below the listener's sessions.
     public static let subscriptionsMax = 256
+    /// Submissions one session may have waiting for the sequencer (as many as `bench-arbiter`
+    /// pipelines per client); more are refused with `arbiter_busy`.
+    public static let queuedPerSessionMax = 1_024
     /// The thread pool's queries, shared fairly between sessions.
     private let fairQueries = FairQueries()
     private let queue: NIOLockedValueBox<Queue>
@@ -83,6 +86,8 @@ public final class ArbiterService: Sendable {
 
     struct Queue {
         var items: [Submission] = []
+        /// How many of `items` each session sent.
+        var bySession: [ObjectIdentifier: Int] = [:]
         var stopping = false
         /// The committer reported a block to the core since the sequencer last looked: the core
         /// may take submissions again, or have nothing left to answer.
@@ -256,9 +261,15 @@ public final class ArbiterService: Sendable {
     private func enqueue(_ submission: Submission) {
         // Only the submission that makes the queue non-empty wakes the sequencer: it drains
         // the whole queue when it runs, so one wake-up serves a burst.
+        let session = ObjectIdentifier(submission.reply.session)
         let (accepted, wake) = queue.withLockedValue { queue -> (Bool, Bool) in
-            guard !queue.stopping, queue.items.count < queueCapacity else { return (false, false) }
+            // One session's share of the queue is bounded too: a flood from one session (of
+            // forged signatures, say) is refused at once instead of filling memory and the queue.
+            guard !queue.stopping, queue.items.count < queueCapacity,
+                queue.bySession[session, default: 0] < Self.queuedPerSessionMax
+            else { return (false, false) }
             queue.items.append(submission)
+            queue.bySession[session, default: 0] += 1
             return (true, queue.items.count == 1)
         }
         guard accepted else {
@@ -266,7 +277,9 @@ public final class ArbiterService: Sendable {
                 submission.reply.session,
                 .transactionRejected(
                     requestID: submission.reply.requestID, hash: Blake2b.hash256(submission.bytes), code: .arbiterBusy,
-                    reason: "the arbiter's queue is full or stopping; send again later"))
+                    reason:
+                        "the arbiter's queue (or this session's share of it, \(Self.queuedPerSessionMax)) is full or stopping; send again later"
+                ))
             return
         }
         if wake { self.wake() }
@@ -276,7 +289,10 @@ public final class ArbiterService: Sendable {
 
     private func takeQueued() -> [Submission] {
         queue.withLockedValue { queue in
-            defer { queue.items.removeAll(keepingCapacity: true) }
+            defer {
+                queue.items.removeAll(keepingCapacity: true)
+                queue.bySession.removeAll(keepingCapacity: true)
+            }
             return queue.items
         }
     }

@@ -196,6 +196,17 @@ public struct LedgerState: Sendable {
         return Array(buffer.readableBytesView)
     }
 
+    /// BLAKE2b-256 over every row (each key and value with its length): two states are equal
+    /// exactly when their digests are. For the simulation's and the fuzzers' comparisons.
+    public var digest: Digest32 {
+        var bytes: [UInt8] = []
+        for row in allRows() {
+            bytes += withUnsafeBytes(of: UInt32(row.key.count).bigEndian, Array.init) + row.key
+            bytes += withUnsafeBytes(of: UInt32(row.value.count).bigEndian, Array.init) + row.value
+        }
+        return Blake2b.hash256(bytes)
+    }
+
     /// Every row, sorted by key bytes: the whole state in its stored form.
     public func allRows() -> [StateRow] {
         var keys: [StateKey] = [.counters]

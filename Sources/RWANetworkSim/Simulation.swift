@@ -176,7 +176,7 @@ public final class Simulation {
         report = SimulationReport(seed: seed, configuration: configuration)
         traceDigest = Blake2b.hash256([UInt8]("rwanet simulation \(seed) \(configuration)".utf8))
         try oracle.replay(world.setupBlock)
-        oracleDigests[oracle.height] = Self.digest(oracle.state)
+        oracleDigests[oracle.height] = oracle.state.digest
         links.append(Link(client: .exchange, server: .arbiter))
         for index in 0..<configuration.traders {
             links.append(Link(client: .trader(index), server: .arbiter))
@@ -326,7 +326,7 @@ public final class Simulation {
             }
             height += UInt64(blocks.count)
         }
-        guard Self.digest(replayed.state) == Self.digest(oracle.state) else {
+        guard replayed.state.digest == oracle.state.digest else {
             throw fail("chain-verifies", "the replayed chain's state differs from the oracle's")
         }
         report.committedTransactions -= world.setupBlock.transactions.count
@@ -541,7 +541,7 @@ public final class Simulation {
 
     func restartArbiter() throws {
         let ledger = try store.loadLedger()
-        guard Self.digest(ledger.state) == oracleDigests[ledger.height] else {
+        guard ledger.state.digest == oracleDigests[ledger.height] else {
             throw fail("restart-recovers", "the arbiter restarted at height \(ledger.height) with another state")
         }
         arbiter = ArbiterCore(
@@ -728,7 +728,7 @@ public final class Simulation {
             throw fail("chain-verifies", "\(error)")
         }
         oracleFills.merge(fills) { $1 }
-        oracleDigests[oracle.height] = Self.digest(oracle.state)
+        oracleDigests[oracle.height] = oracle.state.digest
         try leaseFollow(block)
         for (token, supply) in oracle.state.tokens.map({ ($0.key, $0.value.totalSupply) }) {
             var sum: UInt128 = 0
@@ -739,15 +739,6 @@ public final class Simulation {
                 throw fail("conservation", "token \(token): balances sum to \(sum), supply is \(supply)")
             }
         }
-    }
-
-    static func digest(_ state: LedgerState) -> Digest32 {
-        var bytes: [UInt8] = []
-        for row in state.allRows() {
-            bytes += withUnsafeBytes(of: UInt32(row.key.count).bigEndian, Array.init) + row.key
-            bytes += withUnsafeBytes(of: UInt32(row.value.count).bigEndian, Array.init) + row.value
-        }
-        return Blake2b.hash256(bytes)
     }
 
     /// A receipt is only ever given for a durable transaction, at the place it names.
@@ -819,7 +810,7 @@ public final class Simulation {
             do { settled = try book!.follow(block) } catch {
                 throw fail("replicas-agree", "the exchange cannot follow block \(block.header.height): \(error)")
             }
-            guard Self.digest(book!.ledger.state) == oracleDigests[block.header.height] else {
+            guard book!.ledger.state.digest == oracleDigests[block.header.height] else {
                 throw fail("replicas-agree", "the exchange's state after block \(block.header.height) differs")
             }
             for (waiter, fill) in settled { answerOrder(waiter, hash: fill.hash, .success(fill)) }

@@ -117,12 +117,12 @@ public enum LedgerChecks {
                     signedBy: signer, chainID: genesis.chainID, sequence: sequence, operation: operation),
                 let verified = try? transaction.verified(chainID: genesis.chainID)
             else { continue }
-            let before = digest(ledger.state)
+            let before = ledger.state.digest
             switch ledger.apply(verified, timeMilliseconds: time) {
             case .success:
                 history.append((verified, time))
             case .failure(let rejection):
-                guard digest(ledger.state) == before else {
+                guard ledger.state.digest == before else {
                     violated("\(operation.name) refused (\(rejection.code.name)) yet changed the state")
                 }
             }
@@ -143,7 +143,7 @@ public enum LedgerChecks {
                 violated("an accepted transaction was refused on replay")
             }
         }
-        guard digest(replayed.state) == digest(ledger.state) else { violated("the replay reached another state") }
+        guard replayed.state.digest == ledger.state.digest else { violated("the replay reached another state") }
     }
 
     static func checkConservation(_ state: LedgerState) {
@@ -157,14 +157,5 @@ public enum LedgerChecks {
         for (id, token) in state.tokens where sums[id, default: 0] != token.totalSupply {
             violated("token \(id): balances sum to \(sums[id, default: 0]), supply is \(token.totalSupply)")
         }
-    }
-
-    static func digest(_ state: LedgerState) -> Digest32 {
-        var bytes: [UInt8] = []
-        for row in state.allRows() {
-            bytes += withUnsafeBytes(of: UInt32(row.key.count).bigEndian, Array.init) + row.key
-            bytes += withUnsafeBytes(of: UInt32(row.value.count).bigEndian, Array.init) + row.value
-        }
-        return Blake2b.hash256(bytes)
     }
 }

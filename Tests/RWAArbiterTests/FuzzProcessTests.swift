@@ -57,7 +57,13 @@ final class FuzzProcessTests: XCTestCase {
                 extra: ["--pressure", "slots,records", "--pressure-seconds", "5"])
 
             let connection = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterTCP)"]
-            let exchange = try ToolProcess(tool: "rwa-amm", ["run", "--port", "0", "--udp-port", "0"] + connection)
+            let exchange = try ToolProcess(
+                tool: "rwa-amm",
+                [
+                    "run", "--key", scratch.directory.appendingPathComponent("amm.key").path, "--port", "0",
+                    "--udp-port", "0",
+                ]
+                    + connection)
             defer { exchange.stop() }
             let (exchangeTCP, exchangeUDP) = try ports(exchange, udp: true)
             try fuzz("exchange", process: exchange, port: exchangeTCP, udpPort: exchangeUDP, dir: dir)

@@ -226,6 +226,10 @@ final class HandshakeTests: XCTestCase {
         var first_tcp_record_plaintext: String
         var first_udp_packet: String
         var first_udp_packet_plaintext: String
+        /// A loaded responder's cookie packet (the cookie itself is the responder's own: here
+        /// sixteen 0x5a bytes), and the `hello` sent again with it (proto/README.md, "UDP cookies").
+        var udp_cookie_packet: String
+        var udp_cookie_hello_packet: String
     }
 
     func builtVector() throws -> HandshakeVector {
@@ -242,6 +246,7 @@ final class HandshakeTests: XCTestCase {
         content.encode(into: &plaintext)
         let header = UDPSealedContent.header(kind: .data, packetNumber: 0)
         let sealed = i.sendKey.seal(Array(plaintext.readableBytesView), associatedData: header, counter: 0)
+        let cookie = [UInt8](repeating: 0x5a, count: WireLimits.udpCookieBytes)
         return HandshakeVector(
             description:
                 "A whole handshake from fixed seeds, the initiator's first TCP record (a signed_note) and its first UDP data packet (a ping), as in proto/README.md",
@@ -258,7 +263,10 @@ final class HandshakeTests: XCTestCase {
             first_tcp_record: Array(record.readableBytesView).hexString,
             first_tcp_record_plaintext: Message.signedNote(note).frameBytes().hexString,
             first_udp_packet: (header + sealed).hexString,
-            first_udp_packet_plaintext: Array(plaintext.readableBytesView).hexString)
+            first_udp_packet_plaintext: Array(plaintext.readableBytesView).hexString,
+            udp_cookie_packet: ([UDPPacketKind.cookie.rawValue] + cookie).hexString,
+            udp_cookie_hello_packet: ([UDPPacketKind.cookieHandshake.rawValue] + cookie + frames[0].frameBytes())
+                .hexString)
     }
 
     func testHandshakeVectorBothWays() throws {
@@ -299,5 +307,14 @@ final class HandshakeTests: XCTestCase {
             try session.receiveKey.open(Array(packet.dropFirst(9)), associatedData: Array(packet.prefix(9)), counter: 0)
                 .hexString,
             file.first_udp_packet_plaintext)
+        // The cookie packets: kind, the 16 cookie bytes, and (kind 5) the vectors' hello.
+        let cookiePacket = [UInt8](hex: file.udp_cookie_packet)!
+        XCTAssertEqual(cookiePacket.count, 1 + WireLimits.udpCookieBytes)
+        XCTAssertEqual(UDPPacketKind(rawValue: cookiePacket[0]), .cookie)
+        let cookieHello = [UInt8](hex: file.udp_cookie_hello_packet)!
+        XCTAssertEqual(UDPPacketKind(rawValue: cookieHello[0]), .cookieHandshake)
+        XCTAssertEqual(Array(cookieHello[1...WireLimits.udpCookieBytes]), Array(cookiePacket.dropFirst()))
+        XCTAssertEqual(
+            try Message.decode(frame: ByteBuffer(bytes: cookieHello.dropFirst(1 + WireLimits.udpCookieBytes))), hello)
     }
 }

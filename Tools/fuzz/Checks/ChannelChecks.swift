@@ -7,8 +7,13 @@ import RWAWire
 /// disk and the clock: payments and final proposals, messages delivered, dropped, corrupted or
 /// replayed, stores that finish (or not), ticks, new sessions and crash-restarts from the store.
 /// Throughout, for each side: paid never falls and never exceeds the deposit, the nonce only
-/// grows, a refused message changes nothing, every state stored is co-signed, and no two
-/// stored co-signed states share a nonce.
+/// grows, a refused message changes nothing, and every state stored is co-signed. And while
+/// every message delivered is one a side really sent, each exactly once (what the session layer
+/// guarantees: its AEAD and counters stop corruption and replays), no two stored co-signed states
+/// share a nonce. A corrupted or replayed message stands for a hostile peer: each honest side
+/// must still keep its own invariants, but it may then hold a state the hostile side also signed
+/// differently (found by this target: an honest lessee, its proposal "refused" after corruption,
+/// signs the lessor's final state of the same nonce, and the replayed proposal is countersigned).
 public enum ChannelChecks {
     static let lessorKey = try! SigningKeyPair(seed: [UInt8](repeating: 0x51, count: 32))
     static let lesseeKey = try! SigningKeyPair(seed: [UInt8](repeating: 0x52, count: 32))
@@ -37,6 +42,8 @@ public enum ChannelChecks {
             Side(core: LeaseChannel(role: .lessee, terms: terms, key: lesseeKey)),
         ]
         var history: [LeaseMessage] = []
+        /// A corrupted or replayed message was delivered: the sides are no longer both honest.
+        var hostile = false
         var coSigned: [UInt64: ChannelState] = [:]
         var now = terms.startSeconds - 3_600
         var steps = 0
@@ -77,9 +84,11 @@ public enum ChannelChecks {
                     frame[bit / 8] ^= 1 << (bit % 8)
                     if case .lease(let corrupted)? = try? Message.decode(frame: ByteBuffer(bytes: frame)) {
                         message = corrupted
+                        hostile = true
                     }
                 case 2 where !history.isEmpty:
                     message = history[Int(input.u16()) % history.count]
+                    hostile = true
                 default:
                     break
                 }
@@ -106,7 +115,7 @@ public enum ChannelChecks {
                 // Two stored states of one nonce would leave a dispute without an answer. (A
                 // state asked to be stored and lost in a crash was never countersigned: its
                 // nonce may be used again.)
-                if let known = coSigned[state.state.nonce], known != state.state {
+                if !hostile, let known = coSigned[state.state.nonce], known != state.state {
                     violated("two co-signed states of nonce \(state.state.nonce) were stored")
                 }
                 coSigned[state.state.nonce] = state.state
@@ -136,7 +145,7 @@ public enum ChannelChecks {
                 guard state.paid >= sides[index].highestPaid else { violated("paid fell to \(state.paid)") }
                 guard state.paid <= terms.deposit else { violated("paid \(state.paid) exceeds the deposit") }
                 guard state.nonce >= sides[index].highestNonce else { violated("the nonce fell to \(state.nonce)") }
-                if state.nonce > 0, coSigned[state.nonce] != state {
+                if state.nonce > 0, !hostile, coSigned[state.nonce] != state {
                     violated("side \(index) holds a state of nonce \(state.nonce) never co-signed")
                 }
                 sides[index].highestPaid = state.paid

@@ -81,6 +81,9 @@ public final class LeaseService: @unchecked Sendable {
     /// channels' updates (and gathering the next group) while the disk flushes this one.
     private let writer = DispatchQueue(label: "rwanet-lease-writer")
     static let settleRetryMilliseconds: UInt64 = 2_000
+    /// Messages of one session waiting for the service's queue before the session is closed.
+    static let waitingMessagesPerSessionMax = 1_024
+    private let waitingMessages = NIOLockedValueBox<[ObjectIdentifier: Int]>([:])
 
     struct Entry {
         var core: LeaseChannel
@@ -157,7 +160,26 @@ public final class LeaseService: @unchecked Sendable {
                 if case .lease(let lease) = message { return lease }
                 return nil
             },
-            handle: { [self] message in queue.async { self.receive(message, from: session) } },
+            handle: { [self] message in
+                // A peer's messages wait on the service's queue; one that sends far faster than
+                // the service can take them (and than any honest lessee, which waits for each
+                // answer) is closed instead of filling memory.
+                let id = ObjectIdentifier(session)
+                let waiting = waitingMessages.withLockedValue {
+                    $0[id, default: 0] += 1
+                    return $0[id]!
+                }
+                guard waiting <= Self.waitingMessagesPerSessionMax else {
+                    waitingMessages.withLockedValue { $0[id, default: 1] -= 1 }
+                    return session.beginClose(
+                        reporting: SessionError(
+                            .overloaded, "more than \(Self.waitingMessagesPerSessionMax) messages wait to be handled"))
+                }
+                queue.async {
+                    self.waitingMessages.withLockedValue { $0[id] = ($0[id] ?? 1) > 1 ? $0[id]! - 1 : nil }
+                    self.receive(message, from: session)
+                }
+            },
             ended: { [self] in
                 queue.async {
                     if self.sessions[session.peerIdentity] === session { self.sessions[session.peerIdentity] = nil }

@@ -266,6 +266,11 @@ final class Attack {
             let before = sessions.count
             sessions.removeAll { !$0.tcp.writable }
             sessionsClosedByDaemon += before - sessions.count
+            // A persistent attacker comes back at once.
+            while sessions.count < count && Date() < until, let session = openSession() {
+                if role == .arbiter { session.send(.arbiter(.subscribeBlocks(requestID: 1, fromHeight: 1))) }
+                sessions.append(session)
+            }
         }
         for session in sessions { session.close() }
     }

@@ -250,11 +250,11 @@ public final class ArbiterService: Sendable {
             }
         }
         if !admitted {
-            reply(
-                session,
-                .requestFailed(
-                    requestID: requestID, code: .arbiterBusy,
-                    reason: "\(FairQueries.waitingPerSessionMax) queries of this session already wait"))
+            // A session that pipelines this many queries without waiting for their answers is
+            // flooding: it is closed rather than answered one refusal at a time.
+            session.beginClose(
+                reporting: SessionError(
+                    .overloaded, "\(FairQueries.waitingPerSessionMax) queries of this session already wait"))
         }
     }
 

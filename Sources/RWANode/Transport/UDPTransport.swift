@@ -261,13 +261,21 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         case .cookie:
             receiveCookie(datagram, from: address)
         case .cookieHandshake:
-            guard let cookie = datagram.readBytes(length: WireLimits.udpCookieBytes),
-                cookies.isValid(cookie, for: address, now: now.uptimeNanoseconds)
-            else {
+            guard let cookie = datagram.readBytes(length: WireLimits.udpCookieBytes) else {
                 drops.badCookie += 1
                 return
             }
-            receiveHandshake(datagram, from: address, receivedBytes: received, cookieChecked: true)
+            // A wrong or stale cookie (perhaps planted by a spoofer) costs the initiator one more
+            // round trip, never its handshake: under load it gets a fresh cookie, otherwise its
+            // hello is taken as a plain one.
+            let valid = cookies.isValid(cookie, for: address, now: now.uptimeNanoseconds)
+            if !valid {
+                drops.badCookie += 1
+                if peers[address] == nil && responderHandshakes >= configuration.handshakesBeforeCookie {
+                    return sendCookie(to: address)
+                }
+            }
+            receiveHandshake(datagram, from: address, receivedBytes: received, cookieChecked: valid)
         case .data, .ack:
             guard let peer = peers[address] else {
                 drops.unknownPeer += 1

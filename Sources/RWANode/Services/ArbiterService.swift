@@ -51,9 +51,10 @@ public final class ArbiterService: Sendable {
     /// Block subscriptions served at once; each is protected from eviction, so they are bounded
     /// well below the listener's sessions.
     public static let subscriptionsMax = 256
-    /// Submissions one session may have waiting for the sequencer (as many as `bench-arbiter`
-    /// pipelines per client); more are refused with `arbiter_busy`.
-    public static let queuedPerSessionMax = 1_024
+    /// Submissions one session may have waiting for the sequencer (a client may pipeline a batch
+    /// of a few thousand, as `bench-arbiter` and the tests do; the queue as a whole holds
+    /// `queueCapacity`); more are refused with `arbiter_busy`.
+    public static let queuedPerSessionMax = 4_096
     /// The thread pool's queries, shared fairly between sessions.
     private let fairQueries = FairQueries()
     private let queue: NIOLockedValueBox<Queue>

@@ -12,6 +12,18 @@ import RWAWire
     import Glibc
 #endif
 
+extension Role {
+    /// The question a daemon of this role answers.
+    func validRequest(requestID: UInt64) -> Message {
+        switch self {
+        case .arbiter: return .arbiter(.getStatus(requestID: requestID))
+        case .exchange: return .exchange(.getMarket(requestID: requestID, token: 1, twapSeconds: 60, sizes: [1_000]))
+        case .lessor: return .lease(.getOffers(requestID: requestID))
+        case .peer: return .ping(Ping(nonce: requestID))
+        }
+    }
+}
+
 /// The hostile streams, sent one kind after another until the frame budget or the time runs out.
 final class Attack {
     let host: String
@@ -183,15 +195,7 @@ final class Attack {
         return frame
     }
 
-    /// The question this role answers.
-    func validRequest(requestID: UInt64) -> Message {
-        switch role {
-        case .arbiter: return .arbiter(.getStatus(requestID: requestID))
-        case .exchange: return .exchange(.getMarket(requestID: requestID, token: 1, twapSeconds: 60, sizes: [1_000]))
-        case .lessor: return .lease(.getOffers(requestID: requestID))
-        case .peer: return .ping(Ping(nonce: requestID))
-        }
-    }
+    func validRequest(requestID: UInt64) -> Message { role.validRequest(requestID: requestID) }
 
     /// A transfer signed by a fresh key whose signature is then spoiled.
     func forgedSubmission() -> Message {
@@ -405,10 +409,7 @@ final class Prober: @unchecked Sendable {
                 let session = try await TransportKind.udp.dial(
                     host: host, port: udpPort, configuration: configuration,
                     group: MultiThreadedEventLoopGroup.singleton)
-                let attack = Attack(
-                    host: host, port: 0, udpPort: nil, role: role, chainID: chainID, seed: 1, frameBudget: 0,
-                    deadline: Date())
-                let request = attack.validRequest(requestID: 43)
+                let request = role.validRequest(requestID: 43)
                 if case .ping = request {
                     outcome.withLockedValue { $0 = (true, "") }  // the handshake is the answer
                 } else {
@@ -436,10 +437,7 @@ final class Prober: @unchecked Sendable {
         do {
             let session = try RawSession(host: host, port: port, identity: .generate(), chainID: chainID)
             defer { session.close() }
-            let attack = Attack(
-                host: host, port: port, udpPort: nil, role: role, chainID: chainID, seed: 1, frameBudget: 0,
-                deadline: Date())
-            guard session.send(attack.validRequest(requestID: 42)) else { return (false, elapsed(), "the send failed") }
+            guard session.send(role.validRequest(requestID: 42)) else { return (false, elapsed(), "the send failed") }
             while let answer = session.receive() {
                 switch (role, answer) {
                 case (.arbiter, .arbiter(.statusAnswer)), (.exchange, .exchange), (.lessor, .lease(.offers)),

@@ -31,7 +31,7 @@ struct RWAArbiter: AsyncParsableCommand {
         subcommands: [
             Init.self, Run.self, Verify.self, Inspect.self, Watch.self, Keygen.self, IdentityCommand.self,
             ClaimCommand.self,
-            StablecoinCommand.self, TransferCommand.self, ResourceCommand.self, TokenCommand.self,
+            StablecoinCommand.self, TransferCommand.self, ClaimRentCommand.self, ResourceCommand.self, TokenCommand.self,
         ])
 }
 

@@ -105,6 +105,17 @@ struct TransferCommand: AsyncParsableCommand {
     }
 }
 
+/// Any holder of a licence token collects its rent here; the lease daemons have their own
+/// `claim-rent`, which signs with the daemon's key.
+struct ClaimRentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "claim-rent", abstract: "Collect the rent the signer's holding of a licence token has earned.")
+    @OptionGroup var options: SubmitOptions
+    @Option(help: "Licence token id.") var token: UInt64
+
+    func run() async throws { try await options.submit(.claimRent(token: token)) }
+}
+
 struct ResourceCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "resource", abstract: "Register resources (the regulator).", subcommands: [Register.self])

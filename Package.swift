@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .systemLibrary(
@@ -75,6 +77,19 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+            ]
+        ),
+        // The Prometheus exposition of what RWANode records, served over HTTP (--metrics).
+        .target(
+            name: "RWAMetrics",
+            dependencies: [
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
@@ -100,7 +115,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-lessor",
             dependencies: [
-                "RWALeaseDaemon", "RWACommandLine", "RWANode",
+                "RWAMetrics", "RWALeaseDaemon", "RWACommandLine", "RWANode",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -108,7 +123,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-lessee",
             dependencies: [
-                "RWALeaseDaemon", "RWACommandLine", "RWANode", "RWALedger", "RWACrypto", "RWAWire",
+                "RWAMetrics", "RWALeaseDaemon", "RWACommandLine", "RWANode", "RWALedger", "RWACrypto", "RWAWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -116,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-arbiter",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWANode", "RWACommandLine",
+                "RWAMetrics", "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAStore", "RWANode", "RWACommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -135,7 +150,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-peer",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWASession", "RWANode",
+                "RWACrypto", "RWAWire", "RWASession", "RWANode", "RWAMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -147,7 +162,7 @@ let package = Package(
         .executableTarget(
             name: "rwa-amm",
             dependencies: [
-                "RWAMarket", "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWANode", "RWACommandLine",
+                "RWAMetrics", "RWAMarket", "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWANode", "RWACommandLine",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),

@@ -20,6 +20,57 @@ public struct MessageType: RawRepresentable, Hashable, Sendable, CustomStringCon
     public var family: MessageFamily { MessageFamily(type: self) }
 
     public var description: String { "0x" + String(rawValue, radix: 16) }
+
+    /// The spec's name of the type (`lease_update`), or its number in hex for one we do not know:
+    /// what logs and metrics label frames with.
+    public var name: String { Self.names[rawValue] ?? description }
+
+    /// Every type proto/README.md defines, by its heading there (a test reads the headings).
+    public static let names: [UInt16: String] = [
+        0x0010: "hello",
+        0x0012: "hello_reply",
+        0x0014: "hello_finish",
+        0x0020: "error",
+        0x0021: "warning",
+        0x0022: "ping",
+        0x0023: "pong",
+        0x0030: "signed_note",
+        0x0100: "submit_transaction",
+        0x0102: "get_state",
+        0x0104: "get_block",
+        0x0106: "get_transaction",
+        0x0108: "subscribe_blocks",
+        0x010A: "get_status",
+        0x0200: "transaction_receipt",
+        0x0202: "transaction_rejected",
+        0x0204: "state_answer",
+        0x0206: "block_answer",
+        0x0208: "transaction_answer",
+        0x020A: "status_answer",
+        0x020C: "request_failed",
+        0x0300: "block_committed",
+        0x0302: "transaction_committed",
+        0x0600: "exchange_quote",
+        0x0602: "exchange_get_market",
+        0x0604: "exchange_get_trades",
+        0x0606: "exchange_submit_order",
+        0x0700: "exchange_quote_answer",
+        0x0702: "exchange_market_answer",
+        0x0704: "exchange_trades_answer",
+        0x0706: "exchange_order_filled",
+        0x0708: "exchange_order_rejected",
+        0x070A: "exchange_failed",
+        0x0400: "lease_open_request",
+        0x0402: "lease_open_accept",
+        0x0404: "lease_open_refused",
+        0x0410: "lease_update",
+        0x0412: "lease_countersign",
+        0x0414: "lease_update_refused",
+        0x0416: "lease_reestablish",
+        0x0418: "lease_latest_state",
+        0x0420: "lease_get_offers",
+        0x0422: "lease_offers",
+    ]
 }
 
 /// The reserved ranges of type numbers (proto/README.md, "Message type ranges"). Families from

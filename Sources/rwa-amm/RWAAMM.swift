@@ -6,6 +6,7 @@ import NIOPosix
 import RWACommandLine
 import RWACrypto
 import RWALedger
+import RWAMetrics
 import RWANode
 import RWASession
 import RWAWire
@@ -62,7 +63,10 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
+    @OptionGroup var metrics: MetricsOptions
+
     func run() async throws {
+        try await metrics.start()
         var logger = Logger(label: "rwa-amm")
         logger.logLevel = logLevel
         if !FileManager.default.fileExists(atPath: key) {

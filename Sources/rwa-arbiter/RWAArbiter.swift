@@ -6,6 +6,7 @@ import NIOPosix
 import RWACommandLine
 import RWACrypto
 import RWALedger
+import RWAMetrics
 import RWANode
 import RWASession
 import RWAStore
@@ -31,7 +32,8 @@ struct RWAArbiter: AsyncParsableCommand {
         subcommands: [
             Init.self, Run.self, Verify.self, Inspect.self, Watch.self, Keygen.self, IdentityCommand.self,
             ClaimCommand.self,
-            StablecoinCommand.self, TransferCommand.self, ClaimRentCommand.self, ResourceCommand.self, TokenCommand.self,
+            StablecoinCommand.self, TransferCommand.self, ClaimRentCommand.self, ResourceCommand.self,
+            TokenCommand.self,
         ])
 }
 
@@ -154,12 +156,15 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
+    @OptionGroup var metrics: MetricsOptions
+
     func validate() throws {
         if let blockSize, blockSize < 1 { throw ValidationError("--block-size must be at least 1") }
         if let blockIntervalMs, blockIntervalMs < 0 { throw ValidationError("--block-interval-ms must be at least 0") }
     }
 
     func run() async throws {
+        try await metrics.start()
         var logger = Logger(label: "rwa-arbiter")
         logger.logLevel = logLevel
         let arbiterKey = try readKey(key ?? chain.dir + "/arbiter.key")

@@ -5,6 +5,7 @@ import RWACommandLine
 import RWACrypto
 import RWALeaseDaemon
 import RWALedger
+import RWAMetrics
 import RWANode
 import RWAWire
 
@@ -28,8 +29,10 @@ struct Run: AsyncParsableCommand {
     @OptionGroup var directory: DaemonDirectory
     @OptionGroup var connection: ConnectionOptions
     @Option(help: "Log level.") var logLevel: Logger.Level = .notice
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
+        try await metrics.start()
         try await runDaemon(
             role: .lessee, directory: directory, connection: connection, listenHost: nil, port: 0, offers: [],
             logLevel: logLevel)

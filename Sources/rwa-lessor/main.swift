@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import RWACommandLine
 import RWALeaseDaemon
+import RWAMetrics
 import RWANode
 
 /// `rwa-lessor`: leases slices of its licences by the hour through lease channels.
@@ -33,8 +34,10 @@ struct Run: AsyncParsableCommand {
     )
     var closeGraceSeconds: UInt64 = 60
     @Option(help: "Log level.") var logLevel: Logger.Level = .notice
+    @OptionGroup var metrics: MetricsOptions
 
     func run() async throws {
+        try await metrics.start()
         try await runDaemon(
             role: .lessor, directory: directory, connection: connection, listenHost: host, port: port,
             udpPort: noUDP ? nil : udpPort, offers: try offer.map(parseOffer), closeGraceSeconds: closeGraceSeconds,

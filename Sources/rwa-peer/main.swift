@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import RWACrypto
+import RWAMetrics
 import RWANode
 import RWASession
 import RWAWire
@@ -83,7 +84,10 @@ struct Listen: AsyncParsableCommand {
     @Option(help: "Exit after this many sessions have finished (0: serve forever).")
     var sessions: Int = 0
 
+    @OptionGroup var metrics: MetricsOptions
+
     func run() async throws {
+        try await metrics.start()
         let configuration = try options.makeConfiguration()
         let logger = options.makeLogger()
         let group = MultiThreadedEventLoopGroup.singleton

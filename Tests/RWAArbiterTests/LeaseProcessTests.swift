@@ -74,6 +74,8 @@ final class LeaseProcessTests: XCTestCase {
         let licence: UInt64
         let lessorHome: String
         let lesseeHome: String
+        /// The arbiter's metrics port, when `arbiterArguments` asked for `--metrics`.
+        var arbiterMetricsPort: Int? = nil
         var connection: [String] { ["--dir", chainDir, "--arbiter", "127.0.0.1:\(arbiterPort)"] }
     }
 
@@ -88,15 +90,21 @@ final class LeaseProcessTests: XCTestCase {
         }
     }
 
-    static func makeWorld(profile: String = "standard") async throws -> World {
+    static func makeWorld(profile: String = "standard", arbiterArguments: [String] = []) async throws -> World {
         let scratch = try Scratch()
         let chainDir = scratch.directory.appendingPathComponent("chain").path
         XCTAssertEqual(try ArbiterProcess.run(["init", "--dir", chainDir, "--period-seconds", "2"]).status, 0)
         let arbiter = try ArbiterProcess(
-            ["run", "--dir", chainDir, "--port", "0", "--no-udp", "--profile", profile])
+            ["run", "--dir", chainDir, "--port", "0", "--no-udp", "--profile", profile] + arbiterArguments)
         var madeIt = false
         defer { if !madeIt { arbiter.stop() } }  // the caller stops it once it has it
-        _ = try arbiter.requireLine("the chain line")
+        var firstLine = try arbiter.requireLine("the chain line")
+        var arbiterMetricsPort: Int?
+        if firstLine.hasPrefix("metrics ") {
+            arbiterMetricsPort = Int(firstLine.split(separator: " ")[2])
+            firstLine = try arbiter.requireLine("the chain line")
+        }
+        XCTAssertTrue(firstLine.hasPrefix("chain "), firstLine)
         let arbiterPort = try arbiter.requireListening("tcp").port
         let genesis = try Genesis(
             decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(chainDir)/genesis.bin"))))
@@ -156,7 +164,7 @@ final class LeaseProcessTests: XCTestCase {
         return World(
             scratch: scratch, chainDir: chainDir, arbiter: arbiter, arbiterPort: arbiterPort, genesis: genesis,
             admin: admin, lessorKey: lessorKey, lesseeKey: lesseeKey, carol: carol, dave: dave, licence: licence,
-            lessorHome: lessorHome, lesseeHome: lesseeHome)
+            lessorHome: lessorHome, lesseeHome: lesseeHome, arbiterMetricsPort: arbiterMetricsPort)
     }
 
     func lease(

@@ -662,3 +662,27 @@ final class ErrorCodeNameTests: XCTestCase {
         XCTAssertEqual(ErrorCode(rawValue: 0x02AB).name, "code_0x02ab", "an unknown code keeps its number")
     }
 }
+
+/// Message type names (logs, metrics labels) are the headings of proto/README.md, every one.
+final class MessageTypeNameTests: XCTestCase {
+    func testEveryDocumentedTypeHasItsHeadingsName() throws {
+        let spec = try String(
+            contentsOf: VectorFile.url("x").deletingLastPathComponent().deletingLastPathComponent()
+                .appendingPathComponent("README.md"), encoding: .utf8)
+        let headings = spec.split(separator: "\n").filter { $0.hasPrefix("### ") && $0.hasSuffix(")") }
+            .compactMap { line -> (String, UInt16)? in
+                let parts = line.dropFirst(4).split(separator: " ")
+                guard parts.count == 2, parts[1].hasPrefix("(0x"),
+                    let value = UInt16(parts[1].dropFirst(3).dropLast(), radix: 16)
+                else { return nil }
+                return (String(parts[0]), value)
+            }
+        XCTAssertGreaterThan(headings.count, 40)
+        XCTAssertEqual(headings.count, MessageType.names.count, "one name per documented type")
+        for (name, value) in headings {
+            XCTAssertEqual(MessageType(rawValue: value).name, name)
+        }
+        XCTAssertEqual(MessageType.leaseUpdate.name, "lease_update")
+        XCTAssertEqual(MessageType(rawValue: 0x0801).name, "0x801", "an unknown type keeps its number")
+    }
+}

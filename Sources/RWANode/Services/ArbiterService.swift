@@ -83,6 +83,8 @@ public final class ArbiterService: Sendable {
     struct Reply: Sendable {
         var session: PeerSession
         var requestID: UInt64
+        /// When the submission arrived (uptime nanoseconds), for the latency metric.
+        var arrivedNanoseconds: UInt64 = 0
     }
 
     struct Queue {
@@ -157,7 +159,10 @@ public final class ArbiterService: Sendable {
     private func handle(_ message: ArbiterMessage, from session: PeerSession) {
         switch message {
         case .submitTransaction(let requestID, let bytes):
-            enqueue(Submission(bytes: bytes, reply: Reply(session: session, requestID: requestID)))
+            enqueue(
+                Submission(
+                    bytes: bytes,
+                    reply: Reply(session: session, requestID: requestID, arrivedNanoseconds: time.uptimeNanoseconds)))
 
         case .getState(let requestID, let key):
             guard (try? StateKey(bytes: key)) != nil else {
@@ -290,6 +295,7 @@ public final class ArbiterService: Sendable {
 
     private func takeQueued() -> [Submission] {
         queue.withLockedValue { queue in
+            NodeMetrics.arbiterQueue(depth: queue.items.count)
             defer {
                 queue.items.removeAll(keepingCapacity: true)
                 queue.bySession.removeAll(keepingCapacity: true)
@@ -409,6 +415,14 @@ public final class ArbiterService: Sendable {
         var bySession: [ObjectIdentifier: (PeerSession, [Message])] = [:]
         func send(_ reply: Reply, _ message: ArbiterMessage) {
             bySession[ObjectIdentifier(reply.session), default: (reply.session, [])].1.append(.arbiter(message))
+            if reply.arrivedNanoseconds > 0 {
+                let result: String
+                switch message {
+                case .transactionRejected(_, _, let code, _): result = code.name
+                default: result = "committed"
+                }
+                NodeMetrics.transactionAnswered(result, nanoseconds: time.uptimeNanoseconds &- reply.arrivedNanoseconds)
+            }
         }
         for action in actions {
             switch action {
@@ -450,6 +464,7 @@ public final class ArbiterService: Sendable {
             fatalError("rwa-arbiter: cannot commit block \(block.header.height): \(error)")
         }
         committedHeight.withLockedValue { $0 = block.header.height }
+        NodeMetrics.blockCommitted(transactions: block.transactions.count)
     }
 
     // MARK: Subscriptions

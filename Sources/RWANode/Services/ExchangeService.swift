@@ -113,8 +113,11 @@ public final class ExchangeService: Sendable {
         case .submitOrder(let id, let bytes):
             submit(bytes) { [self] result in
                 switch result {
-                case .success(let fill): reply(session, .orderFilled(requestID: id, fill: fill))
+                case .success(let fill):
+                    NodeMetrics.orderAnswered("filled", swap: fill.shares == 0)
+                    reply(session, .orderFilled(requestID: id, fill: fill))
                 case .failure(let rejection):
+                    NodeMetrics.orderAnswered(rejection.code.name, swap: false)
                     reply(
                         session,
                         .orderRejected(

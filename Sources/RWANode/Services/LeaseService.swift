@@ -360,8 +360,10 @@ public final class LeaseService: @unchecked Sendable {
                 submit(.closeChannel(state), for: id)
             case .register(let state):
                 mark(id, .closing)
+                NodeMetrics.disputeSubmitted()
                 submit(.registerState(channel: id, state: state), for: id)
             case .challenge(let state):
+                NodeMetrics.challengeSubmitted()
                 submit(.challenge(state), for: id)
             }
         }
@@ -382,6 +384,7 @@ public final class LeaseService: @unchecked Sendable {
                 case .success:
                     for (id, state) in batch {
                         guard var entry = entries[id] else { continue }
+                        NodeMetrics.channelUpdated(asLessor: entry.stored.role == .lessor)
                         let actions = entry.core.persisted(nonce: state.state.nonce)
                         entries[id] = entry
                         perform(actions, on: id)
@@ -550,7 +553,10 @@ public final class LeaseService: @unchecked Sendable {
 
     /// Lessee: pays `amount` more; returns the co-signed state once both sides stored it.
     public func pay(_ id: Digest32, amount: UInt128) async throws -> ChannelState {
-        try await update(id) { $0.pay(amount) }
+        let started = DispatchTime.now().uptimeNanoseconds
+        let state = try await update(id) { $0.pay(amount) }
+        NodeMetrics.paymentCompleted(nanoseconds: DispatchTime.now().uptimeNanoseconds &- started)
+        return state
     }
 
     /// Either side: agrees the final state with the peer; the proposer then closes on the chain.
@@ -582,6 +588,7 @@ public final class LeaseService: @unchecked Sendable {
         try queue.sync {
             guard let entry = entries[id] else { throw Rejection(.unknownChannel, "no channel \(id)") }
             mark(id, .closing)
+            NodeMetrics.disputeSubmitted()
             submit(.registerState(channel: id, state: entry.core.latest), for: id)
         }
     }

@@ -49,6 +49,8 @@ public final class PeerSession: Sendable {
         self.sendOperation = send
         self.closeOperation = close
         self.statisticsOperation = statistics
+        NodeMetrics.sessionOpened(transport)
+        closeFuture.whenComplete { _ in NodeMetrics.sessionClosed(transport) }
     }
 
     /// What the UDP endpoint carrying this session has seen so far (nil over TCP). Readable after

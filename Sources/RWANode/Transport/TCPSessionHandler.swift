@@ -191,6 +191,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             } catch {
                 return fail(context: context, SessionError(.malformedFrame, "\(error)"))
             }
+            NodeMetrics.received(message)
             let actions = core.receive(message, now: Self.now(context))
             state = .established(cipher, core)
             if let activity, actions.contains(where: { if case .deliver = $0 { true } else { false } }) {
@@ -291,6 +292,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             var frame = ByteBuffer()
             message.encodeFrame(into: &frame)
             guard case .established(var cipher, var core) = state else { return }
+            NodeMetrics.sent(message)
             var out = context.channel.allocator.buffer(capacity: frame.readableBytes + 20)
             try cipher.sealRecord(frame: frame, into: &out)
             core.sent(now: Self.now(context))
@@ -306,6 +308,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             preconditionFailure("sealing needs an established session")
         }
         var out = context.channel.allocator.buffer(capacity: 64)
+        NodeMetrics.sent(message)
         try! cipher.sealRecord(message, into: &out)
         core.sent(now: Self.now(context))
         state = .established(cipher, core)
@@ -352,6 +355,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
         timer?.cancel()
         inbox?.finish(error)
         inbox = nil
+        if established != nil { NodeMetrics.handshakeFailed(.tcp) }
         established?.fail(error)
         established = nil
         let channel = context.channel
@@ -394,6 +398,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             let error = SessionError(.closed, "connection closed", fromPeer: true)
             inbox?.finish(error)
             inbox = nil
+            if established != nil { NodeMetrics.handshakeFailed(.tcp) }
             established?.fail(error)
             established = nil
         }

@@ -547,6 +547,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                         let message: Message
                         do { message = try Message.decode(frame: frame) } catch { throw SessionError(error) }
                         guard var core = peer.core, core.isOpen else { break }  // nothing after a close
+                        NodeMetrics.received(message)
                         let actions = core.receive(message, now: now.uptimeNanoseconds)
                         peer.core = core
                         perform(actions, peer: peer)
@@ -578,6 +579,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             case .send(.error(let report)):
                 var frame = ByteBuffer()
                 Message.error(report).encodeFrame(into: &frame)
+                NodeMetrics.sent(.error(report))
                 peer.sender.enqueue(frame)
                 peer.sendPromises.append(nil)
                 reported = true
@@ -630,6 +632,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     .overloaded, "\(configuration.reliability.pendingFramesMax) frames already wait for the window"))
             return
         }
+        NodeMetrics.sent(message)
         peer.sender.enqueue(frame)
         peer.sendPromises.append(promise)
         do {
@@ -796,6 +799,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         if peers[peer.address] === peer { peers[peer.address] = nil }
         peer.inbox?.finish(error)
         peer.inbox = nil
+        if peer.established != nil { NodeMetrics.handshakeFailed(.udp) }
         peer.established?.fail(error)
         peer.established = nil
         for promise in peer.sendPromises { promise?.fail(error) }

@@ -148,4 +148,7 @@ extension TradeSide: ExpressibleByArgument {
         default: return nil
         }
     }
+
+    /// What `--help` lists (the raw values are the wire's 1 and 2).
+    public static var allValueStrings: [String] { ["buy", "sell"] }
 }

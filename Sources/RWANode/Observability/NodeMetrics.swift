@@ -7,7 +7,7 @@ import RWAWire
 /// bootstrap its backend before it starts serving (`MetricsEndpoint.start`). Names and labels
 /// are listed in the README ("Metrics"); each name always carries the same label names, as
 /// Prometheus requires.
-public enum NodeMetrics {
+enum NodeMetrics {
     // MARK: Sessions
 
     static func sessionOpened(_ transport: TransportKind) {

@@ -24,6 +24,11 @@ final class MetricsProcessTests: XCTestCase {
             samples[labels.isEmpty ? name : "\(name){\(labels)}"] ?? 0
         }
 
+        /// How much a sample grew since `earlier`.
+        func growth(since earlier: Exposition, _ name: String, _ labels: String = "") -> Double {
+            self[name, labels] - earlier[name, labels]
+        }
+
         /// Parses the text format, failing on any line that is not a comment, a TYPE, or a sample
         /// of a declared metric with a numeric value.
         init(parsing text: String) throws {
@@ -108,7 +113,7 @@ final class MetricsProcessTests: XCTestCase {
             }
             let arbiterAfter = try await scrape(arbiterMetrics)
             func arbiterDelta(_ name: String, _ labels: String = "") -> Double {
-                arbiterAfter[name, labels] - arbiterBefore[name, labels]
+                arbiterAfter.growth(since: arbiterBefore, name, labels)
             }
             XCTAssertEqual(arbiterDelta("rwanet_transactions_total", #"result="committed""#), 5)
             XCTAssertEqual(arbiterDelta("rwanet_transactions_total", #"result="insufficient_balance""#), 1)
@@ -141,13 +146,12 @@ final class MetricsProcessTests: XCTestCase {
                 ] + world.connection, timeout: 60)
             XCTAssertEqual(swap.status, 0, swap.errors.joined())
             let exchangeAfter = try await scrape(exchangeMetrics)
-            XCTAssertEqual(exchangeAfter["rwanet_swaps_total"] - exchangeBefore["rwanet_swaps_total"], 1)
+            XCTAssertEqual(exchangeAfter.growth(since: exchangeBefore, "rwanet_swaps_total"), 1)
             XCTAssertEqual(
-                exchangeAfter["rwanet_exchange_orders_total", #"result="filled""#]
-                    - exchangeBefore["rwanet_exchange_orders_total", #"result="filled""#], 1)
+                exchangeAfter.growth(since: exchangeBefore, "rwanet_exchange_orders_total", #"result="filled""#), 1)
             XCTAssertEqual(
-                exchangeAfter["rwanet_frames_received_total", #"type="exchange_submit_order""#]
-                    - exchangeBefore["rwanet_frames_received_total", #"type="exchange_submit_order""#], 1)
+                exchangeAfter.growth(
+                    since: exchangeBefore, "rwanet_frames_received_total", #"type="exchange_submit_order""#), 1)
 
             // A lease: 12 payments, each counted once by both daemons.
             let (lessor, lessorMetrics, lessorPort) = try startWithMetrics(
@@ -177,21 +181,17 @@ final class MetricsProcessTests: XCTestCase {
             let lessorAfter = try await scrape(lessorMetrics)
             let lesseeAfter = try await scrape(lesseeMetrics)
             XCTAssertEqual(
-                lessorAfter["rwanet_channel_updates_total", #"role="lessor""#]
-                    - lessorBefore["rwanet_channel_updates_total", #"role="lessor""#], 12)
+                lessorAfter.growth(since: lessorBefore, "rwanet_channel_updates_total", #"role="lessor""#), 12)
             XCTAssertEqual(
-                lesseeAfter["rwanet_channel_updates_total", #"role="lessee""#]
-                    - lesseeBefore["rwanet_channel_updates_total", #"role="lessee""#], 12)
+                lesseeAfter.growth(since: lesseeBefore, "rwanet_channel_updates_total", #"role="lessee""#), 12)
             XCTAssertEqual(
-                lesseeAfter["rwanet_channel_update_seconds_count"]
-                    - lesseeBefore["rwanet_channel_update_seconds_count"],
+                lesseeAfter.growth(since: lesseeBefore, "rwanet_channel_update_seconds_count"),
                 12)
             XCTAssertEqual(
-                lessorAfter["rwanet_frames_received_total", #"type="lease_update""#]
-                    - lessorBefore["rwanet_frames_received_total", #"type="lease_update""#], 12)
+                lessorAfter.growth(since: lessorBefore, "rwanet_frames_received_total", #"type="lease_update""#), 12)
             XCTAssertEqual(
-                lesseeAfter["rwanet_frames_received_total", #"type="lease_countersign""#]
-                    - lesseeBefore["rwanet_frames_received_total", #"type="lease_countersign""#], 12)
+                lesseeAfter.growth(since: lesseeBefore, "rwanet_frames_received_total", #"type="lease_countersign""#),
+                12)
             XCTAssertGreaterThanOrEqual(
                 lesseeAfter["rwanet_sessions_open", #"transport="tcp""#], 2, "to the arbiter and to the lessor")
             XCTAssertEqual(lesseeAfter["rwanet_channel_disputes_total"], 0)

@@ -729,66 +729,51 @@ local function add_u128(tree, abbr, range)
 end
 
 local read = {}
+-- The next n bytes of the field `abbr`, which must be there.
+local function take(r, n, abbr)
+    need(r, n, abbr)
+    local range = r.tvb:range(r.off, n)
+    r.off = r.off + n
+    return range
+end
 local function fixed(n)
     return function(r, tree, abbr, e)
-        need(r, n, abbr)
-        local range = r.tvb:range(r.off, n)
-        r.off = r.off + n
-        local item = tree:add(F[abbr], range)
-        return range, item
+        local range = take(r, n, abbr)
+        return range, tree:add(F[abbr], range)
     end
 end
 read.digest, read.pubkey, read.x25519 = fixed(32), fixed(32), fixed(32)
 read.signature = fixed(64)
 read.u8 = function(r, tree, abbr, e)
-    need(r, 1, abbr)
-    local range = r.tvb:range(r.off, 1)
-    r.off = r.off + 1
+    local range = take(r, 1, abbr)
     local v = range:uint()
     tree:add(F[abbr], range)
     if e.enum and not e.enum[v] then fail(abbr .. ": invalid value " .. v) end
     if e.max and v > e.max then fail(abbr .. ": above its maximum " .. e.max) end
     return v
 end
-read.u16 = function(r, tree, abbr)
-    need(r, 2, abbr)
-    local range = r.tvb:range(r.off, 2)
-    r.off = r.off + 2
-    tree:add(F[abbr], range)
-    return range:uint()
+local function unsigned(n)
+    return function(r, tree, abbr)
+        local range = take(r, n, abbr)
+        tree:add(F[abbr], range)
+        return range:uint()
+    end
 end
-read.u32 = function(r, tree, abbr)
-    need(r, 4, abbr)
-    local range = r.tvb:range(r.off, 4)
-    r.off = r.off + 4
-    tree:add(F[abbr], range)
-    return range:uint()
-end
+read.u16, read.u32 = unsigned(2), unsigned(4)
 read.u64 = function(r, tree, abbr)
-    need(r, 8, abbr)
-    local range = r.tvb:range(r.off, 8)
-    r.off = r.off + 8
+    local range = take(r, 8, abbr)
     local v = range:uint64()
     tree:add(F[abbr], range, v)
     return v
 end
-read.u128 = function(r, tree, abbr)
-    need(r, 16, abbr)
-    local range = r.tvb:range(r.off, 16)
-    r.off = r.off + 16
-    return add_u128(tree, abbr, range)
-end
+read.u128 = function(r, tree, abbr) return add_u128(tree, abbr, take(r, 16, abbr)) end
 read.u256 = function(r, tree, abbr)
-    need(r, 32, abbr)
-    local range = r.tvb:range(r.off, 32)
-    r.off = r.off + 32
+    local range = take(r, 32, abbr)
     tree:add(F[abbr], range)
     tree:add(F[abbr .. "_dec"], range, decimal(range:raw()))
 end
 read.bool = function(r, tree, abbr)
-    need(r, 1, abbr)
-    local range = r.tvb:range(r.off, 1)
-    r.off = r.off + 1
+    local range = take(r, 1, abbr)
     local v = range:uint()
     tree:add(F[abbr], range)
     if v > 1 then fail(abbr .. ": bool byte 0x" .. string.format("%02x", v) .. " (non_canonical)") end

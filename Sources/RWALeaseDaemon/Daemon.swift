@@ -298,17 +298,56 @@ public func command(_ directory: DaemonDirectory, _ request: [String: Any], json
         emit(
             String(decoding: try JSONSerialization.data(withJSONObject: answer, options: [.sortedKeys]), as: UTF8.self))
     } else if answer["ok"] as? Bool == true {
-        var fields = answer
-        fields["ok"] = nil
-        emit(
-            fields.isEmpty
-                ? "ok"
-                : String(
-                    decoding: try JSONSerialization.data(
-                        withJSONObject: fields, options: [.sortedKeys, .prettyPrinted]),
-                    as: UTF8.self))
+        for line in readable(answer) { emit(line) }
     }
     if answer["ok"] as? Bool != true {
         throw CLIError("\(answer["code"] as? String ?? "failed"): \(answer["error"] as? String ?? "")")
     }
+}
+
+/// An answer as a person reads it: one line per channel, state, offer or lease taken (`--json`
+/// gives every field).
+func readable(_ answer: [String: Any]) -> [String] {
+    func text(_ key: String, in object: [String: Any]) -> String { object[key].map { "\($0)" } ?? "?" }
+    func slices(_ object: [String: Any]) -> String {
+        let first = (object["first_slice"] as? Int) ?? 0
+        return "slices \(first)-\(first + ((object["slice_count"] as? Int) ?? 1) - 1)"
+    }
+    func state(_ object: [String: Any]) -> String {
+        "state \(text("nonce", in: object)): paid \(text("paid", in: object)) through "
+            + text("paid_through_seconds", in: object) + ((object["final"] as? Bool) == true ? " (final)" : "")
+    }
+    func channel(_ object: [String: Any]) -> String {
+        "channel \(text("channel", in: object)) (\(text("role", in: object)), \(text("status", in: object))): licence "
+            + "\(text("licence", in: object)) \(slices(object)), \(text("hours", in: object)) hours from "
+            + "\(text("start_seconds", in: object)) at \(text("rate_per_slice_hour", in: object)) per slice-hour, "
+            + "deposit \(text("deposit", in: object)); "
+            + ((object["state"] as? [String: Any]).map(state) ?? "no state yet")
+    }
+    var lines: [String] = []
+    if let object = answer["channel"] as? [String: Any] { lines.append(channel(object)) }
+    if let id = answer["channel"] as? String { lines.append("channel \(id)") }
+    if let channels = answer["channels"] as? [[String: Any]] {
+        lines += channels.isEmpty ? ["no channels"] : channels.map(channel)
+    }
+    if let object = answer["state"] as? [String: Any] {
+        lines.append(state(object) + ((answer["updates"] as? Int).map { $0 > 1 ? " after \($0) updates" : "" } ?? ""))
+    }
+    if let offers = answer["offers"] as? [[String: Any]] {
+        lines +=
+            offers.isEmpty
+            ? ["no offers"]
+            : offers.map {
+                "offer: licence \(text("licence", in: $0)) \(slices($0)) at \(text("rate_per_slice_hour", in: $0)) per "
+                    + "slice-hour, up to \(text("max_hours", in: $0)) hours"
+            }
+    }
+    if let taken = answer["taken"] as? [[String: Any]] {
+        lines += taken.map {
+            "taken: licence \(text("licence", in: $0)) \(slices($0)), \(text("hours", in: $0)) hours from "
+                + text("start_seconds", in: $0)
+        }
+    }
+    if let height = answer["height"] { lines.append("committed in block \(height) as \(text("hash", in: answer))") }
+    return lines.isEmpty ? ["ok"] : lines
 }

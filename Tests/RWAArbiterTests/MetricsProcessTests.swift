@@ -3,7 +3,8 @@
 // before and after traffic it sends itself, checks that the exposition parses (names, labels,
 // values, a TYPE for every sample), and that the counters for that traffic moved by exactly the
 // right amounts: transactions committed and rejected, blocks, frames by type, a swap, channel
-// updates on both sides and the payment latency histogram.
+// updates on both sides and the payment latency histogram. (It also reads the lease CLI's readable
+// answer, which the traffic left in a known state.)
 import Foundation
 import RWACrypto
 import RWALedger
@@ -195,6 +196,15 @@ final class MetricsProcessTests: XCTestCase {
             XCTAssertGreaterThanOrEqual(
                 lesseeAfter["rwanet_sessions_open", #"transport="tcp""#], 2, "to the arbiter and to the lessor")
             XCTAssertEqual(lesseeAfter["rwanet_channel_disputes_total"], 0)
+            // Without --json the CLI answers in one readable line.
+            let status = try ToolProcess.run(
+                tool: "rwa-lessee", ["status", "--home", world.lesseeHome, channel], timeout: 60)
+            XCTAssertEqual(
+                status.output,
+                [
+                    "channel \(channel) (lessee, open): licence \(world.licence) slices 0-0, 10 hours from \(start) at "
+                        + "10 per slice-hour, deposit 100; state 12: paid 12 through \(start + 2 * 12 / 10)"
+                ])
             await world.admin.close()
         }
     }

@@ -46,7 +46,6 @@ extension Simulation {
 
     struct LesseeNode {
         let key: SigningKeyPair
-        var remaining: Int
         var store = InMemoryChannelStore()
         var core: LeaseChannel?
         var terms: LeaseTerms?
@@ -209,22 +208,23 @@ extension Simulation {
                 on: leaseSessionLink(index), toServer: true)
             schedule(.leaseRetry(index, attempt: -1), after: milliseconds(150...250))
         case .paying:
-            guard !lessees[index].proposing, lessees[index].core != nil else { return }
-            if disputes(index) && lessees[index].remaining == configuration.paymentsPerLease / 2 {
+            guard !lessees[index].proposing, let core = lessees[index].core else { return }
+            // Payments count once co-signed and stored: one lost with a crash is made again.
+            let made = Int(core.state.paid / 100)
+            if disputes(index) && made == configuration.paymentsPerLease / 2 && lessees[index].backup == nil {
                 lessees[index].backup = try copy(lessees[index].store)
             }
-            if disputes(index) && lessees[index].remaining == 0, let backup = lessees[index].backup {
+            if disputes(index) && made >= configuration.paymentsPerLease, let backup = lessees[index].backup {
                 try disputeFromBackup(index, backup)
                 return
             }
-            if lessees[index].remaining == 0 || lessees[index].core!.state.paid >= lessees[index].terms!.deposit {
+            if made >= configuration.paymentsPerLease || core.state.paid >= lessees[index].terms!.deposit {
                 lessees[index].proposing = true
                 lessees[index].phase = .closing
                 trace("lessee\(index) proposes the final state")
                 try performLessee(index, lessees[index].core!.proposeFinal())
                 return
             }
-            lessees[index].remaining -= 1
             lessees[index].proposing = true
             try performLessee(index, lessees[index].core!.pay(100))
         case .settling:

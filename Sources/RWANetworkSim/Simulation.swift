@@ -191,7 +191,7 @@ public final class Simulation {
         for index in 0..<configuration.lessees {
             links.append(Link(client: .lessee(index), server: .arbiter))
             links.append(Link(client: .lessee(index), server: .lessor))
-            lessees.append(LesseeNode(key: world.lessees[index], remaining: configuration.paymentsPerLease))
+            lessees.append(LesseeNode(key: world.lessees[index]))
         }
         lessorArbiterLink = links.count
         links.append(Link(client: .lessor, server: .arbiter))

@@ -6,12 +6,13 @@ import NIOCore
 import NIOPosix
 import RWACrypto
 import RWALedger
-import RWANode
 import RWASession
 import RWAStore
 import RWATestSupport
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 final class ServiceTests: XCTestCase {
     struct Running {
@@ -256,6 +257,53 @@ final class ServiceTests: XCTestCase {
 
     /// A client that lost its connection sends the same signed transaction again: it gets the
     /// original receipt, not a sequence error, and the transaction is in the chain once.
+    /// A session that keeps sending what is refused (here transactions with forged signatures,
+    /// pipelined) gets its refusals up to the budget, then is closed with `overloaded`; another
+    /// session is served as before.
+    func testASessionRefusedTooOftenIsClosedAndOthersAreServed() async throws {
+        try await withTimeout(120, "testASessionRefusedTooOftenIsClosedAndOthersAreServed") { [self] in
+            let running = try await start()
+            let fixture = running.fixture
+            let hostile = try await running.client()
+            let forger = SigningKeyPair.generate()
+            var forged = try Transaction(
+                signedBy: forger, chainID: fixture.chainID, sequence: 0,
+                operation: .transfer(token: 0, to: forger.publicKey, amount: 1))
+            forged.operation = .transfer(token: 0, to: forger.publicKey, amount: 2)
+            // The whole burst and more, pipelined: every one is answered (the answers are out
+            // before the close), and then the session ends.
+            let sent = PacedOutbox.refusalBurst + 300
+            var refused = 0
+            for future in (0..<sent).map({ _ in hostile.submitPipelined(forged) }) {
+                do {
+                    _ = try await future.get()
+                    XCTFail("a forged transaction was accepted")
+                } catch let rejection as Rejection {
+                    XCTAssertEqual(rejection.code, .invalidSignature)
+                    refused += 1
+                } catch {
+                    break  // the close overtook the last answers
+                }
+            }
+            XCTAssertGreaterThanOrEqual(refused, PacedOutbox.refusalBurst, "the whole burst is answered")
+            try await hostile.session.closeFuture.get()
+            do {
+                _ = try await hostile.submit(forged)
+                XCTFail("the session still takes submissions")
+            } catch let error as SessionError {
+                XCTAssertEqual(error.code, .overloaded, "\(error)")
+            }
+            // Another session is served as before.
+            let client = try await running.client()
+            let receipt = try await client.submit(
+                try fixture.sign(fixture.issuer, .mint(token: 0, to: forger.publicKey, amount: 1)))
+            XCTAssertGreaterThan(receipt.height, 0)
+            await client.close()
+            await hostile.close()
+            await running.stop()
+        }
+    }
+
     func testResubmittingACommittedTransactionReturnsItsReceipt() async throws {
         try await withTimeout(120, "testResubmittingACommittedTransactionReturnsItsReceipt") { [self] in
             let running = try await start()

@@ -46,6 +46,8 @@ extension Simulation {
 
     struct LesseeNode {
         let key: SigningKeyPair
+        /// Payments proposed, done or not: bounds the retries of a lessee whose payments keep failing.
+        var attempts = 0
         var store = InMemoryChannelStore()
         var core: LeaseChannel?
         var terms: LeaseTerms?
@@ -209,22 +211,26 @@ extension Simulation {
             schedule(.leaseRetry(index, attempt: -1), after: milliseconds(150...250))
         case .paying:
             guard !lessees[index].proposing, let core = lessees[index].core else { return }
-            // Payments count once co-signed and stored: one lost with a crash is made again.
+            // Payments count once co-signed and stored: one lost with a crash is made again, up
+            // to twice as many attempts as payments (a shell that loses states may never get there).
             let made = Int(core.state.paid / 100)
+            let done =
+                made >= configuration.paymentsPerLease || lessees[index].attempts >= 2 * configuration.paymentsPerLease
             if disputes(index) && made == configuration.paymentsPerLease / 2 && lessees[index].backup == nil {
                 lessees[index].backup = try copy(lessees[index].store)
             }
-            if disputes(index) && made >= configuration.paymentsPerLease, let backup = lessees[index].backup {
+            if disputes(index) && done, let backup = lessees[index].backup {
                 try disputeFromBackup(index, backup)
                 return
             }
-            if made >= configuration.paymentsPerLease || core.state.paid >= lessees[index].terms!.deposit {
+            if done || core.state.paid >= lessees[index].terms!.deposit {
                 lessees[index].proposing = true
                 lessees[index].phase = .closing
                 trace("lessee\(index) proposes the final state")
                 try performLessee(index, lessees[index].core!.proposeFinal())
                 return
             }
+            lessees[index].attempts += 1
             lessees[index].proposing = true
             try performLessee(index, lessees[index].core!.pay(100))
         case .settling:

@@ -103,6 +103,17 @@ local function to_limbs(bytes) -- little-endian byte list -> 10 limbs of 13 bits
     return limbs
 end
 
+-- Carries each 13-bit limb into the next; what leaves the top (2^130) comes back as 5 (mod p).
+local function fold(limbs)
+    local carry = 0
+    for i = 1, 10 do
+        limbs[i] = limbs[i] + carry
+        carry = math.floor(limbs[i] / LIMB)
+        limbs[i] = limbs[i] % LIMB
+    end
+    limbs[1] = limbs[1] + carry * 5
+end
+
 local function poly1305(otk, msg)
     local rb = { otk:byte(1, 16) }
     rb[4], rb[8], rb[12], rb[16] = band(rb[4], 15), band(rb[8], 15), band(rb[12], 15), band(rb[16], 15)
@@ -123,32 +134,13 @@ local function poly1305(otk, msg)
             end
             d[i] = sum
         end
-        local carry = 0
-        for i = 1, 10 do
-            d[i] = d[i] + carry
-            carry = math.floor(d[i] / LIMB)
-            d[i] = d[i] % LIMB
-        end
-        d[1] = d[1] + carry * 5
-        carry = 0
-        for i = 1, 10 do
-            d[i] = d[i] + carry
-            carry = math.floor(d[i] / LIMB)
-            d[i] = d[i] % LIMB
-        end
-        d[1] = d[1] + carry * 5
+        fold(d)
+        fold(d)
         h = d
     end
     -- full reduction: h mod p, with p = 2^130 - 5
-    for _ = 1, 2 do
-        local carry = 0
-        for i = 1, 10 do
-            h[i] = h[i] + carry
-            carry = math.floor(h[i] / LIMB)
-            h[i] = h[i] % LIMB
-        end
-        h[1] = h[1] + carry * 5
-    end
+    fold(h)
+    fold(h)
     local g, carry = {}, 5
     for i = 1, 10 do
         g[i] = h[i] + carry

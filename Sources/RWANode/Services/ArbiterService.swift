@@ -84,7 +84,7 @@ public final class ArbiterService: Sendable {
         var session: PeerSession
         var requestID: UInt64
         /// When the submission arrived (uptime nanoseconds), for the latency metric.
-        var arrivedNanoseconds: UInt64 = 0
+        var arrivedNanoseconds: UInt64
     }
 
     struct Queue {
@@ -415,14 +415,9 @@ public final class ArbiterService: Sendable {
         var bySession: [ObjectIdentifier: (PeerSession, [Message])] = [:]
         func send(_ reply: Reply, _ message: ArbiterMessage) {
             bySession[ObjectIdentifier(reply.session), default: (reply.session, [])].1.append(.arbiter(message))
-            if reply.arrivedNanoseconds > 0 {
-                let result: String
-                switch message {
-                case .transactionRejected(_, _, let code, _): result = code.name
-                default: result = "committed"
-                }
-                NodeMetrics.transactionAnswered(result, nanoseconds: time.uptimeNanoseconds &- reply.arrivedNanoseconds)
-            }
+            var result = "committed"
+            if case .transactionRejected(_, _, let code, _) = message { result = code.name }
+            NodeMetrics.transactionAnswered(result, nanoseconds: time.uptimeNanoseconds &- reply.arrivedNanoseconds)
         }
         for action in actions {
             switch action {

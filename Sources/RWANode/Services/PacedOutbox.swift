@@ -49,8 +49,7 @@ final class PacedOutbox: Sendable {
             for message in messages { session.sendPipelined(message).whenFailure { _ in } }
             return
         }
-        state.value.queue += messages
-        pump()
+        sendPaced(messages)
     }
 
     /// Events nobody asked for one by one (a subscription catching up): always paced, so a slow

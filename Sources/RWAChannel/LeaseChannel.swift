@@ -85,7 +85,9 @@ public struct LeaseChannel: Sendable {
 
     private var peer: SigningPublicKey { role == .lessor ? terms.lessee : terms.lessor }
 
-    private var isBusy: Bool { proposal != nil || persisting != nil }
+    /// Whether an update is in flight (a proposal awaits its countersignature, or a state is being
+    /// stored): a new proposal is refused until it ends, so a shell queues its callers' updates.
+    public var isBusy: Bool { proposal != nil || persisting != nil }
 
     // MARK: Opening
 

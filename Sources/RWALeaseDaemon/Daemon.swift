@@ -114,6 +114,7 @@ actor Dialer {
                 let session = try await transport.dial(
                     host: String(parts[0]), port: port, configuration: configuration,
                     group: MultiThreadedEventLoopGroup.singleton, logger: logger)
+                logger.info("connected to the lessor at \(address)")
                 sessions[peer] = session
                 service.adopt(session)
                 let closed = session.closeFuture

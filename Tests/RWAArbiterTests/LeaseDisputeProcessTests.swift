@@ -25,14 +25,9 @@ final class LeaseDisputeProcessTests: XCTestCase {
     ) async throws {
         let deadline = Date().addingTimeInterval(seconds)
         while try await !condition() {
-            guard Date() < deadline else { throw TestFailure(what) }
+            guard Date() < deadline else { throw TestFailure("timed out waiting for \(what)") }
             try await Task.sleep(for: .milliseconds(50))
         }
-    }
-
-    struct TestFailure: Error, CustomStringConvertible {
-        let description: String
-        init(_ what: String) { description = "timed out waiting for \(what)" }
     }
 
     /// The channel as the ledger holds it.
@@ -82,7 +77,7 @@ final class LeaseDisputeProcessTests: XCTestCase {
             }
             try await Task.sleep(for: .milliseconds(100))
         }
-        throw TestFailure("a payment on \(channel)")
+        throw TestFailure("timed out waiting for a payment on \(channel)")
     }
 
     func nonce(_ tool: String, home: String, _ channel: String) throws -> Int? {
@@ -292,7 +287,7 @@ final class LeaseDisputeProcessTests: XCTestCase {
                 while let message = try await inbox.next() {
                     if case .lease(let answer) = message, answer.requestID == requestID { return answer }
                 }
-                throw TestFailure("an answer to update \(requestID)")
+                throw TestFailure("timed out waiting for an answer to update \(requestID)")
             }
             let hostile: [(String, ChannelState, SigningKeyPair, ErrorCode)] = [
                 ("a forged signature", state(3, paid: 60), SigningKeyPair.generate(), .badChannelSignature),

@@ -373,11 +373,11 @@ final class LeaseProcessTests: XCTestCase {
             func lessorArguments(port: Int) -> [String] {
                 [
                     "run", "--home", world.lessorHome, "--port", "\(port)", "--no-udp", "--offer",
-                    "\(world.licence):0-99:1:1000",
+                    "\(world.licence):0-99:1:1000", "--log-level", "debug",
                 ]
                     + world.connection
             }
-            let lesseeArguments = ["run", "--home", world.lesseeHome] + world.connection
+            let lesseeArguments = ["run", "--home", world.lesseeHome, "--log-level", "debug"] + world.connection
             // The first run picks a free port; every restart of the lessor takes the same one, so
             // the lessee finds it again.
             var (lessor, picked) = try Self.startDaemon("rwa-lessor", lessorArguments(port: 0))
@@ -396,13 +396,30 @@ final class LeaseProcessTests: XCTestCase {
                     "\(leaseStart)", "--hours", "100", "--rate", "1", "--deposit", "1000", "--increment", "1",
                 ])
             let channel = try XCTUnwrap(opened["channel"] as? String)
+            /// What the daemons logged, for a payment that failed or hung.
+            func daemonLogs() -> String {
+                "lessor:\n" + lessor.remainingErrorLines(timeout: 0.5).joined(separator: "\n") + "\nlessee:\n"
+                    + lessee.remainingErrorLines(timeout: 0.5).joined(separator: "\n")
+            }
+            func pay() throws -> [String: Any] {
+                let result = try ToolProcess.run(
+                    tool: "rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1", "--json"], timeout: 60)
+                guard result.status == 0,
+                    let answer = try? JSONSerialization.jsonObject(with: Data(result.output.joined().utf8))
+                        as? [String: Any]
+                else {
+                    throw TestFailure(
+                        "pay: status \(result.status.map(String.init) ?? "timed out"): "
+                            + "\(result.errors.joined(separator: "\n"))\n\(daemonLogs())")
+                }
+                return answer
+            }
             var acknowledged: UInt64 = 0
             for victim in ["rwa-lessor", "rwa-lessee"] {
                 for _ in 0..<10 {
                     // A few payments, then the kill at a random moment of the next one.
                     for _ in 0..<Int(schedule.next() % 3) {
-                        let paid = try LeaseDaemonProcess.json(
-                            "rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1"])
+                        let paid = try pay()
                         acknowledged = max(
                             acknowledged, UInt64((paid["state"] as? [String: Any])?["nonce"] as? Int ?? 0))
                     }
@@ -420,7 +437,9 @@ final class LeaseProcessTests: XCTestCase {
                     }
                     // The payment in flight either completed (and counts) or failed with the
                     // daemon (and must then not be counted); either way it never hangs.
-                    if inFlight.waitForExit(timeout: 60) == 0,
+                    let inFlightStatus = inFlight.waitForExit(timeout: 60)
+                    if inFlightStatus == nil { XCTFail("a payment in flight hung:\n\(daemonLogs())") }
+                    if inFlightStatus == 0,
                         let line = inFlight.remainingLines(timeout: 1).first,
                         let answer = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
                         let nonce = (answer["state"] as? [String: Any])?["nonce"] as? Int
@@ -431,7 +450,7 @@ final class LeaseProcessTests: XCTestCase {
             }
             // Once both are up, one more payment goes through, and both hold the same state,
             // which holds every acknowledged payment.
-            let last = try LeaseDaemonProcess.json("rwa-lessee", ["pay", "--home", world.lesseeHome, channel, "1"])
+            let last = try pay()
             let lastNonce = UInt64((last["state"] as? [String: Any])?["nonce"] as? Int ?? 0)
             XCTAssertGreaterThan(lastNonce, acknowledged, "nothing acknowledged was lost")
             let lesseeView = try LeaseDaemonProcess.json("rwa-lessee", ["status", "--home", world.lesseeHome, channel])

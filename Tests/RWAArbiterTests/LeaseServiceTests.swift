@@ -86,11 +86,6 @@ final class LeaseServiceTests: XCTestCase {
         }
     }
 
-    struct TestFailure: Error, CustomStringConvertible {
-        var description: String
-        init(_ description: String) { self.description = description }
-    }
-
     /// A lessor and a lessee service on `world`, connected over TCP, with a channel open between
     /// them: two slices for five hours, ten periods from now, 10 per slice-hour, deposit 100.
     struct Lease {
@@ -185,6 +180,25 @@ final class LeaseServiceTests: XCTestCase {
             _ = try await lease.lessor.claimRent(token: 1)
             let rent = try await balance(arbiter, 0, lessorKey.publicKey)
             XCTAssertEqual(rent, 15, "75% of the 20 paid")
+            await lease.stop()
+        }
+    }
+
+    /// Payments asked at once (a user's and a script's, or one sent before a restart and the
+    /// next) take turns: each completes with its own state and none is refused for the other.
+    func testPaymentsAskedAtOnceTakeTurns() async throws {
+        try await withTimeout(60, "testPaymentsAskedAtOnceTakeTurns") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let lease = try await openLease(arbiter, time, genesis)
+            let lessee = lease.lessee
+            let id = lease.id
+            let states = try await withThrowingTaskGroup(of: ChannelState.self) { group in
+                for _ in 0..<5 { group.addTask { try await lessee.pay(id, amount: 10) } }
+                return try await group.reduce(into: [ChannelState]()) { $0.append($1) }
+            }
+            XCTAssertEqual(states.map(\.nonce).sorted(), [1, 2, 3, 4, 5], "each payment has its own update")
+            XCTAssertEqual(states.map(\.paid).sorted(), [10, 20, 30, 40, 50])
+            try await eventually("the lessor holds all five") { lease.lessor.channels().first?.state.paid == 50 }
             await lease.stop()
         }
     }

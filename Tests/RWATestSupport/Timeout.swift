@@ -59,3 +59,9 @@ extension AsyncIteratorProtocol {
         return element
     }
 }
+
+/// A test's own failure, thrown with what went wrong (and what the processes involved said).
+public struct TestFailure: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}

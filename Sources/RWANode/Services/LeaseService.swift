@@ -90,7 +90,17 @@ public final class LeaseService: @unchecked Sendable {
         var stored: StoredChannel
         /// Callers waiting for an update: resumed by `.settled` (nonce reached) or `.refused`.
         var waiting: [CheckedContinuation<ChannelState, Error>] = []
+        /// Callers whose update waits for the one in flight to end (one at a time per channel).
+        var queued: [QueuedUpdate] = []
     }
+
+    struct QueuedUpdate {
+        let propose: @Sendable (inout LeaseChannel) -> [LeaseChannel.Action]
+        let waiter: CheckedContinuation<ChannelState, Error>
+    }
+
+    /// Updates of one channel that may wait their turn behind the one in flight.
+    static let queuedUpdatesPerChannelMax = 64
 
     public init(
         role: LeaseRole, key: SigningKeyPair, genesis: Genesis, store: any ChannelStore, arbiter: any ArbiterLink,
@@ -150,10 +160,6 @@ public final class LeaseService: @unchecked Sendable {
 
     /// Lessor: serves a lessee's session until it ends.
     public func serve(_ session: PeerSession) {
-        queue.async { [self] in
-            sessions[session.peerIdentity] = session
-            reconnected(session.peerIdentity)
-        }
         served.serve(
             session,
             route: { message in
@@ -178,6 +184,13 @@ public final class LeaseService: @unchecked Sendable {
                 queue.async {
                     self.waitingMessages.withLockedValue { $0[id] = ($0[id] ?? 1) > 1 ? $0[id]! - 1 : nil }
                     self.receive(message, from: session)
+                }
+            },
+            started: {
+                // Queued before any of the session's messages, and after its outbox exists.
+                queue.async { [self] in
+                    sessions[session.peerIdentity] = session
+                    reconnected(session.peerIdentity)
                 }
             },
             ended: { [self] in
@@ -206,6 +219,7 @@ public final class LeaseService: @unchecked Sendable {
             logger.info("no session with \(peer): \(message.type) waits for the reconnection")
             return
         }
+        logger.debug("\(message.type) to \(peer)")
         served.send([.lease(message)], to: session)
     }
 
@@ -321,6 +335,7 @@ public final class LeaseService: @unchecked Sendable {
                 to: session)
             return
         }
+        logger.debug("channel \(id): \(message.type) from the peer")
         perform(entries[id]!.core.receive(message), on: id)
     }
 
@@ -367,6 +382,7 @@ public final class LeaseService: @unchecked Sendable {
                 submit(.challenge(state), for: id)
             }
         }
+        advanceUpdates(on: id)
     }
 
     /// Stores every pending state at once on `writer`, then, back on the queue, tells each core
@@ -575,12 +591,53 @@ public final class LeaseService: @unchecked Sendable {
                     continuation.resume(throwing: Rejection(.unknownChannel, "no open channel \(id)"))
                     return
                 }
+                // One update at a time: a caller who asks while one is in flight (a payment sent
+                // before a restart, the lessee's automatic payment) waits for it to end.
+                guard !entry.core.isBusy else {
+                    guard entry.queued.count < Self.queuedUpdatesPerChannelMax else {
+                        continuation.resume(
+                            throwing: Rejection(
+                                .updateInProgress,
+                                "\(Self.queuedUpdatesPerChannelMax) updates already wait their turn on \(id)"))
+                        return
+                    }
+                    entry.queued.append(QueuedUpdate(propose: propose, waiter: continuation))
+                    entries[id] = entry
+                    return
+                }
                 let actions = propose(&entry.core)
                 entry.waiting.append(continuation)
                 entries[id] = entry
                 perform(actions, on: id)
             }
         }
+    }
+
+    /// Once no update is in flight: callers whose proposal ended unanswered (dropped for the
+    /// peer's crossing update, or given up for a registration) are told, and the next queued
+    /// caller proposes.
+    private func advanceUpdates(on id: Digest32) {
+        guard var entry = entries[id], !entry.core.isBusy else { return }
+        if !entry.waiting.isEmpty {
+            let rejection = Rejection(
+                .nonceNotNext, "the proposal was superseded: the channel is at state \(entry.core.state.nonce)")
+            for waiter in entry.waiting { waiter.resume(throwing: rejection) }
+            entry.waiting = []
+        }
+        guard !entry.queued.isEmpty else {
+            entries[id] = entry
+            return
+        }
+        let next = entry.queued.removeFirst()
+        guard entry.stored.status == .open else {
+            entries[id] = entry
+            next.waiter.resume(throwing: Rejection(.unknownChannel, "channel \(id) is no longer open"))
+            return advanceUpdates(on: id)
+        }
+        let actions = next.propose(&entry.core)
+        entry.waiting.append(next.waiter)
+        entries[id] = entry
+        perform(actions, on: id)
     }
 
     /// Registers this side's latest state on the chain now (a unilateral close).

@@ -18,13 +18,19 @@ final class ServedSessions: Sendable {
     }
 
     /// Serves `session` until it ends: `route` picks the service's messages out of the inbox and
-    /// `handle` runs on the session's loop for each one, in order. Call once per session.
+    /// `handle` runs on the session's loop for each one, in order. `started` runs once the
+    /// session's outbox exists and before its first message is handled: a service that speaks
+    /// first (the lease service's reestablishment) makes the session known there, so nothing it
+    /// sends is dropped for want of an outbox and no answer goes out before the session is known.
+    /// Call once per session.
     func serve<Request>(
         _ session: PeerSession, route: @escaping @Sendable (Message) -> Request?,
-        handle: @escaping @Sendable (Request) -> Void, ended: @escaping @Sendable () -> Void = {}
+        handle: @escaping @Sendable (Request) -> Void, started: () -> Void = {},
+        ended: @escaping @Sendable () -> Void = {}
     ) {
         let outbox = PacedOutbox(session: session)
         outboxes.withLockedValue { $0[ObjectIdentifier(session)] = outbox }
+        started()
         let service = service
         session.eventLoop.execute { [self] in
             session.inbox.consumeOnEventLoop { event in

@@ -1,9 +1,9 @@
 // Goal: every daemon survives `rwa-fuzz`, the network fuzzer, in a bounded run: `rwa-arbiter run`
-// (with legitimate transfers alongside whose balances must come out exact), `rwa-amm run`,
-// `rwa-lessor run` and `rwa-peer listen`, each over TCP (and UDP where it listens), each still
-// answering afterwards with its resident memory under 128 MiB; the arbiter also through silent
-// sessions that hold every slot and unfinished records that would fill its memory. The full runs (100,000 frames
-// and more) are the README's "Fuzzing" commands.
+// (with legitimate transfers alongside whose balances must come out exact), `rwa-amm run` (with
+// legitimate swaps, each fill exact), `rwa-lessor run` and `rwa-peer listen`, each over TCP (and
+// UDP where it listens), each still answering afterwards with its resident memory under 128 MiB;
+// the arbiter also through silent sessions that hold every slot and unfinished records that would
+// fill its memory. The full runs (100,000 frames and more) are the README's "Fuzzing" commands.
 import Foundation
 import RWATestSupport
 import XCTest
@@ -12,7 +12,7 @@ final class FuzzProcessTests: XCTestCase {
     /// Runs `rwa-fuzz` against one daemon and checks its verdict.
     func fuzz(
         _ role: String, process: ToolProcess, port: Int, udpPort: Int?, dir: String?, extra: [String] = [],
-        file: StaticString = #filePath, line: UInt = #line
+        legitimate: String? = nil, file: StaticString = #filePath, line: UInt = #line
     ) throws {
         var arguments = [
             "--role", role, "--port", "\(port)", "--pid", "\(process.process.processIdentifier)", "--frames", "3000",
@@ -27,6 +27,11 @@ final class FuzzProcessTests: XCTestCase {
         XCTAssertTrue(
             result.output.last?.contains("the daemon survived") == true, result.transcript, file: file, line: line)
         XCTAssertTrue(process.process.isRunning, "\(role) still runs", file: file, line: line)
+        if let legitimate {
+            XCTAssertTrue(
+                result.output.contains { $0.contains(legitimate) }, "legitimate traffic: \(result.transcript)",
+                file: file, line: line)
+        }
     }
 
     /// Reads a daemon's lines until it has said where it listens over TCP and, if asked, UDP.
@@ -54,7 +59,7 @@ final class FuzzProcessTests: XCTestCase {
             // unfinished 64 KiB record (closed past the listener's budget).
             try fuzz(
                 "arbiter", process: arbiter, port: arbiterTCP, udpPort: arbiterUDP, dir: dir,
-                extra: ["--pressure", "slots,records", "--pressure-seconds", "5"])
+                extra: ["--pressure", "slots,records", "--pressure-seconds", "5"], legitimate: "transfers exact: true")
 
             let connection = ["--dir", dir, "--arbiter", "127.0.0.1:\(arbiterTCP)"]
             let exchange = try ToolProcess(
@@ -66,7 +71,10 @@ final class FuzzProcessTests: XCTestCase {
                     + connection)
             defer { exchange.stop() }
             let (exchangeTCP, exchangeUDP) = try ports(exchange, udp: true)
-            try fuzz("exchange", process: exchange, port: exchangeTCP, udpPort: exchangeUDP, dir: dir)
+            // Swaps through the exchange alongside, each fill exact, on a pool of their own.
+            try fuzz(
+                "exchange", process: exchange, port: exchangeTCP, udpPort: exchangeUDP, dir: dir,
+                extra: ["--arbiter-port", "\(arbiterTCP)"], legitimate: "swaps exact: true")
 
             let lessor = try ToolProcess(
                 tool: "rwa-lessor",

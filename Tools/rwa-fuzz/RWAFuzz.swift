@@ -5,9 +5,9 @@
 // frames, unknown types, oversized frames, replayed records, forged signatures and request
 // floods; over UDP, garbage datagrams and `hello` floods from many loopback source addresses.
 // Meanwhile a legitimate client keeps asking the daemon a valid question (its worst latency is
-// reported) and, for an arbiter given its chain directory, makes transfers whose balances must
-// come out exact. At the end the daemon must still answer, and its resident memory must have
-// stayed under the bound. Every finding is printed with the bytes that preceded it.
+// reported) and, for an arbiter given its chain directory, makes transfers (for an exchange given
+// its arbiter too, swaps) whose balances must come out exact. At the end the daemon must still
+// answer, and its resident memory must have stayed under the bound. Every finding is printed with the bytes that preceded it.
 import ArgumentParser
 import Foundation
 import NIOPosix
@@ -49,8 +49,10 @@ struct Fuzz: AsyncParsableCommand {
     @Option(help: "Its TCP port.") var port: Int
     @Option(help: "Its UDP port, for the UDP attacks (none if omitted).") var udpPort: Int?
     @Option(help: "What it is: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: Role
-    @Option(help: "The chain directory (genesis.bin; an arbiter's keys for the legitimate transfers).")
+    @Option(help: "The chain directory (genesis.bin; the regulator's and issuer's keys for the legitimate traffic).")
     var dir: String?
+    @Option(help: "For an exchange: its arbiter's TCP port, where the legitimate swaps' pool is set up and checked.")
+    var arbiterPort: Int?
     @Option(help: "The chain id (hex), when there is no --dir (rwa-peer's development chain by default).")
     var chainID: String?
     @Option(help: "The daemon's process id, to watch its resident memory and that it lives.") var pid: Int32?
@@ -89,8 +91,7 @@ struct Fuzz: AsyncParsableCommand {
         watch.start()
         let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
         prober.start()
-        let legitimate = try await LegitimateTransfers.start(
-            host: host, port: port, chain: chain, role: role, dir: dir)
+        let legitimate = try await legitimateTraffic(genesis: chain.genesis)
 
         let held = attack.holdConnections(idle: idleConnections, slow: slowWriters)
         attack.run()
@@ -131,11 +132,27 @@ struct Fuzz: AsyncParsableCommand {
                     "rwa-fuzz: %d hostile frames, %d datagrams, %d sessions (%d closed by the daemon), %d connections; legitimate: %d answers, worst %.1f ms, %d failed%@; peak RSS %@",
                 attack.framesSent, attack.datagramsSent, attack.sessionsOpened, attack.sessionsClosedByDaemon,
                 attack.connectionsOpened, prober.answers, prober.worstMilliseconds, prober.failures,
-                transfers.map { ", \($0.count) transfers exact: \($0.problem == nil)" } ?? "",
+                transfers.map { ", \($0.count) \(legitimate!.unit) exact: \($0.problem == nil)" } ?? "",
                 pid == nil ? "not watched" : String(format: "%.1f MiB", watch.peakMebibytes)))
         for failure in failures { print("FINDING: \(failure)") }
         if !failures.isEmpty { throw ExitCode.failure }
         print("rwa-fuzz: the daemon survived")
+    }
+
+    /// Transfers on an arbiter, swaps through an exchange whose arbiter is given; none without
+    /// the chain directory's keys.
+    func legitimateTraffic(genesis: Genesis?) async throws -> (any LegitimateTraffic)? {
+        guard let genesis, let dir else { return nil }
+        switch role {
+        case .arbiter:
+            return try await LegitimateTransfers.start(host: host, port: port, genesis: genesis, dir: dir)
+        case .exchange:
+            guard let arbiterPort else { return nil }
+            return try await LegitimateSwaps.start(
+                host: host, port: port, arbiterPort: arbiterPort, genesis: genesis, dir: dir)
+        case .peer, .lessor:
+            return nil
+        }
     }
 
     func pressures() throws -> [Pressure] {

@@ -371,26 +371,77 @@ final class Prober: @unchecked Sendable {
     var failures: Int { state.withLockedValue { $0.failures } }
     var worstMilliseconds: Double { state.withLockedValue { $0.worst } }
 
+    private var child: Process?
+
+    /// Probes from a process of its own (this executable with `--probe-only`), so that the
+    /// attack's threads, busy on the same cores, do not starve the measurement; each of its
+    /// lines is one probe. In-process if the executable cannot be found.
     func start() {
-        let thread = Thread { [self] in
-            var round = 0
-            while state.withLockedValue({ $0.running }) {
-                round += 1
-                let result = udpPort != nil && round % 2 == 0 ? probeOverUDP() : probeOnce()
-                state.withLockedValue {
-                    if result.ok { $0.answers += 1 } else { $0.failures += 1 }
-                    $0.worst = max($0.worst, result.milliseconds)
+        let executable = URL(fileURLWithPath: CommandLine.arguments[0]).standardizedFileURL
+        guard FileManager.default.isExecutableFile(atPath: executable.path) else { return startThread() }
+        let process = Process()
+        process.executableURL = executable
+        process.arguments =
+            ["--probe-only", "--role", role.rawValue, "--host", host, "--port", "\(port)", "--chain-id", "\(chainID)"]
+            + (udpPort.map { ["--udp-port", "\($0)"] } ?? [])
+        let output = Pipe()
+        process.standardOutput = output
+        do { try process.run() } catch { return startThread() }
+        child = process
+        let reading = output.fileHandleForReading
+        Thread { [self] in
+            var pending = Data()
+            while true {
+                let chunk = reading.availableData
+                if chunk.isEmpty { break }
+                pending += chunk
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
+                    pending = pending[pending.index(after: newline)...]
+                    record(line)
                 }
-                if !result.ok { print("rwa-fuzz: a legitimate request failed: \(result.detail)") }
-                usleep(50_000)
+            }
+        }.start()
+    }
+
+    /// One probe's line: `ok MILLISECONDS` or `failed MILLISECONDS DETAIL`.
+    private func record(_ line: String) {
+        let fields = line.split(separator: " ", maxSplits: 2)
+        guard fields.count >= 2, let milliseconds = Double(fields[1]) else { return }
+        let ok = fields[0] == "ok"
+        state.withLockedValue {
+            if ok { $0.answers += 1 } else { $0.failures += 1 }
+            $0.worst = max($0.worst, milliseconds)
+        }
+        if !ok { print("rwa-fuzz: a legitimate request failed: \(fields.count > 2 ? fields[2] : "")") }
+    }
+
+    private func startThread() {
+        let thread = Thread { [self] in
+            probeUntilStopped { result in
+                record("\(result.ok ? "ok" : "failed") \(result.milliseconds) \(result.detail)")
             }
         }
         self.thread = thread
         thread.start()
     }
 
+    /// Probes every 50 ms, over TCP and UDP in turn, until stopped.
+    func probeUntilStopped(_ report: ((ok: Bool, milliseconds: Double, detail: String)) -> Void) {
+        var round = 0
+        while state.withLockedValue({ $0.running }) {
+            round += 1
+            report(udpPort != nil && round % 2 == 0 ? probeOverUDP() : probeOnce())
+            usleep(50_000)
+        }
+    }
+
     func stop() {
         state.withLockedValue { $0.running = false }
+        if let child, child.isRunning {
+            child.terminate()
+            child.waitUntilExit()
+        }
         usleep(200_000)
     }
 

@@ -69,6 +69,7 @@ struct Fuzz: AsyncParsableCommand {
     )
     var pressure: String = ""
     @Option(help: "How long each pressure attack lasts, seconds.") var pressureSeconds = 10
+    @Flag(help: .hidden) var probeOnly = false
 
     func validate() throws {
         let octets = host.split(separator: ".").compactMap { UInt8($0) }
@@ -81,6 +82,20 @@ struct Fuzz: AsyncParsableCommand {
     }
 
     func run() async throws {
+        if probeOnly {
+            // The prober's own process: one line per probe until the parent ends it (or goes).
+            let chain = try chainIdentity()
+            signal(SIGPIPE, SIG_IGN)
+            let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
+            prober.probeUntilStopped { result in
+                let detail = result.detail.replacingOccurrences(of: "\n", with: " ")
+                let line = Data("\(result.ok ? "ok" : "failed") \(result.milliseconds) \(detail)\n".utf8)
+                if getppid() == 1 || (try? FileHandle.standardOutput.write(contentsOf: line)) == nil {
+                    Foundation.exit(0)
+                }
+            }
+            return
+        }
         let seed = seed ?? UInt64.random(in: 0...UInt64.max)
         print("rwa-fuzz: \(role) at \(host):\(port)\(udpPort.map { " udp \($0)" } ?? ""), seed \(seed)")
         let chain = try chainIdentity()

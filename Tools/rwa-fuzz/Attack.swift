@@ -281,17 +281,24 @@ final class Attack {
 
     /// Transactions with forged signatures as fast as the daemon takes them.
     func forgedFlood(sessions count: Int, until: Date) {
-        let sessions = (0..<count).compactMap { _ in openSession() }
+        var sessions = (0..<count).compactMap { _ in openSession() }
         let frames = (0..<64).map { _ in forgedSubmission().frameBytes() }
         var index = 0
         while Date() < until {
-            var alive = false
-            for session in sessions where session.tcp.writable {
-                alive = session.send(frame: frames[index % frames.count]) || alive
+            var sent = false
+            for slot in sessions.indices where sessions[slot].tcp.writable {
+                if sessions[slot].send(frame: frames[index % frames.count]) {
+                    framesSent += 1
+                    sent = true
+                } else {
+                    // Closed (the refusal budget spent): the attacker comes back at once.
+                    sessions[slot].close()
+                    sessionsClosedByDaemon += 1
+                    if let fresh = openSession() { sessions[slot] = fresh }
+                }
                 index += 1
-                framesSent += 1
             }
-            if !alive { break }
+            if !sent { usleep(1_000) }  // the daemon reads no faster: wait for it
         }
         for session in sessions { session.close() }
     }

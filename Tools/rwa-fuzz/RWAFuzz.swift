@@ -31,7 +31,7 @@ enum Pressure: String, ExpressibleByArgument, CaseIterable {
     /// Sessions that send requests (subscriptions from block 1, for an arbiter) and never read.
     case unread
     /// Two sessions sending transactions (orders, to an exchange) with forged signatures as fast
-    /// as the daemon takes them.
+    /// as the daemon takes them; each one the daemon closes is opened again at once.
     case forged
     /// Authenticated sessions that announce a whole record and never finish it.
     case records

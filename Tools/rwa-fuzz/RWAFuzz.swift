@@ -5,9 +5,10 @@
 // frames, unknown types, oversized frames, replayed records, forged signatures and request
 // floods; over UDP, garbage datagrams and `hello` floods from many loopback source addresses.
 // Meanwhile a legitimate client keeps asking the daemon a valid question (its worst latency is
-// reported) and, for an arbiter given its chain directory, makes transfers (for an exchange given
-// its arbiter too, swaps) whose balances must come out exact. At the end the daemon must still
-// answer, and its resident memory must have stayed under the bound. Every finding is printed with the bytes that preceded it.
+// reported, from a process of its own) and, for an arbiter given its chain directory, makes
+// transfers (for an exchange given its arbiter too, swaps) whose balances must come out exact. At
+// the end the daemon must still answer, and its resident memory must have stayed under the bound.
+// Every finding is printed with the bytes that preceded it.
 import ArgumentParser
 import Foundation
 import NIOPosix

@@ -291,7 +291,8 @@ final class Attack {
                     framesSent += 1
                     sent = true
                 } else {
-                    // Closed (the refusal budget spent): the attacker comes back at once.
+                    // Closed (the refusal budget spent) or stalled past the write timeout: the
+                    // attacker comes back at once on a fresh session.
                     sessions[slot].close()
                     sessionsClosedByDaemon += 1
                     if let fresh = openSession() { sessions[slot] = fresh }
@@ -405,36 +406,41 @@ final class Prober: @unchecked Sendable {
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
                     let line = String(decoding: pending[pending.startIndex..<newline], as: UTF8.self)
                     pending = pending[pending.index(after: newline)...]
-                    record(line)
+                    if let result = Self.parse(line) { record(result) }
                 }
             }
         }.start()
     }
 
-    /// One probe's line: `ok MILLISECONDS` or `failed MILLISECONDS DETAIL`.
-    private func record(_ line: String) {
+    typealias Result = (ok: Bool, milliseconds: Double, detail: String)
+
+    /// One probe as the child writes it: `ok MILLISECONDS` or `failed MILLISECONDS DETAIL`.
+    static func line(_ result: Result) -> String {
+        "\(result.ok ? "ok" : "failed") \(result.milliseconds) \(result.detail.replacingOccurrences(of: "\n", with: " "))"
+    }
+
+    static func parse(_ line: String) -> Result? {
         let fields = line.split(separator: " ", maxSplits: 2)
-        guard fields.count >= 2, let milliseconds = Double(fields[1]) else { return }
-        let ok = fields[0] == "ok"
+        guard fields.count >= 2, let milliseconds = Double(fields[1]) else { return nil }
+        return (fields[0] == "ok", milliseconds, fields.count > 2 ? String(fields[2]) : "")
+    }
+
+    private func record(_ result: Result) {
         state.withLockedValue {
-            if ok { $0.answers += 1 } else { $0.failures += 1 }
-            $0.worst = max($0.worst, milliseconds)
+            if result.ok { $0.answers += 1 } else { $0.failures += 1 }
+            $0.worst = max($0.worst, result.milliseconds)
         }
-        if !ok { print("rwa-fuzz: a legitimate request failed: \(fields.count > 2 ? fields[2] : "")") }
+        if !result.ok { print("rwa-fuzz: a legitimate request failed: \(result.detail)") }
     }
 
     private func startThread() {
-        let thread = Thread { [self] in
-            probeUntilStopped { result in
-                record("\(result.ok ? "ok" : "failed") \(result.milliseconds) \(result.detail)")
-            }
-        }
+        let thread = Thread { [self] in probeUntilStopped(record) }
         self.thread = thread
         thread.start()
     }
 
     /// Probes every 50 ms, over TCP and UDP in turn, until stopped.
-    func probeUntilStopped(_ report: ((ok: Bool, milliseconds: Double, detail: String)) -> Void) {
+    func probeUntilStopped(_ report: (Result) -> Void) {
         var round = 0
         while state.withLockedValue({ $0.running }) {
             round += 1

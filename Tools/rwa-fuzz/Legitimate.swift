@@ -126,7 +126,7 @@ final class LegitimateSwaps: LegitimateTraffic, @unchecked Sendable {
         var buyNext = true
     }
     private let book: NIOLockedValueBox<Book>
-    private var loop: Loop!
+    private let loop: Loop
 
     private init(
         admin: ArbiterClient, exchange: ExchangeClient, trader: SigningKeyPair, licence: TokenID, chainID: Digest32,

@@ -89,8 +89,7 @@ struct Fuzz: AsyncParsableCommand {
             signal(SIGPIPE, SIG_IGN)
             let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
             prober.probeUntilStopped { result in
-                let detail = result.detail.replacingOccurrences(of: "\n", with: " ")
-                let line = Data("\(result.ok ? "ok" : "failed") \(result.milliseconds) \(detail)\n".utf8)
+                let line = Data((Prober.line(result) + "\n").utf8)
                 if getppid() == 1 || (try? FileHandle.standardOutput.write(contentsOf: line)) == nil {
                     Foundation.exit(0)
                 }

@@ -88,8 +88,8 @@ public final class LeaseService: @unchecked Sendable {
     struct Entry {
         var core: LeaseChannel
         var stored: StoredChannel
-        /// Callers waiting for an update: resumed by `.settled` (nonce reached) or `.refused`.
-        var waiting: [CheckedContinuation<ChannelState, Error>] = []
+        /// The caller whose update is in flight: resumed by `.settled` (nonce reached) or `.refused`.
+        var waiter: CheckedContinuation<ChannelState, Error>?
         /// Callers whose update waits for the one in flight to end (one at a time per channel).
         var queued: [QueuedUpdate] = []
     }
@@ -360,15 +360,15 @@ public final class LeaseService: @unchecked Sendable {
                 event("revoke \(id)")
             case .settled(let nonce):
                 event("state \(id) \(nonce) paid \(entry.core.state.paid)")
-                for waiter in entry.waiting { waiter.resume(returning: entry.core.state) }
-                entry.waiting = []
+                entry.waiter?.resume(returning: entry.core.state)
+                entry.waiter = nil
                 entries[id] = entry
             case .rejectedPeer(let rejection):
                 logger.info("channel \(id): refused the peer's message: \(rejection)")
             case .refused(let rejection):
                 logger.info("channel \(id): \(rejection)")
-                for waiter in entry.waiting { waiter.resume(throwing: rejection) }
-                entry.waiting = []
+                entry.waiter?.resume(throwing: rejection)
+                entry.waiter = nil
                 entries[id] = entry
             case .closeCooperatively(let state):
                 mark(id, .closing)
@@ -606,7 +606,7 @@ public final class LeaseService: @unchecked Sendable {
                     return
                 }
                 let actions = propose(&entry.core)
-                entry.waiting.append(continuation)
+                entry.waiter = continuation
                 entries[id] = entry
                 perform(actions, on: id)
             }
@@ -618,11 +618,11 @@ public final class LeaseService: @unchecked Sendable {
     /// caller proposes.
     private func advanceUpdates(on id: Digest32) {
         guard var entry = entries[id], !entry.core.isBusy else { return }
-        if !entry.waiting.isEmpty {
-            let rejection = Rejection(
-                .nonceNotNext, "the proposal was superseded: the channel is at state \(entry.core.state.nonce)")
-            for waiter in entry.waiting { waiter.resume(throwing: rejection) }
-            entry.waiting = []
+        if let waiter = entry.waiter {
+            waiter.resume(
+                throwing: Rejection(
+                    .nonceNotNext, "the proposal was superseded: the channel is at state \(entry.core.state.nonce)"))
+            entry.waiter = nil
         }
         guard !entry.queued.isEmpty else {
             entries[id] = entry
@@ -635,7 +635,7 @@ public final class LeaseService: @unchecked Sendable {
             return advanceUpdates(on: id)
         }
         let actions = next.propose(&entry.core)
-        entry.waiting.append(next.waiter)
+        entry.waiter = next.waiter
         entries[id] = entry
         perform(actions, on: id)
     }

@@ -118,10 +118,13 @@ actor Dialer {
                 sessions[peer] = session
                 service.adopt(session)
                 let closed = session.closeFuture
-                Task { [weak self] in
+                Task { [weak self, service] in
                     try? await closed.get()
                     await self?.forget(peer, session)
-                    // Go back to the lessor: the channels there still need it.
+                    // Go back to the lessor while channels there still need it (not to one only
+                    // asked for its offers: a lessor that hangs up would be dialled for ever).
+                    guard service.channels().contains(where: { $0.terms.lessor == peer && $0.status != .closed })
+                    else { return }
                     _ = await self?.session(address: address, peer: peer, retrying: true)
                 }
                 return session

@@ -203,6 +203,58 @@ final class LeaseServiceTests: XCTestCase {
         }
     }
 
+    /// A "lessor" that completes the handshake and then never answers: the lessee's offers and
+    /// open fail once `peerAnswerMillisecondsMax` has passed on its clock, instead of holding
+    /// their callers for ever; a second open of the same terms meanwhile is refused at once, and
+    /// the lessee keeps no channel.
+    func testALessorThatNeverAnswersFailsTheAskAfterItsTime() async throws {
+        try await withTimeout(60, "testALessorThatNeverAnswersFailsTheAskAfterItsTime") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let silent = try await TransportKind.tcp.listen(
+                host: "127.0.0.1", port: 0,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            Task { for await session in silent.sessions { Task { for try await _ in session.inbox {} } } }
+            let lessee = try LeaseService(
+                role: .lessee, key: lesseeKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
+                time: time, logger: quiet)
+            lessee.start()
+            let session = try await dial(silent.port, genesis)
+            lessee.adopt(session)
+            let terms = LeaseTerms(
+                chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,
+                firstSlice: 0, sliceCount: 1, startSeconds: (Self.now / 1000 / 60 + 10) * 60, hours: 1,
+                periodSeconds: 60, ratePerSliceHour: 10, deposit: 10, paymentIncrement: 10,
+                challengePeriodMilliseconds: 5_000, nonce: 1)
+            let offers = Task { try await lessee.offers(over: session) }
+            let open = Task { try await lessee.open(terms, over: session) }
+            try await Task.sleep(for: .milliseconds(300))
+            do {
+                _ = try await lessee.open(terms, over: session)
+                XCTFail("a second open of the same terms was asked while the first waits")
+            } catch let rejection as Rejection {
+                XCTAssertEqual(rejection.code, .updateInProgress)
+            }
+            time.advance(byNanoseconds: (LeaseService.peerAnswerMillisecondsMax - 1) * 1_000_000)
+            try await Task.sleep(for: .milliseconds(300))
+            time.advance(byNanoseconds: 1_000_000)
+            for (what, result) in [
+                ("offers", await offers.result.map { _ in () }), ("open", await open.result.map { _ in () }),
+            ] {
+                guard case .failure(let error as SessionError) = result else {
+                    XCTFail("\(what) of a silent lessor: \(result)")
+                    continue
+                }
+                XCTAssertEqual(error.code, .deliveryFailed, what)
+            }
+            XCTAssertTrue(lessee.channels().isEmpty, "no channel kept for an open never answered")
+            lessee.stop()
+            await session.close()
+            await silent.close()
+        }
+    }
+
     /// The lessee's store is restored from an old backup and it registers that stale state. The
     /// lessor's service challenges with its newer one without being asked, and the settlement
     /// pays what the latest state says.

@@ -58,11 +58,9 @@ public final class LeaseService: @unchecked Sendable {
     private var entries: [Digest32: Entry] = [:]
     private var sessions: [SigningPublicKey: PeerSession] = [:]
     /// Opens asked of a lessor and not answered yet: their terms, the lessor, and who waits.
-    private var pendingOpens:
-        [Digest32: (terms: LeaseTerms, lessor: SigningPublicKey, waiter: CheckedContinuation<Signature, Error>)] = [:]
+    private var pendingOpens: [Digest32: PendingAsk<Signature>] = [:]
     /// Offers asked of a lessor and not answered yet, by request id: the lessor, and who waits.
-    private var pendingOfferAsks:
-        [UInt64: (lessor: SigningPublicKey, waiter: CheckedContinuation<LeaseCatalogue, Error>)] = [:]
+    private var pendingOfferAsks: [UInt64: PendingAsk<LeaseCatalogue>] = [:]
     private var nextOfferAsk: UInt64 = 1
     private var watchers: [UUID: AsyncStream<String>.Continuation] = [:]
     /// Disputed channels and the block time after which they may be settled.
@@ -93,6 +91,18 @@ public final class LeaseService: @unchecked Sendable {
         /// Callers whose update waits for the one in flight to end (one at a time per channel).
         var queued: [QueuedUpdate] = []
     }
+
+    /// A question asked of a lessor (an open, its offers): a lessor that never answers fails it
+    /// after `peerAnswerMillisecondsMax` rather than holding the caller (and this entry) forever.
+    struct PendingAsk<Answer> {
+        var terms: LeaseTerms? = nil
+        let lessor: SigningPublicKey
+        let askedMilliseconds: UInt64
+        let waiter: CheckedContinuation<Answer, Error>
+    }
+
+    /// How long a lessor has to answer an open or an offers request.
+    public static let peerAnswerMillisecondsMax: UInt64 = 10_000
 
     struct QueuedUpdate {
         let propose: @Sendable (inout LeaseChannel) -> [LeaseChannel.Action]
@@ -303,8 +313,11 @@ public final class LeaseService: @unchecked Sendable {
                     to: session)
             }
         case .openAccept(_, let id, _), .openRefused(_, let id, _, _):
-            guard let pending = pendingOpens.removeValue(forKey: id) else { return }
-            pending.waiter.resume(with: LeaseChannel.checkAcceptance(pending.terms, message).mapError { $0 as Error })
+            // Only the lessor asked may answer: any other would fail the open with its forgery.
+            guard let pending = pendingOpens[id], let terms = pending.terms, pending.lessor == session.peerIdentity
+            else { return }
+            pendingOpens[id] = nil
+            pending.waiter.resume(with: LeaseChannel.checkAcceptance(terms, message).mapError { $0 as Error })
         case .getOffers(let requestID):
             // A lessee offers nothing: it answers with an empty list.
             let answer = currentCatalogue()
@@ -481,6 +494,7 @@ public final class LeaseService: @unchecked Sendable {
 
     private func tick() {
         let now = time.unixMilliseconds / 1000
+        expireUnansweredAsks()
         for id in entries.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
             guard let entry = entries[id], entry.stored.status == .open else { continue }
             perform(entries[id]!.core.tick(nowSeconds: now), on: id)
@@ -493,6 +507,23 @@ public final class LeaseService: @unchecked Sendable {
             if let tried = settleTried[id], nowMilliseconds < tried + Self.settleRetryMilliseconds { continue }
             settleTried[id] = nowMilliseconds
             submit(.settleChannel(id), for: id)
+        }
+    }
+
+    private func expireUnansweredAsks() {
+        let now = time.unixMilliseconds
+        func expired<Answer>(_ ask: PendingAsk<Answer>) -> Bool {
+            now >= ask.askedMilliseconds + Self.peerAnswerMillisecondsMax
+        }
+        let failure = SessionError(
+            .deliveryFailed, "the lessor did not answer within \(Self.peerAnswerMillisecondsMax / 1000) s")
+        for (id, ask) in pendingOpens where expired(ask) {
+            pendingOpens[id] = nil
+            ask.waiter.resume(throwing: failure)
+        }
+        for (id, ask) in pendingOfferAsks where expired(ask) {
+            pendingOfferAsks[id] = nil
+            ask.waiter.resume(throwing: failure)
         }
     }
 
@@ -522,7 +553,8 @@ public final class LeaseService: @unchecked Sendable {
             queue.async { [self] in
                 let requestID = nextOfferAsk
                 nextOfferAsk += 1
-                pendingOfferAsks[requestID] = (session.peerIdentity, continuation)
+                pendingOfferAsks[requestID] = PendingAsk(
+                    lessor: session.peerIdentity, askedMilliseconds: time.unixMilliseconds, waiter: continuation)
                 sessions[session.peerIdentity] = session
                 served.send([.lease(.getOffers(requestID: requestID))], to: session)
             }
@@ -538,9 +570,16 @@ public final class LeaseService: @unchecked Sendable {
         let request = LeaseChannel.openRequest(terms, lessee: key, requestID: 1)
         guard case .openRequest(_, _, let lesseeSignature) = request else { preconditionFailure("an open request") }
         // The channel exists here only once the lessor has signed; a refusal leaves nothing.
-        let lessorSignature = try await withCheckedThrowingContinuation { continuation in
+        let lessorSignature: Signature = try await withCheckedThrowingContinuation { continuation in
             queue.async { [self] in
-                pendingOpens[id] = (terms, session.peerIdentity, continuation)
+                guard pendingOpens[id] == nil else {
+                    continuation.resume(
+                        throwing: Rejection(.updateInProgress, "the open of channel \(id) is being asked already"))
+                    return
+                }
+                pendingOpens[id] = PendingAsk(
+                    terms: terms, lessor: session.peerIdentity, askedMilliseconds: time.unixMilliseconds,
+                    waiter: continuation)
                 sessions[session.peerIdentity] = session
                 served.send([.lease(request)], to: session)
             }

@@ -197,7 +197,8 @@ let package = Package(
         .executableTarget(
             name: "rwa-fuzz",
             dependencies: [
-                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAMarket", "RWANode", "RWASim",
+                "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAMarket", "RWANode", "RWASim", "RWAChannel",
+                "RWALeaseDaemon",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -282,6 +282,7 @@ func describe(_ state: ChannelState) -> [String: Any] {
 func describe(_ channel: ChannelSummary) -> [String: Any] {
     [
         "channel": "\(channel.channelID)", "role": channel.role.rawValue, "status": channel.status.rawValue,
+        "lessor": "\(channel.terms.lessor)", "lessee": "\(channel.terms.lessee)",
         "licence": channel.terms.licence, "first_slice": channel.terms.firstSlice,
         "slice_count": channel.terms.sliceCount, "start_seconds": channel.terms.startSeconds,
         "hours": channel.terms.hours, "deposit": "\(channel.terms.deposit)",

@@ -1,6 +1,7 @@
 // Goal: every daemon survives `rwa-fuzz`, the network fuzzer, in a bounded run: `rwa-arbiter run`
 // (with legitimate transfers alongside whose balances must come out exact), `rwa-amm run` (with
-// legitimate swaps, each fill exact), `rwa-lessor run` and `rwa-peer listen`, each over TCP (and
+// legitimate swaps, each fill exact), `rwa-lessor run`, `rwa-lessee run` (which dials rwa-fuzz
+// as its hostile lessor) and `rwa-peer listen`, each over TCP (and
 // UDP where it listens), each still answering afterwards with its resident memory under 128 MiB;
 // the arbiter also through silent sessions that hold every slot and unfinished records that would
 // fill its memory. The full runs (100,000 frames and more) are the README's "Fuzzing" commands.
@@ -86,6 +87,19 @@ final class FuzzProcessTests: XCTestCase {
             defer { lessor.stop() }
             let (lessorTCP, lessorUDP) = try ports(lessor, udp: true)
             try fuzz("lessor", process: lessor, port: lessorTCP, udpPort: lessorUDP, dir: dir)
+
+            // The lessee listens nowhere: rwa-fuzz listens as a hostile lessor and has it dial
+            // through its control socket; it must answer every ask in time, keep no channel with
+            // that lessor and stop dialling it afterwards.
+            let lesseeHome = scratch.directory.appendingPathComponent("lessee").path
+            let lessee = try ToolProcess(tool: "rwa-lessee", ["run", "--home", lesseeHome] + connection)
+            defer { lessee.stop() }
+            while try lessee.requireLine("the ready line") != "ready" {}
+            try fuzz(
+                "lessee", process: lessee, port: 0, udpPort: nil, dir: dir,
+                extra: [
+                    "--control", lesseeHome + "/control.sock", "--pressure", "unread,forged", "--pressure-seconds", "3",
+                ])
 
             let key = scratch.directory.appendingPathComponent("peer.key").path
             XCTAssertEqual(try ToolProcess.run(tool: "rwa-peer", ["keygen", "--out", key]).status, 0)

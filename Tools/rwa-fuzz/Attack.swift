@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOPosix
 import RWACrypto
+import RWALeaseDaemon
 import RWALedger
 import RWANode
 import RWASession
@@ -18,7 +19,7 @@ extension Role {
         switch self {
         case .arbiter: return .arbiter(.getStatus(requestID: requestID))
         case .exchange: return .exchange(.getMarket(requestID: requestID, token: 1, twapSeconds: 60, sizes: [1_000]))
-        case .lessor: return .lease(.getOffers(requestID: requestID))
+        case .lessor, .lessee: return .lease(.getOffers(requestID: requestID))
         case .peer: return .ping(Ping(nonce: requestID))
         }
     }
@@ -364,10 +365,13 @@ final class Prober: @unchecked Sendable {
     let udpPort: Int?
     let role: Role
     let chainID: Digest32
+    /// A lessee's control socket: what is probed there (a lessee listens nowhere).
+    let control: String?
     private let state = NIOLockedValueBox((answers: 0, failures: 0, worst: 0.0, running: true))
     private var thread: Thread?
 
-    init(host: String, port: Int, udpPort: Int?, role: Role, chainID: Digest32) {
+    init(host: String, port: Int, udpPort: Int?, role: Role, chainID: Digest32, control: String? = nil) {
+        self.control = control
         self.host = host
         self.port = port
         self.udpPort = udpPort
@@ -391,7 +395,7 @@ final class Prober: @unchecked Sendable {
         process.executableURL = executable
         process.arguments =
             ["--probe-only", "--role", role.rawValue, "--host", host, "--port", "\(port)", "--chain-id", "\(chainID)"]
-            + (udpPort.map { ["--udp-port", "\($0)"] } ?? [])
+            + (udpPort.map { ["--udp-port", "\($0)"] } ?? []) + (control.map { ["--control", $0] } ?? [])
         let output = Pipe()
         process.standardOutput = output
         do { try process.run() } catch { return startThread() }
@@ -498,6 +502,18 @@ final class Prober: @unchecked Sendable {
     func probeOnce() -> (ok: Bool, milliseconds: Double, detail: String) {
         let start = Date()
         func elapsed() -> Double { Date().timeIntervalSince(start) * 1000 }
+        if let control {
+            do {
+                let client = try ControlClient(path: control)
+                try client.send(["command": "channels"])
+                guard let answer = try client.receive(), answer["ok"] as? Bool == true else {
+                    return (false, elapsed(), "control: no channels answer")
+                }
+                return (true, elapsed(), "")
+            } catch {
+                return (false, elapsed(), "control: \(error)")
+            }
+        }
         do {
             let session = try RawSession(host: host, port: port, identity: .generate(), chainID: chainID)
             defer { session.close() }
@@ -505,6 +521,7 @@ final class Prober: @unchecked Sendable {
             while let answer = session.receive() {
                 switch (role, answer) {
                 case (.arbiter, .arbiter(.statusAnswer)), (.exchange, .exchange), (.lessor, .lease(.offers)),
+                    (.lessee, .lease(.offers)),
                     (.peer, .pong):
                     return (true, elapsed(), "")
                 default:

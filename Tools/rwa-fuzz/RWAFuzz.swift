@@ -8,11 +8,13 @@
 // reported, from a process of its own) and, for an arbiter given its chain directory, makes
 // transfers (for an exchange given its arbiter too, swaps) whose balances must come out exact. At
 // the end the daemon must still answer, and its resident memory must have stayed under the bound.
-// Every finding is printed with the bytes that preceded it.
+// Every finding is printed with the bytes that preceded it. A lessee listens nowhere: against it,
+// rwa-fuzz listens as a hostile lessor and has the lessee dial it through its control socket.
 import ArgumentParser
 import Foundation
 import NIOPosix
 import RWACrypto
+import RWALeaseDaemon
 import RWALedger
 import RWANode
 import RWAWire
@@ -22,7 +24,7 @@ import RWAWire
 #endif
 
 enum Role: String, ExpressibleByArgument, CaseIterable {
-    case arbiter, exchange, peer, lessor
+    case arbiter, exchange, peer, lessor, lessee
 }
 
 /// The attacks besides the basic streams, each found by a hostile run against the daemons.
@@ -47,7 +49,10 @@ struct Fuzz: AsyncParsableCommand {
         abstract: "Send bounded hostile input to one rwanet daemon on loopback and check it survives.")
 
     @Option(help: "The daemon's address: loopback only (127.0.0.0/8).") var host = "127.0.0.1"
-    @Option(help: "Its TCP port.") var port: Int
+    @Option(help: "Its TCP port (for a lessee: the port the fuzzer listens on as its lessor, 0 for any).")
+    var port: Int
+    @Option(help: "For a lessee: its control socket (<home>/control.sock), through which it is made to dial.")
+    var control: String?
     @Option(help: "Its UDP port, for the UDP attacks (none if omitted).") var udpPort: Int?
     @Option(help: "What it is: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: Role
     @Option(help: "The chain directory (genesis.bin; the regulator's and issuer's keys for the legitimate traffic).")
@@ -80,6 +85,7 @@ struct Fuzz: AsyncParsableCommand {
         guard frames > 0, frames <= 10_000_000, seconds > 0, seconds <= 3_600 else {
             throw ValidationError("--frames is 1 to 10,000,000 and --seconds 1 to 3,600")
         }
+        if role == .lessee && control == nil { throw ValidationError("a lessee is fuzzed through --control") }
     }
 
     func run() async throws {
@@ -87,7 +93,8 @@ struct Fuzz: AsyncParsableCommand {
             // The prober's own process: one line per probe until the parent ends it (or goes).
             let chain = try chainIdentity()
             signal(SIGPIPE, SIG_IGN)
-            let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
+            let prober = Prober(
+                host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id, control: control)
             prober.probeUntilStopped { result in
                 let line = Data((Prober.line(result) + "\n").utf8)
                 if getppid() == 1 || (try? FileHandle.standardOutput.write(contentsOf: line)) == nil {
@@ -99,12 +106,13 @@ struct Fuzz: AsyncParsableCommand {
         let seed = seed ?? UInt64.random(in: 0...UInt64.max)
         print("rwa-fuzz: \(role) at \(host):\(port)\(udpPort.map { " udp \($0)" } ?? ""), seed \(seed)")
         let chain = try chainIdentity()
+        if role == .lessee { return try await fuzzLessee(seed: seed, chainID: chain.id) }
         let attack = Attack(
             host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id, seed: seed, frameBudget: frames,
             deadline: Date().addingTimeInterval(Double(seconds)))
         let watch = Watch(pid: pid)
         watch.start()
-        let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id)
+        let prober = Prober(host: host, port: port, udpPort: udpPort, role: role, chainID: chain.id, control: control)
         prober.start()
         let legitimate = try await legitimateTraffic(genesis: chain.genesis)
 
@@ -165,9 +173,80 @@ struct Fuzz: AsyncParsableCommand {
             guard let arbiterPort else { return nil }
             return try await LegitimateSwaps.start(
                 host: host, port: port, arbiterPort: arbiterPort, genesis: genesis, dir: dir)
-        case .peer, .lessor:
+        case .peer, .lessor, .lessee:
             return nil
         }
+    }
+
+    /// The lessee's run: the fuzzer as its lessor, a prober on its control socket.
+    func fuzzLessee(seed: UInt64, chainID: Digest32) async throws {
+        let lessor = try HostileLessor(
+            host: host, port: port, control: control!, chainID: chainID, seed: seed, frameBudget: frames,
+            deadline: Date().addingTimeInterval(Double(seconds)))
+        print("rwa-fuzz: the hostile lessor listens on \(host):\(lessor.listener.port) as \(lessor.identity.publicKey)")
+        let watch = Watch(pid: pid)
+        watch.start()
+        let prober = Prober(host: host, port: port, udpPort: nil, role: role, chainID: chainID, control: control)
+        prober.start()
+        lessor.run()
+        print(
+            "rwa-fuzz: the hostile answers: worst legitimate answer \(Int(prober.worstMilliseconds)) ms"
+                + (pid == nil ? "" : String(format: ", peak RSS %.1f MiB", watch.peakMebibytes)))
+        for kind in try pressures() where kind == .unread || kind == .forged {
+            let before = (prober.answers, prober.failures)
+            lessor.apply(kind, seconds: pressureSeconds)
+            print(
+                "rwa-fuzz: under \(kind): legitimate answers \(prober.answers - before.0), failed \(prober.failures - before.1), worst so far \(Int(prober.worstMilliseconds)) ms"
+                    + (pid == nil ? "" : String(format: ", peak RSS so far %.1f MiB", watch.peakMebibytes)))
+        }
+        prober.stop()
+        watch.stop()
+        lessor.checkNoRedial(seconds: 2)
+        let final = prober.probeOnce()
+        var failures = lessor.findings
+        if !final.ok {
+            failures.append("after the attack the lessee does not answer its control socket: \(final.detail)")
+        }
+        if let channels = try? controlRequest(["command": "channels"])["channels"] as? [[String: Any]] {
+            let kept = channels.filter { $0["lessor"] as? String == "\(lessor.identity.publicKey)" }
+            if !kept.isEmpty {
+                failures.append("the lessee keeps \(kept.count) channels with the hostile lessor: \(kept)")
+            }
+        }
+        if let pid, kill(pid, 0) != 0 { failures.append("the lessee (pid \(pid)) is gone") }
+        if watch.peakMebibytes > rssLimitMb {
+            failures.append(
+                String(format: "resident memory reached %.1f MiB (bound %.0f)", watch.peakMebibytes, rssLimitMb))
+        }
+        if prober.failures > 0 { failures.append("\(prober.failures) control requests failed during the attack") }
+        if prober.worstMilliseconds > latencyLimitMs {
+            failures.append(
+                String(
+                    format: "a control answer took %.0f ms (bound %.0f)", prober.worstMilliseconds, latencyLimitMs))
+        }
+        // The codes a hostile refusal made up are counted together.
+        var outcomes: [String: Int] = [:]
+        for (outcome, count) in lessor.askAnswers {
+            outcomes[outcome.hasPrefix("code_0x") ? "made-up codes" : outcome, default: 0] += count
+        }
+        let answers = outcomes.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        print(
+            String(
+                format:
+                    "rwa-fuzz: %d hostile frames, %d sessions the lessee opened (%d closed by it); %d asks (%@), slowest %.0f ms; control probes: %d answers, worst %.1f ms, %d failed; peak RSS %@",
+                lessor.framesSent, lessor.sessionsAccepted, lessor.sessionsClosedByDaemon, lessor.asks, answers,
+                lessor.slowestAskMilliseconds, prober.answers, prober.worstMilliseconds, prober.failures,
+                pid == nil ? "not watched" : String(format: "%.1f MiB", watch.peakMebibytes)))
+        for failure in failures { print("FINDING: \(failure)") }
+        if !failures.isEmpty { throw ExitCode.failure }
+        print("rwa-fuzz: the daemon survived")
+    }
+
+    func controlRequest(_ request: [String: Any]) throws -> [String: Any] {
+        let client = try ControlClient(path: control!)
+        try client.send(request)
+        guard let answer = try client.receive() else { throw FuzzError("the daemon hung up") }
+        return answer
     }
 
     func pressures() throws -> [Pressure] {

@@ -15,7 +15,7 @@ struct FuzzError: Error, CustomStringConvertible {
 
 /// A blocking TCP socket to loopback with timeouts: the attacker's side needs full control of
 /// every byte (lying length prefixes, half records), which a session library would not allow.
-final class RawTCP {
+final class RawTCP: @unchecked Sendable {
     private(set) var fd: Int32
 
     init(host: String, port: Int, timeoutMilliseconds: Int = 2_000) throws {
@@ -38,6 +38,14 @@ final class RawTCP {
             Glibc.close(fd)
             throw FuzzError("connect to \(host):\(port): \(reason)")
         }
+    }
+
+    /// A connection a `RawListener` accepted.
+    init(accepted fd: Int32, timeoutMilliseconds: Int = 2_000) {
+        self.fd = fd
+        var timeout = timeval(tv_sec: timeoutMilliseconds / 1000, tv_usec: (timeoutMilliseconds % 1000) * 1000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     }
 
     /// False once a write failed (the peer closed, or stopped reading past the send timeout).
@@ -88,6 +96,46 @@ final class RawTCP {
     deinit { close() }
 }
 
+/// A listening TCP socket on loopback, for the attacks where the daemon dials (a hostile lessor).
+final class RawListener {
+    private let fd: Int32
+    let port: Int
+
+    init(host: String, port: Int) throws {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FuzzError("socket: \(String(cString: strerror(errno)))") }
+        self.fd = fd
+        var reuse: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &reuse, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        inet_pton(AF_INET, host, &address.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, length) == 0 && listen(fd, 128) == 0 && getsockname(fd, $0, &length) == 0
+            }
+        }
+        guard bound else {
+            let reason = String(cString: strerror(errno))
+            Glibc.close(fd)
+            throw FuzzError("listen on \(host):\(port): \(reason)")
+        }
+        self.port = Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// The next connection, or nil when none comes within `timeoutMilliseconds`.
+    func accept(timeoutMilliseconds: Int32) -> RawTCP? {
+        var waiting = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        guard poll(&waiting, 1, timeoutMilliseconds) == 1 else { return nil }
+        let connection = Glibc.accept(fd, nil, nil)
+        return connection >= 0 ? RawTCP(accepted: connection) : nil
+    }
+
+    func close() { Glibc.close(fd) }
+}
+
 /// An authenticated session over `RawTCP`: a real handshake from the pure state machine, then
 /// records sealed with `RecordCipher`, so the attacker can seal any bytes as a frame.
 final class RawSession {
@@ -97,15 +145,16 @@ final class RawSession {
     /// The sealed records sent so far, for replays.
     private(set) var sentRecords: [[UInt8]] = []
 
+    /// The peer's identity, proven in the handshake.
+    let peerIdentity: SigningPublicKey
+
     init(host: String, port: Int, identity: SigningKeyPair, chainID: Digest32) throws {
         tcp = try RawTCP(host: host, port: port)
         var machine = HandshakeStateMachine(
             initiator: HandshakeConfiguration(identity: identity, chainID: chainID), ephemeral: .generate())
-        func plaintextRecord(_ message: Message) -> [UInt8] {
-            let frame = message.frameBytes()
-            return withUnsafeBytes(of: UInt32(frame.count).bigEndian, Array.init) + frame
+        guard tcp.write(Self.plaintextRecord(machine.start())) else {
+            throw FuzzError("the daemon closed during hello")
         }
-        guard tcp.write(plaintextRecord(machine.start())) else { throw FuzzError("the daemon closed during hello") }
         var buffer = ByteBuffer()
         var reply: Message?
         while reply == nil {
@@ -116,9 +165,40 @@ final class RawSession {
         guard case .sendAndEstablish(let finish, let session) = try machine.receive(reply!) else {
             throw FuzzError("the handshake did not complete")
         }
-        guard tcp.write(plaintextRecord(finish)) else { throw FuzzError("the daemon closed during hello_finish") }
+        guard tcp.write(Self.plaintextRecord(finish)) else { throw FuzzError("the daemon closed during hello_finish") }
         cipher = RecordCipher(session)
         incoming = buffer
+        peerIdentity = session.peerIdentity
+    }
+
+    /// The responder's side, on a connection the daemon made (the fuzzer as a lessor).
+    init(accepting tcp: RawTCP, identity: SigningKeyPair, chainID: Digest32) throws {
+        self.tcp = tcp
+        var machine = HandshakeStateMachine(
+            responder: HandshakeConfiguration(identity: identity, chainID: chainID), ephemeral: .generate())
+        var buffer = ByteBuffer()
+        func nextMessage() throws -> Message {
+            while true {
+                if let payload = try TCPRecord.readPayload(&buffer) { return try Message.decode(frame: payload) }
+                guard let bytes = tcp.read(), !bytes.isEmpty else { throw FuzzError("the daemon left the handshake") }
+                buffer.writeBytes(bytes)
+            }
+        }
+        guard case .send(let reply) = try machine.receive(try nextMessage()) else {
+            throw FuzzError("no hello from the daemon")
+        }
+        guard tcp.write(Self.plaintextRecord(reply)) else { throw FuzzError("the daemon closed during hello_reply") }
+        guard case .establish(let session) = try machine.receive(try nextMessage()) else {
+            throw FuzzError("the handshake did not complete")
+        }
+        cipher = RecordCipher(session)
+        incoming = buffer
+        peerIdentity = session.peerIdentity
+    }
+
+    static func plaintextRecord(_ message: Message) -> [UInt8] {
+        let frame = message.frameBytes()
+        return withUnsafeBytes(of: UInt32(frame.count).bigEndian, Array.init) + frame
     }
 
     /// Seals `frame` (any bytes, up to the frame limit) as the next record.
@@ -148,6 +228,32 @@ final class RawSession {
                 return message
             }
             guard let bytes = tcp.read(), !bytes.isEmpty else { return nil }
+            incoming.writeBytes(bytes)
+        }
+    }
+
+    enum Received {
+        case message(Message)
+        case nothing
+        case closed
+    }
+
+    /// The next message within `waitingMilliseconds` (pings answered on the way), nothing, or
+    /// the end of the session (closed, or a record that does not open).
+    func receive(waitingMilliseconds: Int) -> Received {
+        tcp.setReadTimeout(milliseconds: waitingMilliseconds)
+        while true {
+            if let payload = try? TCPRecord.readPayload(&incoming) {
+                guard let frame = try? cipher.openRecord(payload) else { return .closed }
+                guard let message = try? Message.decode(frame: frame) else { continue }
+                if case .ping(let ping) = message {
+                    send(.pong(Pong(nonce: ping.nonce)))
+                    continue
+                }
+                return .message(message)
+            }
+            guard let bytes = tcp.read() else { return .closed }
+            if bytes.isEmpty { return .nothing }
             incoming.writeBytes(bytes)
         }
     }

@@ -6,6 +6,10 @@
 // the arbiter also through silent sessions that hold every slot and unfinished records that would
 // fill its memory. The full runs (100,000 frames and more) are the README's "Fuzzing" commands.
 import Foundation
+import NIOPosix
+import RWACrypto
+import RWALedger
+import RWANode
 import RWATestSupport
 import XCTest
 
@@ -47,6 +51,34 @@ final class FuzzProcessTests: XCTestCase {
         return (tcp!, udpPort)
     }
 
+    /// The lessor verified and owning a fresh licence, the lessee verified and funded; the
+    /// licence's id.
+    func leasingWorld(dir: String, arbiterPort: Int, lessor: SigningPublicKey, lessee: SigningPublicKey) async throws
+        -> TokenID
+    {
+        let genesis = try Genesis(decoding: [UInt8](try Data(contentsOf: URL(fileURLWithPath: "\(dir)/genesis.bin"))))
+        let regulator = try KeyFile.read(from: "\(dir)/regulator.key")
+        let issuer = try KeyFile.read(from: "\(dir)/stablecoin-issuer.key")
+        let admin = try await ArbiterClient.connect(
+            host: "127.0.0.1", port: arbiterPort, identity: regulator, chainID: genesis.chainID,
+            arbiter: genesis.arbiter, group: MultiThreadedEventLoopGroup.singleton)
+        defer { Task { await admin.close() } }
+        for key in [lessor, lessee] {
+            let identity = try await admin.sign(.registerIdentity(account: key, country: 840), with: regulator)
+            _ = try await admin.sign(.addClaim(identity: identity.createdID, topic: ClaimTopic.kyc), with: regulator)
+        }
+        _ = try await admin.sign(.mint(token: 0, to: lessee, amount: 1_000_000), with: issuer)
+        return try await admin.sign(
+            .registerResource(
+                ResourceRegistration(
+                    kind: .radioSpectrum, owner: lessor, name: "fuzzed lessor's", valuation: 1_000_000,
+                    spectrum: SpectrumLicence(
+                        centreHz: 3_700_000_000, widthHz: 10_000_000, country: 840, region: "fuzz",
+                        validFrom: 1_700_000_000, validUntil: 4_000_000_000),
+                    compliance: ComplianceRules())), with: regulator
+        ).createdID
+    }
+
     func testEveryDaemonSurvivesABoundedFuzzRun() async throws {
         try await withTimeout(600, "testEveryDaemonSurvivesABoundedFuzzRun") { [self] in
             let scratch = try Scratch()
@@ -77,16 +109,30 @@ final class FuzzProcessTests: XCTestCase {
                 "exchange", process: exchange, port: exchangeTCP, udpPort: exchangeUDP, dir: dir,
                 extra: ["--arbiter-port", "\(arbiterTCP)"], legitimate: "swaps exact: true")
 
+            // A lease alongside the lessor's: the lessor owns a licence it offers, and a lessee
+            // daemon, verified and funded, pays it all through the attack.
+            let lessorHome = scratch.directory.appendingPathComponent("lessor").path
+            let payerHome = scratch.directory.appendingPathComponent("payer").path
+            let (lessorKey, payerKey) = (SigningKeyPair.generate(), SigningKeyPair.generate())
+            for (home, key) in [(lessorHome, lessorKey), (payerHome, payerKey)] {
+                try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+                try KeyFile.write(key, to: home + "/identity.key")
+            }
+            let licence = try await leasingWorld(
+                dir: dir, arbiterPort: arbiterTCP, lessor: lessorKey.publicKey, lessee: payerKey.publicKey)
             let lessor = try ToolProcess(
                 tool: "rwa-lessor",
-                [
-                    "run", "--home", scratch.directory.appendingPathComponent("lessor").path, "--port", "0",
-                    "--udp-port",
-                    "0", "--offer", "1:0-99:10:100",
-                ] + connection)
+                ["run", "--home", lessorHome, "--port", "0", "--udp-port", "0", "--offer", "\(licence):0-99:10:100"]
+                    + connection)
             defer { lessor.stop() }
             let (lessorTCP, lessorUDP) = try ports(lessor, udp: true)
-            try fuzz("lessor", process: lessor, port: lessorTCP, udpPort: lessorUDP, dir: dir)
+            let payer = try ToolProcess(tool: "rwa-lessee", ["run", "--home", payerHome] + connection)
+            defer { payer.stop() }
+            while try payer.requireLine("the payer's ready line") != "ready" {}
+            try fuzz(
+                "lessor", process: lessor, port: lessorTCP, udpPort: lessorUDP, dir: dir,
+                extra: ["--arbiter-port", "\(arbiterTCP)", "--lessee-control", payerHome + "/control.sock"],
+                legitimate: "payments exact: true")
 
             // The lessee listens nowhere: rwa-fuzz listens as a hostile lessor and has it dial
             // through its control socket; it must answer every ask in time, keep no channel with

@@ -2,6 +2,7 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOPosix
 import RWACrypto
+import RWALeaseDaemon
 import RWALedger
 import RWAMarket
 import RWANode
@@ -241,6 +242,137 @@ final class LegitimateSwaps: LegitimateTraffic, @unchecked Sendable {
             return (count, nil)
         } catch {
             return (count, "the balances could not be read: \(error)")
+        }
+    }
+}
+
+/// For a lessor, given a lessee daemon that can lease from it (`--lessee-control`, the lessee
+/// verified and funded on the chain) and the arbiter: the lessee opens a channel on the
+/// lessor's first offer, pays one base unit at a time all through the attack through its control
+/// socket, and closes cooperatively at the end. The lease starts two periods ahead, so the
+/// lessee's own pay-ahead stays out of it: the closed channel must have been paid exactly the
+/// acknowledged payments, and the lessee's balance on the chain must have fallen by exactly that.
+final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
+    let unit = "payments"
+    private let control: String
+    private let arbiter: ArbiterClient
+    private let lessee: SigningPublicKey
+    private let channel: String
+    private let balanceBefore: UInt128
+    private let deposit: UInt128
+    /// The payments both sides acknowledged, and the paid amount the last one came back with.
+    private let paid = NIOLockedValueBox((count: 0, lastPaid: UInt128(0)))
+    private let loop: Loop
+
+    private init(
+        control: String, arbiter: ArbiterClient, lessee: SigningPublicKey, channel: String, balanceBefore: UInt128,
+        deposit: UInt128
+    ) {
+        self.control = control
+        self.arbiter = arbiter
+        self.lessee = lessee
+        self.channel = channel
+        self.balanceBefore = balanceBefore
+        self.deposit = deposit
+        let paid = paid
+        loop = Loop {
+            guard paid.withLockedValue({ UInt128($0.count) }) < deposit else {
+                try await Task.sleep(for: .milliseconds(100))  // the deposit is spent: nothing more to pay
+                return
+            }
+            let answer = try Self.ask(control, ["command": "pay", "channel": channel, "amount": "1"])
+            guard let state = answer["state"] as? [String: Any], let text = state["paid"] as? String,
+                let nowPaid = UInt128(text)
+            else { throw FuzzError("a payment's answer has no state: \(answer)") }
+            try paid.withLockedValue {
+                guard nowPaid == $0.lastPaid + 1 else {
+                    throw FuzzError("a payment of 1 after \($0.lastPaid) came back as \(nowPaid) paid")
+                }
+                $0.count += 1
+                $0.lastPaid = nowPaid
+            }
+        }
+    }
+
+    /// One control request to the lessee; an answer that is not ok is an error.
+    static func ask(_ control: String, _ request: [String: Any]) throws -> [String: Any] {
+        let client = try ControlClient(path: control)
+        try client.send(request)
+        guard let answer = try client.receive() else { throw FuzzError("the lessee hung up on \(request)") }
+        guard answer["ok"] as? Bool == true else { throw FuzzError("the lessee refused \(request): \(answer)") }
+        return answer
+    }
+
+    static func start(
+        host: String, port: Int, arbiterPort: Int, genesis: Genesis, control: String
+    ) async throws -> LegitimateLease {
+        // The lessor's key, from a handshake with it.
+        let probe = try RawSession(host: host, port: port, identity: .generate(), chainID: genesis.chainID)
+        let lessor = probe.peerIdentity
+        probe.close()
+        let address = ["lessor": "\(host):\(port)", "lessor_key": "\(lessor)"]
+        let offers = try ask(control, ["command": "offers"].merging(address) { $1 })["offers"] as? [[String: Any]]
+        guard let offer = offers?.first, let licence = offer["licence"] as? Int,
+            let first = offer["first_slice"] as? Int,
+            let rateText = offer["rate_per_slice_hour"] as? String, let rate = UInt128(rateText),
+            let maxHours = offer["max_hours"] as? Int
+        else { throw FuzzError("the lessor offers nothing to lease: \(offers ?? [])") }
+        let period = UInt64(genesis.periodSeconds)
+        let start = (UInt64(Date().timeIntervalSince1970) / period + 2) * period
+        let hours = min(maxHours, 100)
+        let deposit = rate * 2 * UInt128(hours)
+        let opened = try ask(
+            control,
+            [
+                "command": "open", "licence": "\(licence)", "first_slice": "\(first)", "slice_count": "2",
+                "start_seconds": "\(start)", "hours": "\(hours)", "rate": "offer", "deposit": "\(deposit)",
+                "increment": "\(rate * 2)", "challenge_ms": "60000",
+                "nonce": "\(UInt64.random(in: 1...UInt64.max))",
+            ].merging(address) { $1 })
+        guard let channel = opened["channel"] as? String,
+            let status = try ask(control, ["command": "status", "channel": channel])["channel"] as? [String: Any],
+            let lesseeText = status["lessee"] as? String, let lesseeBytes = [UInt8](hex: lesseeText)
+        else { throw FuzzError("the open's answer names no channel: \(opened)") }
+        let lessee = try SigningPublicKey(bytes: lesseeBytes)
+        let arbiter = try await ArbiterClient.connect(
+            host: host, port: arbiterPort, identity: .generate(), chainID: genesis.chainID, arbiter: genesis.arbiter,
+            group: MultiThreadedEventLoopGroup.singleton)
+        // After the open: the deposit has left the balance, and comes back less what was paid.
+        let balance = try await arbiter.holding(token: 0, account: lessee).balance + deposit
+        return LegitimateLease(
+            control: control, arbiter: arbiter, lessee: lessee, channel: channel, balanceBefore: balance,
+            deposit: deposit)
+    }
+
+    func finish() async -> (count: Int, problem: String?) {
+        let count: Int
+        do { count = try await loop.stop() } catch {
+            return (paid.withLockedValue { $0.count }, "a legitimate payment failed: \(error)")
+        }
+        let expected = UInt128(count)
+        do {
+            let final = try Self.ask(control, ["command": "close", "channel": channel])["state"] as? [String: Any]
+            guard final?["paid"] as? String == "\(expected)" else {
+                return (count, "after \(count) payments of 1 the channel closed with \(final ?? [:])")
+            }
+            // The lessee closes on the chain: wait (at most 30 s) for its balance to come back.
+            let deadline = Date().addingTimeInterval(30)
+            var balance: UInt128 = 0
+            while Date() < deadline {
+                balance = try await arbiter.holding(token: 0, account: lessee).balance
+                if balance == balanceBefore - expected { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            await arbiter.close()
+            if balance != balanceBefore - expected {
+                return (
+                    count,
+                    "after \(count) payments of 1 the lessee holds \(balance), not \(balanceBefore - expected)"
+                )
+            }
+            return (count, nil)
+        } catch {
+            return (count, "the lease could not be closed or read: \(error)")
         }
     }
 }

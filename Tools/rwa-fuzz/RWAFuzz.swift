@@ -6,7 +6,8 @@
 // floods; over UDP, garbage datagrams and `hello` floods from many loopback source addresses.
 // Meanwhile a legitimate client keeps asking the daemon a valid question (its worst latency is
 // reported, from a process of its own) and, for an arbiter given its chain directory, makes
-// transfers (for an exchange given its arbiter too, swaps) whose balances must come out exact. At
+// transfers (for an exchange given its arbiter too, swaps; for a lessor given a lessee daemon,
+// lease payments) whose balances must come out exact. At
 // the end the daemon must still answer, and its resident memory must have stayed under the bound.
 // Every finding is printed with the bytes that preceded it. A lessee listens nowhere: against it,
 // rwa-fuzz listens as a hostile lessor and has the lessee dial it through its control socket.
@@ -57,8 +58,16 @@ struct Fuzz: AsyncParsableCommand {
     @Option(help: "What it is: \(Role.allCases.map(\.rawValue).joined(separator: ", ")).") var role: Role
     @Option(help: "The chain directory (genesis.bin; the regulator's and issuer's keys for the legitimate traffic).")
     var dir: String?
-    @Option(help: "For an exchange: its arbiter's TCP port, where the legitimate swaps' pool is set up and checked.")
+    @Option(
+        help:
+            "For an exchange or a lessor: its arbiter's TCP port, where the legitimate swaps' pool is set up and checked (the lease's balances, for a lessor)."
+    )
     var arbiterPort: Int?
+    @Option(
+        help:
+            "For a lessor: the control socket of a lessee daemon, verified and funded, that leases from it all through the attack."
+    )
+    var lesseeControl: String?
     @Option(help: "The chain id (hex), when there is no --dir (rwa-peer's development chain by default).")
     var chainID: String?
     @Option(help: "The daemon's process id, to watch its resident memory and that it lives.") var pid: Int32?
@@ -162,8 +171,8 @@ struct Fuzz: AsyncParsableCommand {
         print("rwa-fuzz: the daemon survived")
     }
 
-    /// Transfers on an arbiter, swaps through an exchange whose arbiter is given; none without
-    /// the chain directory's keys.
+    /// Transfers on an arbiter, swaps through an exchange whose arbiter is given, a lease with a
+    /// lessor through a lessee daemon; none without the chain directory.
     func legitimateTraffic(genesis: Genesis?) async throws -> (any LegitimateTraffic)? {
         guard let genesis, let dir else { return nil }
         switch role {
@@ -173,7 +182,11 @@ struct Fuzz: AsyncParsableCommand {
             guard let arbiterPort else { return nil }
             return try await LegitimateSwaps.start(
                 host: host, port: port, arbiterPort: arbiterPort, genesis: genesis, dir: dir)
-        case .peer, .lessor, .lessee:
+        case .lessor:
+            guard let arbiterPort, let lesseeControl else { return nil }
+            return try await LegitimateLease.start(
+                host: host, port: port, arbiterPort: arbiterPort, genesis: genesis, control: lesseeControl)
+        case .peer, .lessee:
             return nil
         }
     }

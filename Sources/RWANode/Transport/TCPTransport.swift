@@ -53,6 +53,10 @@ public enum TCPTransport {
     /// One socket read (at most 64 KiB) per readiness event: once a session's inbox is full, at
     /// most the records of that one read still reach it, which is what bounds its memory.
     static let readsPerEvent: UInt = 1
+    /// A listener's connections read at most this much at a time (the default grows to 64 KiB).
+    /// A flooding peer's read is decrypted and handled before the loop turns to anyone else, so
+    /// this bounds how long each flooder delays a legitimate session's every step.
+    static let listenerReadBytesMax = 2_048
 
     public static func listen(
         host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
@@ -69,6 +73,11 @@ public enum TCPTransport {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.autoRead, value: true)
             .childChannelOption(.maxMessagesPerRead, value: TCPTransport.readsPerEvent)
+            .childChannelOption(
+                .recvAllocator,
+                value: AdaptiveRecvByteBufferAllocator(
+                    minimum: 64, initial: 2_048, maximum: TCPTransport.listenerReadBytesMax)
+            )
             .childChannelInitializer { channel in
                 let now = NIODeadline.now().uptimeNanoseconds
                 let activity = ConnectionActivity(now: now)

@@ -238,13 +238,12 @@ final class HostileLessor: @unchecked Sendable {
                 sent = 0  // a flood lasts as long as the pressure
                 continue
             }
-            switch session.receive(waitingMilliseconds: 50) {
+            switch session.receive(waitingMilliseconds: 20) {
             case .closed:
                 state.withLockedValue { $0.sessionsClosedByDaemon += 1 }
                 return
             case .nothing:
                 sent += 1
-                guard number(0...3) == 0 else { continue }
                 guard send(unsolicited(lessee), on: session) else { return }
             case .message(.lease(let request)):
                 sent += 1

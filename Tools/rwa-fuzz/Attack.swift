@@ -367,7 +367,7 @@ final class Prober: @unchecked Sendable {
     let chainID: Digest32
     /// A lessee's control socket: what is probed there (a lessee listens nowhere).
     let control: String?
-    private let state = NIOLockedValueBox((answers: 0, failures: 0, worst: 0.0, running: true))
+    private let state = NIOLockedValueBox((answers: 0, failures: 0, worst: 0.0, worstUDP: 0.0, running: true))
     private var thread: Thread?
 
     init(host: String, port: Int, udpPort: Int?, role: Role, chainID: Digest32, control: String? = nil) {
@@ -382,6 +382,8 @@ final class Prober: @unchecked Sendable {
     var answers: Int { state.withLockedValue { $0.answers } }
     var failures: Int { state.withLockedValue { $0.failures } }
     var worstMilliseconds: Double { state.withLockedValue { $0.worst } }
+    /// The worst of the probes over UDP alone (their detail starts with "udp").
+    var worstUDPMilliseconds: Double { state.withLockedValue { $0.worstUDP } }
 
     private var child: Process?
 
@@ -433,6 +435,7 @@ final class Prober: @unchecked Sendable {
         state.withLockedValue {
             if result.ok { $0.answers += 1 } else { $0.failures += 1 }
             $0.worst = max($0.worst, result.milliseconds)
+            if result.detail.hasPrefix("udp") { $0.worstUDP = max($0.worstUDP, result.milliseconds) }
         }
         if !result.ok { print("rwa-fuzz: a legitimate request failed: \(result.detail)") }
     }
@@ -479,11 +482,11 @@ final class Prober: @unchecked Sendable {
                     group: MultiThreadedEventLoopGroup.singleton)
                 let request = role.validRequest(requestID: 43)
                 if case .ping = request {
-                    outcome.withLockedValue { $0 = (true, "") }  // the handshake is the answer
+                    outcome.withLockedValue { $0 = (true, "udp") }  // the handshake is the answer
                 } else {
                     try await session.send(request)
                     for try await _ in session.inbox {
-                        outcome.withLockedValue { $0 = (true, "") }
+                        outcome.withLockedValue { $0 = (true, "udp") }
                         break
                     }
                 }

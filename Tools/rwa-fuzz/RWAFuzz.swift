@@ -136,6 +136,7 @@ struct Fuzz: AsyncParsableCommand {
             attack.apply(kind, seconds: pressureSeconds)
             print(
                 "rwa-fuzz: under \(kind): legitimate answers \(prober.answers - before.0), failed \(prober.failures - before.1), worst so far \(Int(prober.worstMilliseconds)) ms"
+                    + (udpPort == nil ? "" : " (over UDP \(Int(prober.worstUDPMilliseconds)) ms)")
                     + (pid == nil ? "" : String(format: ", peak RSS so far %.1f MiB", watch.peakMebibytes)))
         }
 

@@ -524,7 +524,6 @@ final class Prober: @unchecked Sendable {
             while let answer = session.receive() {
                 switch (role, answer) {
                 case (.arbiter, .arbiter(.statusAnswer)), (.exchange, .exchange), (.lessor, .lease(.offers)),
-                    (.lessee, .lease(.offers)),
                     (.peer, .pong):
                     return (true, elapsed(), "")
                 default:

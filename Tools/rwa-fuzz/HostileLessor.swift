@@ -42,6 +42,7 @@ final class HostileLessor: @unchecked Sendable {
         var slowestAskMilliseconds = 0.0
         var findings: [String] = []
         var running = true
+        var askersRunning = 0
         var flood: Pressure?
     }
 
@@ -83,22 +84,40 @@ final class HostileLessor: @unchecked Sendable {
     /// Two askers keep the lessee dialling while the listener serves each session it opens,
     /// until the frame budget or the time is spent.
     func run() {
-        let askers = (0..<2).map { index in
-            let thread = Thread { [self] in
-                var round = index
-                while running && !exhausted {
-                    ask(round % 3 == 0 ? "offers" : "open")
-                    round += 1
-                }
+        for index in 0..<2 {
+            startAsker { [self] round in
+                guard running && !exhausted else { return nil }
+                return (round + index) % 3 == 0 ? "offers" : "open"
             }
-            thread.start()
-            return thread
         }
         serve(until: { [self] in exhausted })
+        stopAskers()
+    }
+
+    /// A thread asking the lessee what `next` says (given the round) until it says nil.
+    private func startAsker(_ next: @escaping @Sendable (Int) -> String?) {
+        state.withLockedValue { $0.askersRunning += 1 }
+        Thread { [self] in
+            var round = 0
+            while let command = next(round) {
+                ask(command)
+                round += 1
+            }
+            state.withLockedValue { $0.askersRunning -= 1 }
+        }.start()
+    }
+
+    /// Waits for the askers' last asks to end (each within the lessee's bound), then closes the
+    /// connections the lessee made for them that nobody served, so that none of them is taken
+    /// for a dial after the attack.
+    private func stopAskers() {
         state.withLockedValue { $0.running = false }
-        _ = askers
-        // An asker may still wait for the lessee's answer; it ends within the bound.
-        Thread.sleep(forTimeInterval: 0.2)
+        let deadline = Date().addingTimeInterval(
+            Double(LeaseService.peerAnswerMillisecondsMax) / 1000 + Self.answerMarginMilliseconds / 1000)
+        while state.withLockedValue({ $0.askersRunning }) > 0 && Date() < deadline {
+            if let connection = listener.accept(timeoutMilliseconds: 10) { connection.close() }
+        }
+        while let connection = listener.accept(timeoutMilliseconds: 0) { connection.close() }
     }
 
     /// Floods of one kind (`unread` or `forged`; the others need a listening daemon) on every
@@ -109,15 +128,10 @@ final class HostileLessor: @unchecked Sendable {
             $0.flood = pressure
             $0.running = true
         }
-        let asker = Thread { [self] in
-            while running && Date() < until { ask("offers") }
-        }
-        asker.start()
+        startAsker { [self] _ in running && Date() < until ? "offers" : nil }
         serve(until: { Date() >= until })
-        state.withLockedValue {
-            $0.flood = nil
-            $0.running = false
-        }
+        state.withLockedValue { $0.flood = nil }
+        stopAskers()
     }
 
     /// Accepts the lessee's sessions and serves each on a thread of its own (at most 8 at once).

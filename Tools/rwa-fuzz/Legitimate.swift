@@ -294,7 +294,7 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
         }
     }
 
-    /// One control request to the lessee; an answer that is not ok is an error.
+    /// One request on a lessee's control socket; an answer that is not ok is an error.
     static func ask(_ control: String, _ request: [String: Any]) throws -> [String: Any] {
         let client = try ControlClient(path: control)
         try client.send(request)

@@ -7,10 +7,10 @@
 // Meanwhile a legitimate client keeps asking the daemon a valid question (its worst latency is
 // reported, from a process of its own) and, for an arbiter given its chain directory, makes
 // transfers (for an exchange given its arbiter too, swaps; for a lessor given a lessee daemon,
-// lease payments) whose balances must come out exact. At
-// the end the daemon must still answer, and its resident memory must have stayed under the bound.
-// Every finding is printed with the bytes that preceded it. A lessee listens nowhere: against it,
-// rwa-fuzz listens as a hostile lessor and has the lessee dial it through its control socket.
+// lease payments) whose balances must come out exact. At the end the daemon must still answer,
+// and its resident memory must have stayed under the bound. Every finding is printed with the
+// bytes that preceded it. A lessee listens nowhere: against it, rwa-fuzz listens as a hostile
+// lessor and has the lessee dial it through its control socket (HostileLessor.swift).
 import ArgumentParser
 import Foundation
 import NIOPosix
@@ -221,11 +221,13 @@ struct Fuzz: AsyncParsableCommand {
         if !final.ok {
             failures.append("after the attack the lessee does not answer its control socket: \(final.detail)")
         }
-        if let channels = try? controlRequest(["command": "channels"])["channels"] as? [[String: Any]] {
+        if let channels = try? LegitimateLease.ask(control!, ["command": "channels"])["channels"] as? [[String: Any]] {
             let kept = channels.filter { $0["lessor"] as? String == "\(lessor.identity.publicKey)" }
             if !kept.isEmpty {
                 failures.append("the lessee keeps \(kept.count) channels with the hostile lessor: \(kept)")
             }
+        } else {
+            failures.append("the lessee's channels could not be read after the attack")
         }
         if let pid, kill(pid, 0) != 0 { failures.append("the lessee (pid \(pid)) is gone") }
         if watch.peakMebibytes > rssLimitMb {
@@ -254,13 +256,6 @@ struct Fuzz: AsyncParsableCommand {
         for failure in failures { print("FINDING: \(failure)") }
         if !failures.isEmpty { throw ExitCode.failure }
         print("rwa-fuzz: the daemon survived")
-    }
-
-    func controlRequest(_ request: [String: Any]) throws -> [String: Any] {
-        let client = try ControlClient(path: control!)
-        try client.send(request)
-        guard let answer = try client.receive() else { throw FuzzError("the daemon hung up") }
-        return answer
     }
 
     func pressures() throws -> [Pressure] {

@@ -50,8 +50,9 @@ final class ConnectionActivity: Sendable {
 
 /// TCP listener and dialer (proto/README.md, "TCP records").
 public enum TCPTransport {
-    /// One socket read (at most 64 KiB) per readiness event: once a session's inbox is full, at
-    /// most the records of that one read still reach it, which is what bounds its memory.
+    /// One socket read (at most 64 KiB, or `listenerReadBytesMax`) per readiness event: once a
+    /// session's inbox is full, at most the records of that one read still reach it, which is
+    /// what bounds its memory.
     static let readsPerEvent: UInt = 1
     /// A listener's connections read at most this much at a time (the default grows to 64 KiB).
     /// A flooding peer's read is decrypted and handled before the loop turns to anyone else, so
@@ -76,7 +77,8 @@ public enum TCPTransport {
             .childChannelOption(
                 .recvAllocator,
                 value: AdaptiveRecvByteBufferAllocator(
-                    minimum: 64, initial: 2_048, maximum: TCPTransport.listenerReadBytesMax)
+                    minimum: 64, initial: TCPTransport.listenerReadBytesMax,
+                    maximum: TCPTransport.listenerReadBytesMax)
             )
             .childChannelInitializer { channel in
                 let now = NIODeadline.now().uptimeNanoseconds

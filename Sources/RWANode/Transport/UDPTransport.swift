@@ -162,7 +162,20 @@ struct HelloCookies {
     }
 
     private func cookie(for address: SocketAddress, period: UInt64) -> [UInt8] {
-        let source = Array("\(address.ipAddress ?? "?")|\(address.port ?? 0)".utf8)
+        // The address's own bytes: formatting it as text cost as much as the hash under a flood.
+        let source: [UInt8]
+        switch address {
+        case .v4(let v4):
+            source =
+                withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+                + withUnsafeBytes(of: v4.address.sin_port) { Array($0) }
+        case .v6(let v6):
+            source =
+                withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+                + withUnsafeBytes(of: v6.address.sin6_port) { Array($0) }
+        case .unixDomainSocket:
+            source = Array("\(address)".utf8)
+        }
         let digest = Blake2b.hash256(parts: [source, withUnsafeBytes(of: period.bigEndian, Array.init)], key: secret)
         return Array(digest.bytes.prefix(WireLimits.udpCookieBytes))
     }
@@ -342,6 +355,14 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private func receiveHandshake(
         _ frame: ByteBuffer, from address: SocketAddress, receivedBytes: Int, cookieChecked: Bool = false
     ) {
+        // Under load, a new address's `hello` gets a cookie and no state: its type is all that
+        // decides that, so the frame is not decoded (a flood of them is what load means here).
+        if !cookieChecked && acceptsPeers && responderHandshakes >= configuration.handshakesBeforeCookie
+            && peers[address] == nil
+            && frame.getInteger(at: frame.readerIndex, as: UInt16.self) == MessageType.hello.rawValue
+        {
+            return sendCookie(to: address)
+        }
         let message: Message
         do {
             message = try Message.decode(frame: frame)

@@ -25,6 +25,28 @@ extension Role {
     }
 }
 
+/// `frame` bit-flipped, truncated, extended, retyped (any type: unknown even, unknown odd, or
+/// known), or replaced by garbage.
+func spoil(_ frame: [UInt8], using random: inout some RandomNumberGenerator) -> [UInt8] {
+    var frame = frame
+    func number(_ range: ClosedRange<Int>) -> Int { Int.random(in: range, using: &random) }
+    func bytes(_ count: Int) -> [UInt8] { (0..<count).map { _ in UInt8.random(in: 0...255, using: &random) } }
+    switch number(0...4) {
+    case 0:
+        for _ in 0..<number(1...4) {
+            let bit = number(0...(frame.count * 8 - 1))
+            frame[bit / 8] ^= 1 << (bit % 8)
+        }
+    case 1: frame = Array(frame.prefix(number(0...max(0, frame.count - 1))))
+    case 2: frame += bytes(number(1...64))
+    case 3:
+        frame[0] = UInt8(number(0...255))
+        frame[1] = UInt8(number(0...255))
+    default: frame = bytes(number(2...1_200))
+    }
+    return frame
+}
+
 /// The hostile streams, sent one kind after another until the frame budget or the time runs out.
 final class Attack {
     let host: String
@@ -171,21 +193,8 @@ final class Attack {
     func hostileFrame() -> [UInt8] {
         var frame = validRequest(requestID: UInt64.random(in: 1...UInt64.max, using: &random)).frameBytes()
         switch number(0...8) {
-        case 0:  // bit flips
-            for _ in 0..<number(1...4) {
-                let bit = number(0...(frame.count * 8 - 1))
-                frame[bit / 8] ^= 1 << (bit % 8)
-            }
-        case 1:  // truncated
-            frame = Array(frame.prefix(number(0...max(0, frame.count - 1))))
-        case 2:  // extended
-            frame += bytes(number(1...64))
-        case 3:  // another type: unknown even, unknown odd, or any
-            let type = UInt16.random(in: 0...UInt16.max, using: &random)
-            frame[0] = UInt8(type >> 8)
-            frame[1] = UInt8(type & 0xFF)
-        case 4:  // garbage
-            frame = bytes(number(2...1_200))
+        case 0...4:
+            frame = spoil(frame, using: &random)
         case 5:  // oversized: up to the frame limit
             frame += bytes(number(1_000...(WireLimits.frameBytesMax - frame.count)))
         case 6:  // a transaction with a forged signature
@@ -507,11 +516,7 @@ final class Prober: @unchecked Sendable {
         func elapsed() -> Double { Date().timeIntervalSince(start) * 1000 }
         if let control {
             do {
-                let client = try ControlClient(path: control)
-                try client.send(["command": "channels"])
-                guard let answer = try client.receive(), answer["ok"] as? Bool == true else {
-                    return (false, elapsed(), "control: no channels answer")
-                }
+                _ = try controlRequest(control, ["command": "channels"])
                 return (true, elapsed(), "")
             } catch {
                 return (false, elapsed(), "control: \(error)")

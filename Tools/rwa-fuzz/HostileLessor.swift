@@ -344,23 +344,8 @@ final class HostileLessor: @unchecked Sendable {
         return message.frameBytes()
     }
 
-    /// A frame bit-flipped, cut, extended, retyped or replaced by garbage.
     private func spoiled(_ frame: [UInt8]) -> [UInt8] {
-        var frame = frame
-        switch number(0...4) {
-        case 0:
-            for _ in 0..<number(1...4) {
-                let bit = number(0...(frame.count * 8 - 1))
-                frame[bit / 8] ^= 1 << (bit % 8)
-            }
-        case 1: frame = Array(frame.prefix(number(0...max(0, frame.count - 1))))
-        case 2: frame += bytes(number(1...64))
-        case 3:
-            frame[0] = UInt8(number(0...255))
-            frame[1] = UInt8(number(0...255))
-        default: frame = bytes(number(2...1_200))
-        }
-        return frame
+        state.withLockedValue { spoil(frame, using: &$0.random) }
     }
 
     private func randomDigest() -> Digest32 { try! Digest32(bytes: bytes(32)) }

@@ -280,7 +280,7 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
                 try await Task.sleep(for: .milliseconds(100))  // the deposit is spent: nothing more to pay
                 return
             }
-            let answer = try Self.ask(control, ["command": "pay", "channel": channel, "amount": "1"])
+            let answer = try controlRequest(control, ["command": "pay", "channel": channel, "amount": "1"])
             guard let state = answer["state"] as? [String: Any], let text = state["paid"] as? String,
                 let nowPaid = UInt128(text)
             else { throw FuzzError("a payment's answer has no state: \(answer)") }
@@ -294,15 +294,6 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
         }
     }
 
-    /// One request on a lessee's control socket; an answer that is not ok is an error.
-    static func ask(_ control: String, _ request: [String: Any]) throws -> [String: Any] {
-        let client = try ControlClient(path: control)
-        try client.send(request)
-        guard let answer = try client.receive() else { throw FuzzError("the lessee hung up on \(request)") }
-        guard answer["ok"] as? Bool == true else { throw FuzzError("the lessee refused \(request): \(answer)") }
-        return answer
-    }
-
     static func start(
         host: String, port: Int, arbiterPort: Int, genesis: Genesis, control: String
     ) async throws -> LegitimateLease {
@@ -311,7 +302,8 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
         let lessor = probe.peerIdentity
         probe.close()
         let address = ["lessor": "\(host):\(port)", "lessor_key": "\(lessor)"]
-        let offers = try ask(control, ["command": "offers"].merging(address) { $1 })["offers"] as? [[String: Any]]
+        let offers =
+            try controlRequest(control, ["command": "offers"].merging(address) { $1 })["offers"] as? [[String: Any]]
         guard let offer = offers?.first, let licence = offer["licence"] as? Int,
             let first = offer["first_slice"] as? Int,
             let rateText = offer["rate_per_slice_hour"] as? String, let rate = UInt128(rateText),
@@ -321,7 +313,7 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
         let start = (UInt64(Date().timeIntervalSince1970) / period + 2) * period
         let hours = min(maxHours, 100)
         let deposit = rate * 2 * UInt128(hours)
-        let opened = try ask(
+        let opened = try controlRequest(
             control,
             [
                 "command": "open", "licence": "\(licence)", "first_slice": "\(first)", "slice_count": "2",
@@ -330,7 +322,8 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
                 "nonce": "\(UInt64.random(in: 1...UInt64.max))",
             ].merging(address) { $1 })
         guard let channel = opened["channel"] as? String,
-            let status = try ask(control, ["command": "status", "channel": channel])["channel"] as? [String: Any],
+            let status = try controlRequest(control, ["command": "status", "channel": channel])["channel"]
+                as? [String: Any],
             let lesseeText = status["lessee"] as? String, let lesseeBytes = [UInt8](hex: lesseeText)
         else { throw FuzzError("the open's answer names no channel: \(opened)") }
         let lessee = try SigningPublicKey(bytes: lesseeBytes)
@@ -351,7 +344,9 @@ final class LegitimateLease: LegitimateTraffic, @unchecked Sendable {
         }
         let expected = UInt128(count)
         do {
-            let final = try Self.ask(control, ["command": "close", "channel": channel])["state"] as? [String: Any]
+            let final =
+                try controlRequest(control, ["command": "close", "channel": channel])["state"]
+                as? [String: Any]
             guard final?["paid"] as? String == "\(expected)" else {
                 return (count, "after \(count) payments of 1 the channel closed with \(final ?? [:])")
             }

@@ -221,7 +221,7 @@ struct Fuzz: AsyncParsableCommand {
         if !final.ok {
             failures.append("after the attack the lessee does not answer its control socket: \(final.detail)")
         }
-        if let channels = try? LegitimateLease.ask(control!, ["command": "channels"])["channels"] as? [[String: Any]] {
+        if let channels = try? controlRequest(control!, ["command": "channels"])["channels"] as? [[String: Any]] {
             let kept = channels.filter { $0["lessor"] as? String == "\(lessor.identity.publicKey)" }
             if !kept.isEmpty {
                 failures.append("the lessee keeps \(kept.count) channels with the hostile lessor: \(kept)")

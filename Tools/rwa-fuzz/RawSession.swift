@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import RWACrypto
+import RWALeaseDaemon
 import RWASession
 import RWAWire
 
@@ -217,19 +218,8 @@ final class RawSession {
 
     /// The next message the daemon sends (pings answered on the way); nil on a close or timeout.
     func receive() -> Message? {
-        while true {
-            if let payload = try? TCPRecord.readPayload(&incoming) {
-                guard let frame = try? cipher.openRecord(payload), let message = try? Message.decode(frame: frame)
-                else { return nil }
-                if case .ping(let ping) = message {
-                    send(.pong(Pong(nonce: ping.nonce)))
-                    continue
-                }
-                return message
-            }
-            guard let bytes = tcp.read(), !bytes.isEmpty else { return nil }
-            incoming.writeBytes(bytes)
-        }
+        guard case .message(let message) = receive(waitingMilliseconds: 2_000) else { return nil }
+        return message
     }
 
     enum Received {
@@ -259,6 +249,15 @@ final class RawSession {
     }
 
     func close() { tcp.close() }
+}
+
+/// One request on a lease daemon's control socket; an answer that is not ok is an error.
+func controlRequest(_ control: String, _ request: [String: Any]) throws -> [String: Any] {
+    let client = try ControlClient(path: control)
+    try client.send(request)
+    guard let answer = try client.receive() else { throw FuzzError("the daemon hung up on \(request)") }
+    guard answer["ok"] as? Bool == true else { throw FuzzError("the daemon refused \(request): \(answer)") }
+    return answer
 }
 
 /// One datagram from a chosen loopback source address (as a spoofing attacker would send it).

@@ -33,6 +33,7 @@ let package = Package(
             providers: [.apt(["libsodium-dev"])]
         ),
         .target(name: "RWACrypto", dependencies: ["CSodium"]),
+        .target(name: "CDatagramBatch"),
         .target(
             name: "RWAWire",
             dependencies: ["RWACrypto", "RWAMarket", .product(name: "NIOCore", package: "swift-nio")]
@@ -72,7 +73,7 @@ let package = Package(
             name: "RWANode",
             dependencies: [
                 "RWACrypto", "RWAWire", "RWASession", "RWALedger", "RWAArbiter", "RWAExchange", "RWAStore",
-                "RWAMarket", "RWAChannel",
+                "RWAMarket", "RWAChannel", "CDatagramBatch",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),

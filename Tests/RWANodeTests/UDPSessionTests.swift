@@ -177,4 +177,96 @@ final class UDPSessionTests: XCTestCase {
             await session.close()
         }
     }
+
+    /// The port's filter hands plain `hello`s, and only them, to the cookie step's own socket
+    /// (`UDPHelloResponder`): under load they are answered there, while a dialer's cookie echo
+    /// and its session's packets go to the channel; without load, and for a datagram the filter
+    /// cannot read whole, the cookie step hands the datagram to the endpoint.
+    func testPlainHellosAndOnlyThemReachTheCookieStep() async throws {
+        try await withTimeout(60, "testPlainHellosAndOnlyThemReachTheCookieStep") {
+            func eventually(_ what: String, within seconds: TimeInterval = 5, _ condition: () -> Bool) {
+                let deadline = Date().addingTimeInterval(seconds)
+                while !condition() && Date() < deadline { usleep(1_000) }
+                XCTAssertTrue(condition(), what)
+            }
+            func configuration(cookiesFromTheFirstHello: Bool) throws -> SessionConfiguration {
+                var configuration = try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet))
+                configuration.udpFaults = nil
+                configuration.keyLog = nil
+                if cookiesFromTheFirstHello { configuration.handshakesBeforeCookie = 0 }
+                return configuration
+            }
+            let group = MultiThreadedEventLoopGroup.singleton
+
+            let loaded = try await UDPTransport.listen(
+                host: "127.0.0.1", port: 0, configuration: configuration(cookiesFromTheFirstHello: true), group: group)
+            let responder = try XCTUnwrap(loaded.helloResponder)
+            let session = try await UDPTransport.dial(
+                host: "127.0.0.1", port: loaded.port, configuration: configuration(cookiesFromTheFirstHello: true),
+                group: group)
+            var accepted = loaded.sessions.makeAsyncIterator()
+            let acceptedSession = await accepted.next()
+            let server = try XCTUnwrap(acceptedSession)
+            let author = SigningKeyPair.generate()
+            for number in 0..<2 {
+                try await session.send(
+                    .signedNote(
+                        SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: UInt64(number), body: [])))
+            }
+            var notes = 0
+            for try await case .signedNote in server.inbox {
+                notes += 1
+                if notes == 2 { break }
+            }
+            eventually("the dialer's hello got its cookie from the cookie step") { responder.cookiesSent == 1 }
+            XCTAssertEqual(
+                responder.datagramsForwarded, 0, "the cookie echo and the session's packets went to the channel")
+
+            let peer = RawUDPPeer(port: loaded.port)
+            var machine = HandshakeStateMachine(
+                initiator: HandshakeConfiguration(identity: .generate(), chainID: ChainIDs.devnet),
+                ephemeral: .generate())
+            let hello = [UDPPacketKind.handshake.rawValue] + machine.start().frameBytes()
+            for _ in 0..<50 {
+                peer.send(hello)
+                XCTAssertEqual(peer.receive()?.first, UDPPacketKind.cookie.rawValue)
+            }
+            eventually("50 more cookies, all from the cookie step") { responder.cookiesSent == 51 }
+            peer.send([UDPPacketKind.handshake.rawValue, 0x00])  // too short for the filter to read its type
+            eventually("a datagram the filter cannot read whole is handed to the endpoint") {
+                responder.datagramsForwarded == 1
+            }
+            XCTAssertNil(peer.receive(), "and the endpoint does not answer 2 bytes")
+            await session.close()
+            let port = loaded.port
+            await loaded.close()
+            // At once: within the cookie step's poll timeout (1 s) would mean `stop()` did not wake it.
+            eventually("closing the listener frees its port, the cookie step's socket included", within: 0.5) {
+                let fd = socket(AF_INET, Int32(SOCK_DGRAM.rawValue), 0)
+                defer { close(fd) }
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = UInt16(port).bigEndian
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                return withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+                    }
+                }
+            }
+
+            let quiet = try await UDPTransport.listen(
+                host: "127.0.0.1", port: 0, configuration: configuration(cookiesFromTheFirstHello: false), group: group)
+            let quietResponder = try XCTUnwrap(quiet.helloResponder)
+            let direct = try await UDPTransport.dial(
+                host: "127.0.0.1", port: quiet.port, configuration: configuration(cookiesFromTheFirstHello: false),
+                group: group)
+            XCTAssertEqual(quietResponder.cookiesSent, 0, "no load, no cookie")
+            XCTAssertEqual(
+                quietResponder.datagramsForwarded, 1, "the hello was handed to the endpoint, which answered it")
+            await direct.close()
+            await quiet.close()
+        }
+    }
 }

@@ -12,14 +12,17 @@ public final class SessionListener: Sendable {
     public let transport: TransportKind
     public let sessions: AsyncStream<PeerSession>
     private let closeOperation: @Sendable () -> EventLoopFuture<Void>
+    /// A UDP listener's cookie step (`UDPHelloResponder`), for its counters.
+    let helloResponder: UDPHelloResponder?
 
     init(
         localAddress: SocketAddress, transport: TransportKind, sessions: AsyncStream<PeerSession>,
-        close: @escaping @Sendable () -> EventLoopFuture<Void>
+        helloResponder: UDPHelloResponder? = nil, close: @escaping @Sendable () -> EventLoopFuture<Void>
     ) {
         self.localAddress = localAddress
         self.transport = transport
         self.sessions = sessions
+        self.helloResponder = helloResponder
         self.closeOperation = close
     }
 

@@ -16,13 +16,30 @@ public enum UDPTransport {
     static let receiveBufferBytes: SocketOptionValue = 2 << 20
     static let datagramsPerRead = 64
 
+    /// Sets "don't fragment" on an IPv4 socket. Every datagram of ours fits 1 200 bytes, so none
+    /// needs fragmenting, and with DF set the kernel gives each packet a zero IP id instead of
+    /// hashing one from a shared table: a listener answering a `hello` flood with cookies spent
+    /// about 7% of its loop choosing ids (perf, on loopback).
+    static func setDontFragment(_ channel: Channel) async throws {
+        guard channel.localAddress?.protocol == .inet else { return }
+        try await channel.setOption(
+            ChannelOptions.Types.SocketOption(level: .ip, name: .init(rawValue: IP_MTU_DISCOVER)),
+            value: Int(IP_PMTUDISC_DO)
+        ).get()
+    }
+
     public static func listen(
         host: String, port: Int, configuration: SessionConfiguration, group: EventLoopGroup,
         logger: Logger = Logger(label: "rwanet.udp")
     ) async throws -> SessionListener {
         let (stream, continuation) = AsyncStream.makeStream(of: PeerSession.self)
+        // The cookie step's socket binds the port first; the channel joins it (SO_REUSEPORT).
+        let requested = try SocketAddress.makeAddressResolvingHost(host, port: port)
+        let cookies = HelloCookies()
+        let helloResponder = try UDPHelloResponder(binding: requested, cookies: cookies)
         let bootstrap = DatagramBootstrap(group: group)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
+            .channelOption(ChannelOptions.socketOption(.init(rawValue: SO_REUSEPORT)), value: 1)
             .channelOption(.socketOption(.so_rcvbuf), value: UDPTransport.receiveBufferBytes)
             // Many datagrams per system call: a listener under a flood must drain its socket
             // faster than an attacker fills it, or legitimate packets are lost in the kernel.
@@ -37,13 +54,30 @@ public enum UDPTransport {
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(
                         UDPEndpointHandler(
-                            configuration: configuration, acceptsPeers: true, logger: logger,
-                            accepted: { continuation.yield($0) }))
+                            configuration: configuration, acceptsPeers: true, logger: logger, cookies: cookies,
+                            helloResponder: helloResponder, accepted: { continuation.yield($0) }))
                 }
             }
-        let channel = try await bootstrap.bind(host: host, port: port).get()
+        let channel: Channel
+        do {
+            channel = try await bootstrap.bind(
+                to: SocketAddress.makeAddressResolvingHost(requested.ipAddress!, port: helloResponder.port)
+            ).get()
+        } catch {
+            helloResponder.stop()
+            throw error
+        }
+        do {
+            try await setDontFragment(channel)
+            try helloResponder.steerHellosHere()
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         channel.closeFuture.whenComplete { _ in continuation.finish() }
-        return SessionListener(localAddress: channel.localAddress!, transport: .udp, sessions: stream) {
+        return SessionListener(
+            localAddress: channel.localAddress!, transport: .udp, sessions: stream, helloResponder: helloResponder
+        ) {
             channel.close()
         }
     }
@@ -65,6 +99,12 @@ public enum UDPTransport {
                 }
             }
             .bind(host: bindHost, port: 0).get()
+        do {
+            try await setDontFragment(channel)
+        } catch {
+            try? await channel.close()
+            throw error
+        }
         let promise = channel.eventLoop.makePromise(of: PeerSession.self)
         channel.eventLoop.execute {
             do {
@@ -161,21 +201,31 @@ struct HelloCookies {
             || (period > 0 && cookie == self.cookie(for: address, period: period - 1))
     }
 
+    /// The cookie for raw source bytes (`source(address:port:)`), as the hello responder's
+    /// thread computes it without a `SocketAddress`.
+    func cookie(source: [UInt8], now: UInt64) -> [UInt8] {
+        cookie(source: source, period: now / Self.periodNanoseconds)
+    }
+
+    /// The bytes a cookie is bound to: the address's own bytes, then the port, in network order
+    /// (formatting the address as text cost as much as the hash under a flood).
+    static func source<Address>(address: Address, port: in_port_t) -> [UInt8] {
+        withUnsafeBytes(of: address) { Array($0) } + withUnsafeBytes(of: port) { Array($0) }
+    }
+
     private func cookie(for address: SocketAddress, period: UInt64) -> [UInt8] {
-        // The address's own bytes: formatting it as text cost as much as the hash under a flood.
-        let source: [UInt8]
         switch address {
         case .v4(let v4):
-            source =
-                withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
-                + withUnsafeBytes(of: v4.address.sin_port) { Array($0) }
+            return cookie(source: Self.source(address: v4.address.sin_addr, port: v4.address.sin_port), period: period)
         case .v6(let v6):
-            source =
-                withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
-                + withUnsafeBytes(of: v6.address.sin6_port) { Array($0) }
+            return cookie(
+                source: Self.source(address: v6.address.sin6_addr, port: v6.address.sin6_port), period: period)
         case .unixDomainSocket:
-            source = Array("\(address)".utf8)
+            return cookie(source: Array("\(address)".utf8), period: period)
         }
+    }
+
+    private func cookie(source: [UInt8], period: UInt64) -> [UInt8] {
         let digest = Blake2b.hash256(parts: [source, withUnsafeBytes(of: period.bigEndian, Array.init)], key: secret)
         return Array(digest.bytes.prefix(WireLimits.udpCookieBytes))
     }
@@ -202,8 +252,12 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private let accepted: (PeerSession) -> Void
     private var peers: [SocketAddress: UDPPeer] = [:]
     /// Responder handshakes in progress (peers with `countedAsHandshake`).
-    private var responderHandshakes = 0
-    private let cookies = HelloCookies()
+    private var responderHandshakes = 0 {
+        didSet { helloResponder?.load.isLoaded = isLoaded }
+    }
+    private let cookies: HelloCookies
+    /// A listener's cookie step on its own socket and thread (`UDPHelloResponder`).
+    private let helloResponder: UDPHelloResponder?
     private var faults: FaultInjection?
     private var context: ChannelHandlerContext?
     private var ticker: RepeatedTask?
@@ -214,14 +268,21 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     init(
         configuration: SessionConfiguration, acceptsPeers: Bool, logger: Logger,
+        cookies: HelloCookies = HelloCookies(), helloResponder: UDPHelloResponder? = nil,
         accepted: @escaping (PeerSession) -> Void
     ) {
         self.configuration = configuration
         self.acceptsPeers = acceptsPeers
         self.logger = logger
+        self.cookies = cookies
+        self.helloResponder = helloResponder
         self.accepted = accepted
         self.faults = configuration.udpFaults.map(FaultInjection.init)
+        helloResponder?.load.isLoaded = isLoaded
     }
+
+    /// Under load, a `hello` from a new address must prove it: a cookie, and no state.
+    private var isLoaded: Bool { responderHandshakes >= configuration.handshakesBeforeCookie }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -231,10 +292,19 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         ) { _ in
             loopBound.value.tick()
         }
+        let eventLoop = context.eventLoop
+        helloResponder?.start { datagram, address in
+            eventLoop.execute {
+                let handler = loopBound.value
+                handler.receive(datagram, from: address)
+                handler.context?.flush()
+            }
+        }
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         ticker?.cancel()
+        helloResponder?.stop()
         for peer in Array(peers.values) { fail(peer, SessionError(.closed, "endpoint closed"), notify: false) }
         self.context = nil
     }
@@ -256,8 +326,12 @@ final class UDPEndpointHandler: ChannelInboundHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        var datagram = envelope.data
-        let address = envelope.remoteAddress
+        receive(envelope.data, from: envelope.remoteAddress)
+    }
+
+    /// One datagram, read by the channel or handed over by the hello responder.
+    private func receive(_ datagram: ByteBuffer, from address: SocketAddress) {
+        var datagram = datagram
         guard datagram.readableBytes <= WireLimits.udpDatagramBytesMax else {
             return reject(
                 address,
@@ -267,7 +341,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 replyBytesMax: datagram.readableBytes)
         }
         guard let kindByte: UInt8 = datagram.readInteger() else { return }  // empty: nothing to answer
-        let received = envelope.data.readableBytes
+        let received = datagram.readableBytes + 1
         switch UDPPacketKind(rawValue: kindByte) {
         case .handshake:
             receiveHandshake(datagram, from: address, receivedBytes: received)
@@ -284,7 +358,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
             let valid = cookies.isValid(cookie, for: address, now: now.uptimeNanoseconds)
             if !valid {
                 drops.badCookie += 1
-                if peers[address] == nil && responderHandshakes >= configuration.handshakesBeforeCookie {
+                if peers[address] == nil && isLoaded {
                     return sendCookie(to: address)
                 }
             }
@@ -357,8 +431,8 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     ) {
         // Under load, a new address's `hello` gets a cookie and no state: its type is all that
         // decides that, so the frame is not decoded (a flood of them is what load means here).
-        if !cookieChecked && acceptsPeers && responderHandshakes >= configuration.handshakesBeforeCookie
-            && peers[address] == nil
+        if !cookieChecked && acceptsPeers && isLoaded && peers[address] == nil
+            && receivedBytes >= 1 + WireLimits.udpCookieBytes  // the cookie packet is never the larger
             && frame.getInteger(at: frame.readerIndex, as: UInt16.self) == MessageType.hello.rawValue
         {
             return sendCookie(to: address)
@@ -377,7 +451,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                     replyBytesMax: receivedBytes)
             }
             // Under load, a hello must prove its source address: a cookie, and no state, until then.
-            if !cookieChecked && responderHandshakes >= configuration.handshakesBeforeCookie {
+            if !cookieChecked && isLoaded {
                 return sendCookie(to: address)
             }
             guard admitOneMore() else {

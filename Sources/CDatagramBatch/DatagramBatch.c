@@ -1,0 +1,58 @@
+#define _GNU_SOURCE
+#include "CDatagramBatch.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/uio.h>
+
+enum { batch_max = 64 };
+
+int rwanet_receive_datagrams(int fd, void *buffers, size_t slot_bytes, unsigned count, unsigned *lengths,
+                             struct sockaddr_storage *addresses, unsigned *address_lengths, int *truncated) {
+    struct mmsghdr headers[batch_max];
+    struct iovec vectors[batch_max];
+    if (count > batch_max) count = batch_max;
+    memset(headers, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + i * slot_bytes;
+        vectors[i].iov_len = slot_bytes;
+        headers[i].msg_hdr.msg_name = &addresses[i];
+        headers[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_storage);
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    int received = recvmmsg(fd, headers, count, MSG_DONTWAIT, NULL);
+    for (int i = 0; i < received; i++) {
+        lengths[i] = headers[i].msg_len;
+        address_lengths[i] = headers[i].msg_hdr.msg_namelen;
+        truncated[i] = (headers[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
+    }
+    return received;
+}
+
+int rwanet_send_datagrams(int fd, const void *buffers, size_t slot_bytes, const unsigned *lengths,
+                          const struct sockaddr_storage *addresses, const unsigned *address_lengths, unsigned count) {
+    struct mmsghdr headers[batch_max];
+    struct iovec vectors[batch_max];
+    if (count > batch_max) count = batch_max;
+    memset(headers, 0, sizeof(struct mmsghdr) * count);
+    for (unsigned i = 0; i < count; i++) {
+        vectors[i].iov_base = (char *)buffers + i * slot_bytes;
+        vectors[i].iov_len = lengths[i];
+        headers[i].msg_hdr.msg_name = (void *)&addresses[i];
+        headers[i].msg_hdr.msg_namelen = address_lengths[i];
+        headers[i].msg_hdr.msg_iov = &vectors[i];
+        headers[i].msg_hdr.msg_iovlen = 1;
+    }
+    unsigned sent = 0;
+    while (sent < count) {
+        int result = sendmmsg(fd, headers + sent, count - sent, MSG_DONTWAIT);
+        if (result < 0) {
+            if (errno == EINTR) continue;
+            return sent > 0 ? (int)sent : -1;
+        }
+        if (result == 0) break;
+        sent += (unsigned)result;
+    }
+    return (int)sent;
+}

@@ -78,16 +78,8 @@ public struct ExchangeBook<Waiter> {
         // after the block, is the whole price history.
         for token in Set(applied.map(\.fill.token)) {
             guard let observation = ledger.state.pools[token]?.market else { continue }
-            var history = observations[token, default: []]
-            if history.last?.lastTimestampSeconds == observation.lastTimestampSeconds {
-                history[history.count - 1] = observation
-            } else {
-                history.append(observation)
-                if history.count > 2 * retention.observationsPerPool {
-                    history.removeFirst(retention.observationsPerPool)
-                }
-            }
-            observations[token] = history
+            // In place: a copy taken out of the dictionary would copy the whole history to append.
+            Self.record(observation, in: &observations[token, default: []], keeping: retention.observationsPerPool)
         }
         if fillOrder.count > 2 * retention.fills {
             for hash in fillOrder.prefix(retention.fills) { fills[hash] = nil }
@@ -252,3 +244,18 @@ public struct ExchangeBook<Waiter> {
 
 extension ExchangeBook: Sendable where Waiter: Sendable {}
 extension ExchangeBook.Admission: Sendable where Waiter: Sendable {}
+
+extension ExchangeBook {
+    /// One reading per block: a reading at the same time replaces the last one. The history keeps
+    /// between `keeping` and twice as many readings, trimmed a block of `keeping` at a time.
+    fileprivate static func record(
+        _ observation: Pool, in history: inout [Pool], keeping: Int
+    ) {
+        if history.last?.lastTimestampSeconds == observation.lastTimestampSeconds {
+            history[history.count - 1] = observation
+        } else {
+            history.append(observation)
+            if history.count > 2 * keeping { history.removeFirst(keeping) }
+        }
+    }
+}

@@ -81,6 +81,46 @@ final class TransportTests: XCTestCase {
         }
     }
 
+    /// A session that never said anything after its handshake is evicted sooner
+    /// (`evictionSilentMinimum`) than one that has talked (`evictionIdleMinimum`): holding slots
+    /// takes renewing every one of them that fast.
+    func testAFullListenerEvictsASilentSessionBeforeOneThatTalked() async throws {
+        try await withTimeout(60, "testAFullListenerEvictsASilentSessionBeforeOneThatTalked") { [self] in
+            for transport in TransportKind.allCases {
+                let listener = try await listen(
+                    transport,
+                    configuration {
+                        $0.sessionsMax = 2
+                        $0.evictionIdleMinimum = .seconds(30)
+                        $0.evictionSilentMinimum = .milliseconds(100)
+                    })
+                var accepted = listener.sessions.makeAsyncIterator()
+                let author = SigningKeyPair.generate()
+                let talker = try await dial(transport, listener.port, configuration())
+                try await talker.send(
+                    .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: 1, body: [])))
+                let talkerAtListener = await accepted.next()
+                for try await case .signedNote in try XCTUnwrap(talkerAtListener).inbox { break }
+                let silent = try await dial(transport, listener.port, configuration())
+                try await Task.sleep(for: .milliseconds(300))
+
+                let newcomer = try await dial(transport, listener.port, configuration())
+                try await withTimeout(10, "\(transport): the silent session is evicted") {
+                    try? await silent.closeFuture.get()
+                }
+                try await talker.send(
+                    .signedNote(SignedNote(signedBy: author, chainID: ChainIDs.devnet, number: 2, body: [])))
+                for try await case .signedNote(let note) in try XCTUnwrap(talkerAtListener).inbox {
+                    XCTAssertEqual(note.number, 2, "\(transport): the session that talked is still served")
+                    break
+                }
+                await newcomer.close()
+                await talker.close()
+                await listener.close()
+            }
+        }
+    }
+
     func testHandshakeTimeoutDropsASilentPeer() async throws {
         try await withTimeout(60, "testHandshakeTimeoutDropsASilentPeer") { [self] in
             let listener = try await listen(.tcp, configuration { $0.handshakeTimeout = .milliseconds(200) })

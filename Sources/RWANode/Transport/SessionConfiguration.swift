@@ -16,13 +16,18 @@ public struct SessionConfiguration: Sendable {
     /// Messages a session buffers for a slow consumer before it stops taking more from the peer.
     public var inboxCapacity: Int = 256
     /// Sessions (and connections still in their handshake) a listener holds at once. One more
-    /// makes room by closing the one that has been idle longest, if it has been idle for at
-    /// least `evictionIdleMinimum`; otherwise it gets an `overloaded` error and is dropped. So
-    /// silent sessions cannot hold every slot against peers that talk.
+    /// makes room by closing a silent or idle one (`evictionChoice`); if none has been so long
+    /// enough, it gets an `overloaded` error and is dropped. So silent sessions cannot hold
+    /// every slot against peers that talk.
     public var sessionsMax: Int = 1024
     /// How long a session must have delivered nothing (no handshake step, no application
     /// message; the session layer's pings do not count) before a newcomer may evict it.
     public var evictionIdleMinimum: TimeAmount = .seconds(1)
+    /// The same for a session that has never delivered an application message: a handshake and
+    /// silence is how slots are held, and a legitimate client asks right after its handshake. An
+    /// attacker re-taking every freed slot would have to renew all of them within this to keep
+    /// a newcomer out (with 1 s, the churn of its own re-takes once did, in a `slots` flood).
+    public var evictionSilentMinimum: TimeAmount = .milliseconds(100)
     /// UDP: once this many `hello`s from new addresses are in their handshake, a new `hello`
     /// is answered with a stateless cookie and must come back with it (proto/README.md, "UDP
     /// cookies"), so spoofed `hello`s hold no state and cost one keyed hash each.
@@ -183,5 +188,34 @@ public struct FaultInjection: Sendable {
             duplicated += 1
         }
         return out
+    }
+}
+
+/// What a full listener knows of a session when a newcomer needs its slot.
+struct EvictionCandidate<Key> {
+    let key: Key
+    /// When it last delivered something (a handshake step, an application message), uptime ns.
+    let lastActivity: UInt64
+    /// Whether it ever delivered an application message.
+    let hasDelivered: Bool
+}
+
+extension SessionConfiguration {
+    /// Whom a full listener evicts for a newcomer, if anyone: the longest silent of the sessions
+    /// that never delivered an application message, once silent for `evictionSilentMinimum`;
+    /// otherwise the idlest session, once idle for `evictionIdleMinimum`. (The same rule for
+    /// both transports; protected sessions are not candidates.)
+    func evictionChoice<Key>(among candidates: some Sequence<EvictionCandidate<Key>>, now: UInt64) -> Key? {
+        var silent: EvictionCandidate<Key>?
+        var idlest: EvictionCandidate<Key>?
+        for candidate in candidates {
+            if !candidate.hasDelivered, candidate.lastActivity < silent?.lastActivity ?? .max {
+                silent = candidate
+            }
+            if candidate.lastActivity < idlest?.lastActivity ?? .max { idlest = candidate }
+        }
+        if let silent, now >= silent.lastActivity + UInt64(evictionSilentMinimum.nanoseconds) { return silent.key }
+        if let idlest, now >= idlest.lastActivity + UInt64(evictionIdleMinimum.nanoseconds) { return idlest.key }
+        return nil
     }
 }

@@ -195,7 +195,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             let actions = core.receive(message, now: Self.now(context))
             state = .established(cipher, core)
             if let activity, actions.contains(where: { if case .deliver = $0 { true } else { false } }) {
-                activity.touch(Self.now(context))
+                activity.touch(Self.now(context), deliveringApplicationMessage: true)
             }
             perform(context: context, actions)
         case .closed:

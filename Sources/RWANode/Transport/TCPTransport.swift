@@ -37,16 +37,25 @@ public final class SessionListener: Sendable {
 /// When a listener's connection last delivered something (uptime nanoseconds): its handler
 /// writes it, the listener reads it to pick whom to evict under pressure.
 final class ConnectionActivity: Sendable {
-    private let box: NIOLockedValueBox<(last: UInt64, protected: Bool)>
+    private let box: NIOLockedValueBox<(last: UInt64, delivered: Bool, protected: Bool)>
 
-    init(now: UInt64) { box = NIOLockedValueBox((now, false)) }
+    init(now: UInt64) { box = NIOLockedValueBox((now, false, false)) }
 
-    var last: UInt64 { box.withLockedValue { $0.last } }
+    /// What the listener weighs when it is full (`SessionConfiguration.evictionChoice`); nil if
+    /// the connection is protected.
+    func candidate<Key>(_ key: Key) -> EvictionCandidate<Key>? {
+        box.withLockedValue {
+            $0.protected ? nil : EvictionCandidate(key: key, lastActivity: $0.last, hasDelivered: $0.delivered)
+        }
+    }
 
-    /// Never evicted (`PeerSession.protectFromEviction`).
-    var isProtected: Bool { box.withLockedValue { $0.protected } }
-
-    func touch(_ now: UInt64) { box.withLockedValue { $0.last = max($0.last, now) } }
+    /// It delivered something at `now`: a handshake step, or an application message.
+    func touch(_ now: UInt64, deliveringApplicationMessage: Bool = false) {
+        box.withLockedValue {
+            $0.last = max($0.last, now)
+            $0.delivered = $0.delivered || deliveringApplicationMessage
+        }
+    }
 
     func protect() { box.withLockedValue { $0.protected = true } }
 }
@@ -89,14 +98,12 @@ public enum TCPTransport {
                 let (admitted, evicted) = connections.withLockedValue { open -> (Bool, Channel?) in
                     var evicted: Channel?
                     if open.count >= configuration.sessionsMax {
-                        // Full: the connection idle longest makes room, if it has been idle long enough.
+                        // Full: a silent or idle connection makes room, if one has been so long enough.
                         guard
-                            let idlest = open.filter({ !$0.value.activity.isProtected })
-                                .min(by: { $0.value.activity.last < $1.value.activity.last }),
-                            now >= idlest.value.activity.last + UInt64(configuration.evictionIdleMinimum.nanoseconds)
+                            let chosen = configuration.evictionChoice(
+                                among: open.lazy.compactMap { $0.value.activity.candidate($0.key) }, now: now)
                         else { return (false, nil) }
-                        open.removeValue(forKey: idlest.key)
-                        evicted = idlest.value.channel
+                        evicted = open.removeValue(forKey: chosen)?.channel
                     }
                     open[ObjectIdentifier(channel)] = (channel, activity)
                     return (true, evicted)

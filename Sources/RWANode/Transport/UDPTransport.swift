@@ -153,6 +153,8 @@ final class UDPPeer {
     /// When it last delivered something (a handshake step, an application frame): the idlest
     /// is evicted to admit a newcomer when the endpoint is full.
     var lastActivity: UInt64
+    /// Whether it ever delivered an application message (silent ones are evicted sooner).
+    var hasDelivered = false
     /// Initiator: the cookie a loaded responder gave; every later `hello` carries it.
     var cookie: [UInt8]?
     /// Responder: counted among the handshakes in progress that trigger cookies.
@@ -417,9 +419,10 @@ final class UDPEndpointHandler: ChannelInboundHandler {
     private func admitOneMore() -> Bool {
         guard peers.count >= configuration.sessionsMax else { return true }
         let now = self.now.uptimeNanoseconds
-        guard let idlest = peers.values.filter({ !$0.isProtected }).min(by: { $0.lastActivity < $1.lastActivity }),
-            now >= idlest.lastActivity + UInt64(configuration.evictionIdleMinimum.nanoseconds)
-        else { return false }
+        let candidates = peers.values.lazy.filter { !$0.isProtected }.map {
+            EvictionCandidate(key: $0, lastActivity: $0.lastActivity, hasDelivered: $0.hasDelivered)
+        }
+        guard let idlest = configuration.evictionChoice(among: candidates, now: now) else { return false }
         logger.info("evicting the idlest session to admit a new one", metadata: ["remote": "\(idlest.address)"])
         fail(idlest, SessionError(.overloaded, "evicted: idle while the endpoint is full"))
         if peers[idlest.address] === idlest { finish(idlest, SessionError(.overloaded, "evicted")) }
@@ -682,6 +685,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
                 send(message, peer: peer, promise: nil)
             case .deliver(let message):
                 peer.lastActivity = now.uptimeNanoseconds
+                peer.hasDelivered = true
                 peer.inbox?.push(message)
             case .warn(let report):
                 logger.warning("peer warning", metadata: ["code": "\(report.code)", "text": "\(report.text)"])

@@ -57,6 +57,7 @@ public final class ArbiterService: Sendable {
     public static let queuedPerSessionMax = 4_096
     /// The thread pool's queries, shared fairly between sessions.
     private let fairQueries = FairQueries()
+    private let checkers = SignatureCheckers()
     private let queue: NIOLockedValueBox<Queue>
     private let condition = ConditionLock(value: 0)
     private let subscribers = NIOLockedValueBox<[ObjectIdentifier: Subscription]>([:])
@@ -126,6 +127,7 @@ public final class ArbiterService: Sendable {
 
     /// Starts the sequencer thread. Blocks are sealed until `shutdown`.
     public func start() {
+        checkers.start()
         let thread = Thread { [self] in self.sequence() }
         thread.name = "rwanet-sequencer"
         thread.start()
@@ -136,6 +138,7 @@ public final class ArbiterService: Sendable {
         queue.withLockedValue { $0.stopping = true }
         wake()
         while !stopped.isSet { try? await Task.sleep(for: .milliseconds(5)) }
+        checkers.stop()
         try? await threadPool.shutdownGracefully()
     }
 
@@ -362,6 +365,8 @@ public final class ArbiterService: Sendable {
         guard let ledger = ledgerAtStart.withLockedValue({ $0.take() }) else {
             preconditionFailure("an arbiter service is started once")
         }
+        // Checking and applying submissions is bulk work: the sessions' loops go first.
+        SignatureCheckers.lowerCallingThreadsPriority()
         core.withLockedValue { core in
             core = ArbiterCore(
                 ledger: ledger, arbiter: arbiterKey, maxTransactions: rules.maxTransactions,
@@ -374,7 +379,7 @@ public final class ArbiterService: Sendable {
             _ = takeCommitterNews()
             if backlog.isEmpty {
                 backlog = takeQueued()[...]
-                checked = Transaction.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
+                checked = checkers.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
             }
             let now = time.uptimeNanoseconds
             let wall = time.unixMilliseconds  // the block's time, if this opens one

@@ -198,13 +198,19 @@ final class UDPSessionTests: XCTestCase {
                 return configuration
             }
             let group = MultiThreadedEventLoopGroup.singleton
+            func listenAndDial(cookiesFromTheFirstHello: Bool) async throws -> (
+                SessionListener, UDPHelloResponder, PeerSession
+            ) {
+                let listener = try await UDPTransport.listen(
+                    host: "127.0.0.1", port: 0,
+                    configuration: configuration(cookiesFromTheFirstHello: cookiesFromTheFirstHello), group: group)
+                let session = try await UDPTransport.dial(
+                    host: "127.0.0.1", port: listener.port,
+                    configuration: configuration(cookiesFromTheFirstHello: cookiesFromTheFirstHello), group: group)
+                return (listener, try XCTUnwrap(listener.helloResponder), session)
+            }
 
-            let loaded = try await UDPTransport.listen(
-                host: "127.0.0.1", port: 0, configuration: configuration(cookiesFromTheFirstHello: true), group: group)
-            let responder = try XCTUnwrap(loaded.helloResponder)
-            let session = try await UDPTransport.dial(
-                host: "127.0.0.1", port: loaded.port, configuration: configuration(cookiesFromTheFirstHello: true),
-                group: group)
+            let (loaded, responder, session) = try await listenAndDial(cookiesFromTheFirstHello: true)
             var accepted = loaded.sessions.makeAsyncIterator()
             let acceptedSession = await accepted.next()
             let server = try XCTUnwrap(acceptedSession)
@@ -256,12 +262,7 @@ final class UDPSessionTests: XCTestCase {
                 }
             }
 
-            let quiet = try await UDPTransport.listen(
-                host: "127.0.0.1", port: 0, configuration: configuration(cookiesFromTheFirstHello: false), group: group)
-            let quietResponder = try XCTUnwrap(quiet.helloResponder)
-            let direct = try await UDPTransport.dial(
-                host: "127.0.0.1", port: quiet.port, configuration: configuration(cookiesFromTheFirstHello: false),
-                group: group)
+            let (quiet, quietResponder, direct) = try await listenAndDial(cookiesFromTheFirstHello: false)
             XCTAssertEqual(quietResponder.cookiesSent, 0, "no load, no cookie")
             XCTAssertEqual(
                 quietResponder.datagramsForwarded, 1, "the hello was handed to the endpoint, which answered it")

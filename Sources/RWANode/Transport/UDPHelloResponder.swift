@@ -16,8 +16,10 @@ import Synchronization
 /// packets or a handshake that has proved its address.
 ///
 /// Under load (as the endpoint decides: `load`) each `hello` is answered with its cookie in a
-/// tight loop of `recvmmsg` and `sendmmsg` over preallocated buffers: no decoding, no allocation,
-/// no event-loop hop, about a third of what the same answer costs through the channel. Without
+/// tight loop of `recvmmsg` and `sendmmsg` over preallocated buffers: no decoding, no NIO
+/// envelope, no event-loop hop. (Against a flood of about 135,000 `hello`s a second from the same
+/// two cores, the kernel dropped 1–5% of the datagrams, against 29% when the channel answered
+/// them, and a legitimate client's worst UDP answer fell from seconds to 45–130 ms.) Without
 /// load, and for anything else that lands here (a short datagram the filter could not read
 /// whole, the moments before the channel joins the port), the datagram is handed to the
 /// endpoint on its event loop, which treats it as if its own socket had read it.
@@ -40,7 +42,9 @@ final class UDPHelloResponder: @unchecked Sendable {
     let port: Int
     private let fd: Int32
     private let cookies: HelloCookies
-    private let stopped = Atomic<Bool>(false)
+    /// 0 before `start()`, 1 running, 2 stopped: the socket is closed exactly once, by the
+    /// thread if it ran, else by `stop()`.
+    private let phase = Atomic<Int>(0)
     /// Statistics (approximate, read from other threads for tests and logs).
     private let answered = Atomic<Int>(0)
     private let forwarded = Atomic<Int>(0)
@@ -111,6 +115,7 @@ final class UDPHelloResponder: @unchecked Sendable {
     /// Runs the loop on a thread of its own until `stop()`. `forward` carries a datagram that is
     /// not a `hello` to answer with a cookie to the endpoint's event loop.
     func start(forward: @escaping @Sendable (ByteBuffer, SocketAddress) -> Void) {
+        guard phase.compareExchange(expected: 0, desired: 1, ordering: .relaxed).exchanged else { return }
         let thread = Thread { [self] in
             run(forward: forward)
             close(fd)
@@ -119,10 +124,14 @@ final class UDPHelloResponder: @unchecked Sendable {
         thread.start()
     }
 
-    /// Stops the thread (it closes the socket on its way out, within `pollMilliseconds`).
+    /// Stops the thread (it closes the socket on its way out), or closes the socket if it never
+    /// started. Idempotent.
     func stop() {
-        stopped.store(true, ordering: .relaxed)
-        shutdown(fd, Int32(SHUT_RDWR))
+        switch phase.exchange(2, ordering: .relaxed) {
+        case 0: close(fd)  // never started
+        case 1: shutdown(fd, Int32(SHUT_RDWR))  // wakes the thread, which closes it
+        default: return  // stopped already
+        }
     }
 
     private func run(forward: @Sendable (ByteBuffer, SocketAddress) -> Void) {
@@ -147,7 +156,7 @@ final class UDPHelloResponder: @unchecked Sendable {
             replies.storeBytes(of: UDPPacketKind.cookie.rawValue, toByteOffset: index * replySlotBytes, as: UInt8.self)
         }
         var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-        while !stopped.load(ordering: .relaxed) {
+        while phase.load(ordering: .relaxed) == 1 {
             guard poll(&poller, 1, Self.pollMilliseconds) > 0 else { continue }
             let arrived = rwanet_receive_datagrams(
                 fd, received.baseAddress, slotBytes, UInt32(count), &lengths, &addresses, &addressLengths,

@@ -298,8 +298,9 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         helloResponder?.start { datagram, address in
             eventLoop.execute {
                 let handler = loopBound.value
+                guard let context = handler.context else { return }  // removed meanwhile
                 handler.receive(datagram, from: address)
-                handler.context?.flush()
+                context.flush()
             }
         }
     }

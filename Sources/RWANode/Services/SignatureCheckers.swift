@@ -31,7 +31,6 @@ final class SignatureCheckers: @unchecked Sendable {
     private var job: Job?
     private var generation = 0
     private var stopping = false
-    private var helpersRunning = 0
 
     private final class Job: @unchecked Sendable {
         let batch: [[UInt8]]

@@ -244,6 +244,12 @@ final class UDPSessionTests: XCTestCase {
                 responder.datagramsForwarded == 1
             }
             XCTAssertNil(peer.receive(), "and the endpoint does not answer 2 bytes")
+            peer.send([UDPPacketKind.handshake.rawValue] + Array(hello.dropFirst().prefix(2)))  // `01 0001`
+            eventually("a hello shorter than the cookie packet earns no cookie: it is handed over") {
+                responder.datagramsForwarded == 2
+            }
+            XCTAssertNil(peer.receive(), "and nothing answers 3 bytes (no amplification)")
+            XCTAssertEqual(responder.cookiesSent, 51)
             await session.close()
             let port = loaded.port
             await loaded.close()

@@ -57,11 +57,11 @@ final class UDPHelloResponder: @unchecked Sendable {
     init(binding address: SocketAddress, cookies: HelloCookies) throws {
         let family = address.protocol == .inet6 ? AF_INET6 : AF_INET
         let fd = socket(family, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SocketError("socket", errno) }
+        guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
         func setOption(_ level: Int32, _ name: Int32, _ value: Int32) throws {
             var value = value
             guard setsockopt(fd, level, name, &value, socklen_t(MemoryLayout<Int32>.size)) == 0 else {
-                throw SocketError("setsockopt \(name)", errno)
+                throw IOError(errnoCode: errno, reason: "setsockopt \(name)")
             }
         }
         do {
@@ -70,13 +70,13 @@ final class UDPHelloResponder: @unchecked Sendable {
             try setOption(SOL_SOCKET, SO_RCVBUF, Int32(UDPTransport.receiveBufferBytes))
             if family == AF_INET { try setOption(Int32(IPPROTO_IP), IP_MTU_DISCOVER, IP_PMTUDISC_DO) }
             let bound = address.withSockAddr { bind(fd, $0, socklen_t($1)) }
-            guard bound == 0 else { throw SocketError("bind \(address)", errno) }
+            guard bound == 0 else { throw IOError(errnoCode: errno, reason: "bind \(address)") }
             var storage = sockaddr_storage()
             var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
             let named = withUnsafeMutablePointer(to: &storage) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
             }
-            guard named == 0 else { throw SocketError("getsockname", errno) }
+            guard named == 0 else { throw IOError(errnoCode: errno, reason: "getsockname") }
             self.port = withUnsafeBytes(of: storage) { raw in
                 // sin_port and sin6_port sit at the same offset, in network order.
                 Int(UInt16(raw[2]) << 8 | UInt16(raw[3]))
@@ -109,7 +109,7 @@ final class UDPHelloResponder: @unchecked Sendable {
             return setsockopt(
                 fd, SOL_SOCKET, Self.soAttachReuseportCBPF, &filter, socklen_t(MemoryLayout<SocketFilterProgram>.size))
         }
-        guard attached == 0 else { throw SocketError("SO_ATTACH_REUSEPORT_CBPF", errno) }
+        guard attached == 0 else { throw IOError(errnoCode: errno, reason: "SO_ATTACH_REUSEPORT_CBPF") }
     }
 
     /// Runs the loop on a thread of its own until `stop()`. `forward` carries a datagram that is
@@ -169,12 +169,8 @@ final class UDPHelloResponder: @unchecked Sendable {
                 let length = Int(lengths[index])
                 let datagram = UnsafeRawBufferPointer(
                     rebasing: received[index * slotBytes..<index * slotBytes + length])
-                // A cookie only for a whole `hello` at least as long as the cookie packet (never an
-                // amplified answer) and no longer than the endpoint reads.
-                if loaded, truncated[index] == 0, length >= cookiePacketBytes,
-                    length <= WireLimits.udpDatagramBytesMax,
-                    datagram[0] == UDPPacketKind.handshake.rawValue,
-                    UInt16(datagram[1]) << 8 | UInt16(datagram[2]) == MessageType.hello.rawValue,
+                if loaded, truncated[index] == 0, length > 0, datagram[0] == UDPPacketKind.handshake.rawValue,
+                    HelloCookies.earnsCookie(frame: UnsafeRawBufferPointer(rebasing: datagram.dropFirst())),
                     let source = Self.cookieSource(addresses[index])
                 {
                     let cookie = cookies.cookie(source: source, now: now)
@@ -243,14 +239,4 @@ private struct SocketFilterInstruction {
 private struct SocketFilterProgram {
     var length: UInt16
     var instructions: UnsafeMutablePointer<SocketFilterInstruction>
-}
-
-struct SocketError: Error, CustomStringConvertible {
-    let call: String
-    let code: Int32
-    init(_ call: String, _ code: Int32) {
-        self.call = call
-        self.code = code
-    }
-    var description: String { "\(call): \(String(cString: strerror(code)))" }
 }

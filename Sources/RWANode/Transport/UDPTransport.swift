@@ -60,9 +60,9 @@ public enum UDPTransport {
             }
         let channel: Channel
         do {
-            channel = try await bootstrap.bind(
-                to: SocketAddress.makeAddressResolvingHost(requested.ipAddress!, port: helloResponder.port)
-            ).get()
+            var shared = requested
+            shared.port = helloResponder.port
+            channel = try await bootstrap.bind(to: shared).get()
         } catch {
             helloResponder.stop()
             throw error
@@ -201,6 +201,16 @@ struct HelloCookies {
         let period = now / Self.periodNanoseconds
         return cookie == self.cookie(for: address, period: period)
             || (period > 0 && cookie == self.cookie(for: address, period: period - 1))
+    }
+
+    /// Whether a handshake packet's frame (what follows its kind byte) gets a cookie under load
+    /// without being decoded: a `hello` by its type, in a datagram at least as long as the cookie
+    /// packet (never an amplified answer) and no longer than an endpoint reads. The endpoint and
+    /// its cookie step both decide by this.
+    static func earnsCookie(frame: UnsafeRawBufferPointer) -> Bool {
+        let datagramBytes = 1 + frame.count
+        return datagramBytes >= 1 + WireLimits.udpCookieBytes && datagramBytes <= WireLimits.udpDatagramBytesMax
+            && UInt16(frame[0]) << 8 | UInt16(frame[1]) == MessageType.hello.rawValue
     }
 
     /// The cookie for raw source bytes (`source(address:port:)`), as the hello responder's
@@ -436,8 +446,7 @@ final class UDPEndpointHandler: ChannelInboundHandler {
         // Under load, a new address's `hello` gets a cookie and no state: its type is all that
         // decides that, so the frame is not decoded (a flood of them is what load means here).
         if !cookieChecked && acceptsPeers && isLoaded && peers[address] == nil
-            && receivedBytes >= 1 + WireLimits.udpCookieBytes  // the cookie packet is never the larger
-            && frame.getInteger(at: frame.readerIndex, as: UInt16.self) == MessageType.hello.rawValue
+            && frame.withUnsafeReadableBytes(HelloCookies.earnsCookie(frame:))
         {
             return sendCookie(to: address)
         }

@@ -15,6 +15,10 @@ public enum LeaseRole: String, Sendable, Equatable {
 ///   the deposit, only the lessee changing it, paid-through what the paid amount buys),
 ///   **persists it, and only then countersigns**; the proposer persists the co-signed state.
 ///   Every refusal carries its code and leaves the channel as it was.
+/// - The proposer may propose n + 2 while its co-signed n + 1 is still being stored (a pipeline:
+///   its store overlaps the next round trip); n + 1 counts as done, for its caller, only once
+///   stored. A crash before then loses nothing acknowledged: the receiver stored n + 1 before it
+///   countersigned, and hands it back on the next session.
 /// - On a new session both sides say which nonce they hold; the one ahead sends its co-signed
 ///   state, which the other checks and adopts, and a proposal the peer never got is sent again.
 /// - The lessor grants the radio up to the paid-through time and revokes it there; once payments
@@ -55,8 +59,10 @@ public struct LeaseChannel: Sendable {
     public private(set) var latest: CoSignedState?
     /// A state we signed and sent, waiting for the peer's countersignature.
     public private(set) var proposal: (state: ChannelState, signature: Signature, requestID: UInt64)?
-    /// A co-signed state handed to the shell to store, and what follows once it is stored.
-    private var persisting: (state: CoSignedState, then: [Action])?
+    /// Co-signed states handed to the shell to store, oldest first, each with what follows once
+    /// it is stored and whether it is our own countersigned proposal (which a next proposal need
+    /// not wait for).
+    private var storing: [(state: CoSignedState, then: [Action], ownProposal: Bool)] = []
     private var nextRequestID: UInt64 = 1
     /// Lessor: whether the radio's grant has been withdrawn, when it proposed the final state,
     /// and whether it has given up on the lessee and registered its state.
@@ -80,14 +86,19 @@ public struct LeaseChannel: Sendable {
         self.closeGraceSeconds = closeGraceSeconds
     }
 
-    /// The latest co-signed state, or the opening one.
+    /// The latest co-signed state stored, or the opening one.
     public var state: ChannelState { latest?.state ?? ChannelState.opening(terms) }
+
+    /// The newest co-signed state held, stored or still being stored: what the next proposal
+    /// builds on and what a reestablishment reports.
+    public var newest: ChannelState { storing.last?.state.state ?? state }
 
     private var peer: SigningPublicKey { role == .lessor ? terms.lessee : terms.lessor }
 
-    /// Whether an update is in flight (a proposal awaits its countersignature, or a state is being
-    /// stored): a new proposal is refused until it ends, so a shell queues its callers' updates.
-    public var isBusy: Bool { proposal != nil || persisting != nil }
+    /// Whether an update is in flight (a proposal awaits its countersignature, or a state other
+    /// than our own countersigned proposal is being stored): a new proposal is refused until it
+    /// ends, so a shell queues its callers' updates.
+    public var isBusy: Bool { proposal != nil || storing.contains { !$0.ownProposal } }
 
     // MARK: Opening
 
@@ -151,7 +162,7 @@ public struct LeaseChannel: Sendable {
         guard role == .lessee else {
             return [.refused(Rejection(.lessorCannotPay, "only the lessee pays"))]
         }
-        let (paid, overflow) = state.paid.addingReportingOverflow(amount)
+        let (paid, overflow) = newest.paid.addingReportingOverflow(amount)
         guard !overflow, paid <= terms.deposit else {
             return [.refused(Rejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
         }
@@ -163,7 +174,7 @@ public struct LeaseChannel: Sendable {
         guard amount == 0 || role == .lessee else {
             return [.refused(Rejection(.lessorCannotPay, "only the lessee pays"))]
         }
-        let (paid, overflow) = state.paid.addingReportingOverflow(amount)
+        let (paid, overflow) = newest.paid.addingReportingOverflow(amount)
         guard !overflow, paid <= terms.deposit else {
             return [.refused(Rejection(.paymentAboveDeposit, "paying \(amount) more would exceed the deposit"))]
         }
@@ -171,12 +182,12 @@ public struct LeaseChannel: Sendable {
     }
 
     private mutating func propose(paid: UInt128, final: Bool) -> [Action] {
-        if state.final { return [.refused(Rejection(.channelFinal, "the channel's state is final"))] }
+        if newest.final { return [.refused(Rejection(.channelFinal, "the channel's state is final"))] }
         if isBusy {
             return [.refused(Rejection(.updateInProgress, "an update is already waiting to be countersigned"))]
         }
         let next = ChannelState(
-            channelID: channelID, nonce: state.nonce + 1, paid: paid,
+            channelID: channelID, nonce: newest.nonce + 1, paid: paid,
             paidThroughSeconds: terms.paidThroughSeconds(paid: paid), final: final)
         let signature = next.signed(by: key, chainID: terms.chainID)
         let requestID = nextRequestID
@@ -196,7 +207,7 @@ public struct LeaseChannel: Sendable {
             return receiveUpdate(requestID: requestID, proposed, signature)
         case .countersign(_, _, let nonce, let signature):
             // A countersignature again (after a crossed reestablishment): already in hand.
-            if nonce <= state.nonce || persisting?.state.state.nonce == nonce { return [] }
+            if nonce <= newest.nonce { return [] }
             guard let proposal, proposal.state.nonce == nonce else {
                 return [
                     .rejectedPeer(
@@ -209,15 +220,16 @@ public struct LeaseChannel: Sendable {
             let coSigned = coSign(proposal.state, mine: proposal.signature, theirs: signature)
             var then: [Action] = [.settled(nonce: nonce)]
             if proposal.state.final { then.append(.closeCooperatively(coSigned)) }
-            return store(coSigned, then: then)
+            self.proposal = nil
+            return store(coSigned, then: then, ownProposal: true)
         case .updateRefused(_, _, let nonce, let code, let reason):
             guard let proposal, proposal.state.nonce == nonce else { return [] }
             self.proposal = nil
             return [.refused(Rejection(code, reason))]
         case .reestablish(_, _, let theirs):
-            let ours = state.nonce
-            if theirs < ours, let latest {
-                return [.send(.latestState(requestID: 0, state: latest))]
+            let ours = newest.nonce
+            if theirs < ours, let held = storing.last?.state ?? latest {
+                return [.send(.latestState(requestID: 0, state: held))]
             }
             if theirs == ours, let proposal {
                 // The peer never got our proposal: the same state and signature again.
@@ -227,7 +239,7 @@ public struct LeaseChannel: Sendable {
             }
             return []  // level, or the peer is ahead and sends its state
         case .latestState(_, let coSigned):
-            guard coSigned.state.nonce > state.nonce, persisting == nil else { return [] }
+            guard coSigned.state.nonce > newest.nonce else { return [] }
             guard coSigned.isValid(for: terms), coSigned.state.paid <= terms.deposit else {
                 return [
                     .rejectedPeer(Rejection(.badChannelSignature, "the peer's latest state is not co-signed"))
@@ -270,7 +282,7 @@ public struct LeaseChannel: Sendable {
         }
         // The same update again (sent again after a reestablishment that crossed it): being
         // stored, it is answered once stored; already stored, its countersignature goes again.
-        if let persisting, persisting.state.state == proposed { return [] }
+        if storing.contains(where: { $0.state.state == proposed }) { return [] }
         if let latest, latest.state == proposed {
             let mine = role == .lessor ? latest.lessorSignature : latest.lesseeSignature
             return [
@@ -281,11 +293,11 @@ public struct LeaseChannel: Sendable {
         if let proposal {
             // Both proposed at once: the lessee's proposal goes first, and the lessor's is dropped
             // once the lessee's passes every check below (a refused one leaves it waiting).
-            guard role == .lessor, persisting == nil else {
+            guard role == .lessor, storing.isEmpty else {
                 return refuse(.updateInProgress, "a proposal of nonce \(proposal.state.nonce) is waiting")
             }
         }
-        if persisting != nil { return refuse(.updateInProgress, "a state is being stored") }
+        if !storing.isEmpty { return refuse(.updateInProgress, "a state is being stored") }
         guard proposed.nonce == state.nonce + 1 else {
             return refuse(.nonceNotNext, "nonce \(proposed.nonce), expected \(state.nonce + 1)")
         }
@@ -319,15 +331,16 @@ public struct LeaseChannel: Sendable {
             : CoSignedState(state: state, lessorSignature: theirs, lesseeSignature: mine)
     }
 
-    private mutating func store(_ coSigned: CoSignedState, then: [Action]) -> [Action] {
-        persisting = (coSigned, then)
+    private mutating func store(_ coSigned: CoSignedState, then: [Action], ownProposal: Bool = false) -> [Action] {
+        storing.append((coSigned, then, ownProposal))
         return [.persist(coSigned)]
     }
 
-    /// The shell stored the state of `nonce`: it becomes the latest, and what waited for it follows.
+    /// The shell stored the state of `nonce` (states are stored in the order they were handed
+    /// over): it becomes the latest, and what waited for it follows.
     public mutating func persisted(nonce: UInt64) -> [Action] {
-        guard let (coSigned, then) = persisting, coSigned.state.nonce == nonce else { return [] }
-        persisting = nil
+        guard let (coSigned, then, _) = storing.first, coSigned.state.nonce == nonce else { return [] }
+        storing.removeFirst()
         latest = coSigned
         if let proposal, proposal.state.nonce <= nonce { self.proposal = nil }
         var actions = then
@@ -352,8 +365,10 @@ public struct LeaseChannel: Sendable {
     /// What the time asks for: the lessor revokes at the paid-through time and, payments having
     /// stopped, closes; the lessee pays one increment ahead.
     public mutating func tick(nowSeconds now: UInt64) -> [Action] {
-        let current = state
-        guard !current.final else { return [] }
+        // The lessor grants and revokes on what it has stored; the lessee pays ahead of the
+        // newest state it holds, stored or not.
+        let current = role == .lessor ? state : newest
+        guard !newest.final else { return [] }
         switch role {
         case .lessor:
             var actions: [Action] = []

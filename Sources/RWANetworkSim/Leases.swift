@@ -169,11 +169,12 @@ extension Simulation {
                 send(.lease(message), on: leaseSessionLink(index), toServer: true)
             case .persist(let state):
                 store(state, at: .lessee(index))
+                // Countersigned: the next payment goes while this state is being stored.
+                proposeNextWhenFree(index)
             case .settled(let nonce):
                 lessees[index].acknowledged = max(lessees[index].acknowledged, nonce)
-                lessees[index].proposing = false
                 trace("lessee\(index): state \(nonce) done")
-                if lessees[index].phase == .paying { schedule(.leaseAct(index), after: milliseconds(1...10)) }
+                proposeNextWhenFree(index)
             case .refused(let rejection):
                 lessees[index].proposing = false
                 // A final state that was refused or superseded is proposed again.
@@ -190,6 +191,14 @@ extension Simulation {
                 break
             }
         }
+    }
+
+    /// Once the lessee's proposal is countersigned (its state stored or still being stored), the
+    /// next payment is scheduled: payments pipeline with the proposer's stores.
+    private func proposeNextWhenFree(_ index: Int) {
+        guard lessees[index].proposing, lessees[index].core?.isBusy == false else { return }
+        lessees[index].proposing = false
+        if lessees[index].phase == .paying { schedule(.leaseAct(index), after: milliseconds(1...10)) }
     }
 
     // MARK: The lessee
@@ -213,7 +222,7 @@ extension Simulation {
             guard !lessees[index].proposing, let core = lessees[index].core else { return }
             // Payments count once co-signed and stored: one lost with a crash is made again, up
             // to twice as many attempts as payments (a shell that loses states may never get there).
-            let made = Int(core.state.paid / 100)
+            let made = Int(core.newest.paid / 100)
             let done =
                 made >= configuration.paymentsPerLease || lessees[index].attempts >= 2 * configuration.paymentsPerLease
             if disputes(index) && made == configuration.paymentsPerLease / 2 && lessees[index].backup == nil {
@@ -223,7 +232,7 @@ extension Simulation {
                 try disputeFromBackup(index, backup)
                 return
             }
-            if done || core.state.paid >= lessees[index].terms!.deposit {
+            if done || core.newest.paid >= lessees[index].terms!.deposit {
                 lessees[index].proposing = true
                 lessees[index].phase = .closing
                 trace("lessee\(index) proposes the final state")

@@ -91,7 +91,7 @@ final class LeaseServiceTests: XCTestCase {
     struct Lease {
         var lessor: LeaseService
         var lessee: LeaseService
-        var lesseeStore: InMemoryChannelStore
+        var lesseeStore: any ChannelStore
         var session: PeerSession
         var listener: SessionListener
         var id: Digest32
@@ -105,7 +105,10 @@ final class LeaseServiceTests: XCTestCase {
         }
     }
 
-    func openLease(_ arbiter: InMemoryArbiter, _ time: ManualTimeSource, _ genesis: Genesis) async throws -> Lease {
+    func openLease(
+        _ arbiter: InMemoryArbiter, _ time: ManualTimeSource, _ genesis: Genesis,
+        lesseeStore: any ChannelStore = InMemoryChannelStore()
+    ) async throws -> Lease {
         let lessor = try LeaseService(
             role: .lessor, key: lessorKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
             time: time,
@@ -118,7 +121,6 @@ final class LeaseServiceTests: XCTestCase {
                 handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
             group: MultiThreadedEventLoopGroup.singleton)
         Task { for await session in listener.sessions { lessor.serve(session) } }
-        let lesseeStore = InMemoryChannelStore()
         let lessee = try LeaseService(
             role: .lessee, key: lesseeKey, genesis: genesis, store: lesseeStore, arbiter: arbiter, time: time,
             logger: quiet)
@@ -186,6 +188,40 @@ final class LeaseServiceTests: XCTestCase {
 
     /// Payments asked at once (a user's and a script's, or one sent before a restart and the
     /// next) take turns: each completes with its own state and none is refused for the other.
+    /// Payments queued on one channel pipeline with the lessee's stores: while its disk holds the
+    /// store of state 1, the lessee already proposes state 2 and the lessor stores and
+    /// countersigns it; no payment returns before the lessee has stored its state.
+    func testQueuedPaymentsPipelineWithTheProposersStores() async throws {
+        try await withTimeout(60, "testQueuedPaymentsPipelineWithTheProposersStores") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let store = HeldChannelStore()
+            let lease = try await openLease(arbiter, time, genesis, lesseeStore: store)
+            let (lessee, id) = (lease.lessee, lease.id)
+            store.hold()
+            let returned = HeldChannelStore.Count()
+            let first = Task {
+                defer { returned.add() }
+                return try await lessee.pay(id, amount: 10)
+            }
+            try await eventually("state 1 waits for the lessee's disk") { store.waitingWrites > 0 }
+            let second = Task {
+                defer { returned.add() }
+                return try await lessee.pay(id, amount: 10)
+            }
+            try await eventually("the lessor stored and countersigned state 2 meanwhile") {
+                lease.lessor.channels().first?.state.nonce == 2
+            }
+            XCTAssertNil(try store.latestState(of: id), "nothing stored on the lessee's side yet")
+            XCTAssertEqual(returned.value, 0, "no payment returns before the lessee has stored it")
+            XCTAssertEqual(lessee.channels().first?.state.nonce, 0)
+            store.release()
+            let states = [try await first.value, try await second.value]
+            XCTAssertEqual(states.map(\.nonce), [1, 2])
+            XCTAssertEqual(try store.latestState(of: id)?.state, states[1], "stored before the pay returned")
+            await lease.stop()
+        }
+    }
+
     func testPaymentsAskedAtOnceTakeTurns() async throws {
         try await withTimeout(60, "testPaymentsAskedAtOnceTakeTurns") { [self] in
             let (arbiter, time, genesis) = try await makeWorld()
@@ -372,5 +408,60 @@ final class LeaseServiceTests: XCTestCase {
             XCTAssertEqual(carolRent, 25)
             await lease.stop()
         }
+    }
+}
+
+/// A store in memory whose state writes wait while it is held: a slow disk, on demand.
+final class HeldChannelStore: ChannelStore, @unchecked Sendable {
+    private let inner = InMemoryChannelStore()
+    private let condition = NSCondition()
+    private var held = false
+    private var waiting = 0
+
+    /// A counter threads may bump.
+    final class Count: @unchecked Sendable {
+        private let lock = NSLock()
+        private var count = 0
+        var value: Int { lock.withLock { count } }
+        func add() { lock.withLock { count += 1 } }
+    }
+
+    /// Writes of states blocked now.
+    var waitingWrites: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiting
+    }
+
+    func hold() {
+        condition.lock()
+        held = true
+        condition.unlock()
+    }
+
+    func release() {
+        condition.lock()
+        held = false
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func channels() throws -> [StoredChannel] { try inner.channels() }
+    func latestState(of channel: Digest32) throws -> CoSignedState? { try inner.latestState(of: channel) }
+    func save(_ channel: StoredChannel) throws { try inner.save(channel) }
+    func forget(_ channel: Digest32) throws { try inner.forget(channel) }
+    func saveState(_ state: CoSignedState) throws { try saveStates([state]) }
+
+    /// Waits while held (at most 20 s, then fails the write).
+    func saveStates(_ states: [CoSignedState]) throws {
+        condition.lock()
+        waiting += 1
+        let deadline = Date() + 20
+        while held && condition.wait(until: deadline) {}
+        waiting -= 1
+        let stillHeld = held
+        condition.unlock()
+        if stillHeld { throw TestFailure("a held store was never released") }
+        try inner.saveStates(states)
     }
 }

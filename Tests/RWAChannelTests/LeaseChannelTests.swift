@@ -314,6 +314,66 @@ final class LeaseChannelTests: XCTestCase {
         XCTAssertEqual(behind.state.paid, 1_000, "the lessor's state, not the lost proposal")
     }
 
+    /// The proposer pipelines: once its proposal is countersigned it proposes the next while the
+    /// countersigned state is still being stored. Each payment completes only once stored, in
+    /// order, and a crash before the stores loses nothing: the lessor stored both before it
+    /// countersigned, and hands the newest back on the next session.
+    func testTheProposerProposesTheNextWhileItsLastStateIsBeingStored() throws {
+        var (lessor, lessee) = pair()
+        _ = lessor.receive(try XCTUnwrap(lessee.pay(500).first?.sentMessage))
+        let countersigned = lessee.receive(try XCTUnwrap(lessor.persisted(nonce: 1).first?.sentMessage))
+        guard case .persist(let first) = countersigned.first, countersigned.count == 1 else {
+            return XCTFail("\(countersigned)")
+        }
+        XCTAssertEqual(first.state.nonce, 1)
+        XCTAssertFalse(lessee.isBusy, "its own store does not hold the next proposal back")
+        XCTAssertEqual(lessee.state.nonce, 0, "state 1 is not the stored latest yet")
+        XCTAssertEqual(lessee.newest.nonce, 1)
+        let second = lessee.pay(500)
+        guard case .send(.update(_, let proposed, _)) = second.first else { return XCTFail("\(second)") }
+        XCTAssertEqual(proposed.nonce, 2)
+        XCTAssertEqual(proposed.paid, 1_000, "built on the state being stored")
+        XCTAssertTrue(lessee.isBusy, "one proposal at a time")
+        XCTAssertEqual(
+            lessee.pay(500),
+            [.refused(Rejection(.updateInProgress, "an update is already waiting to be countersigned"))])
+
+        _ = lessor.receive(try XCTUnwrap(second.first?.sentMessage))
+        let countersign2 = try XCTUnwrap(lessor.persisted(nonce: 2).first?.sentMessage)
+        let crashedLessee = lessee  // neither state stored yet
+        guard case .persist = lessee.receive(countersign2).first else { return XCTFail("state 2 goes to the store") }
+        XCTAssertEqual(lessee.persisted(nonce: 2), [], "states are stored in order: 1 first")
+        XCTAssertEqual(lessee.persisted(nonce: 1), [.settled(nonce: 1)])
+        XCTAssertEqual(lessee.state.nonce, 1)
+        XCTAssertEqual(lessee.persisted(nonce: 2), [.settled(nonce: 2)])
+        XCTAssertEqual(lessee.state, lessor.state)
+
+        // The lessee crashed before either store: it restarts from the opening state, and the
+        // lessor's newest state comes back with the reestablishment.
+        XCTAssertNil(crashedLessee.latest)
+        var restarted = LeaseChannel(role: .lessee, terms: terms(), key: lesseeKey, latest: crashedLessee.latest)
+        let lessorAnswer = lessor.receive(try XCTUnwrap(restarted.reconnected().first?.sentMessage))
+        let adopted = restarted.receive(try XCTUnwrap(lessorAnswer.first?.sentMessage))
+        guard case .persist(let handedBack) = adopted.first else { return XCTFail("\(adopted)") }
+        XCTAssertEqual(handedBack.state, lessor.state)
+        _ = restarted.persisted(nonce: 2)
+        XCTAssertEqual(restarted.state.paid, 1_000)
+    }
+
+    /// The lessee's automatic payment, too, builds on the newest state it holds; a final state
+    /// being stored ends all proposals.
+    func testAPaymentAheadAndAFinalStateBeingStored() throws {
+        var (lessor, lessee) = pair()
+        _ = lessor.receive(try XCTUnwrap(lessee.proposeFinal(paying: 500).first?.sentMessage))
+        _ = lessee.receive(try XCTUnwrap(lessor.persisted(nonce: 1).first?.sentMessage))
+        XCTAssertTrue(lessee.newest.final)
+        XCTAssertEqual(lessee.pay(500), [.refused(Rejection(.channelFinal, "the channel's state is final"))])
+        XCTAssertEqual(lessee.tick(nowSeconds: 1_800_000_000), [], "nothing more to pay on a final state")
+        let stored = lessee.persisted(nonce: 1)
+        XCTAssertEqual(stored.first, .settled(nonce: 1))
+        guard case .closeCooperatively = stored.last else { return XCTFail("\(stored)") }
+    }
+
     func testAProposalThePeerNeverGotIsSentAgainOnReconnection() {
         var (lessor, lessee) = pair()
         _ = lessee.pay(500)  // lost on the way

@@ -86,8 +86,13 @@ public final class LeaseService: @unchecked Sendable {
     struct Entry {
         var core: LeaseChannel
         var stored: StoredChannel
-        /// The caller whose update is in flight: resumed by `.settled` (nonce reached) or `.refused`.
-        var waiter: CheckedContinuation<ChannelState, Error>?
+        /// The caller whose proposal is in flight (the proposed state; nil if the core made none):
+        /// moved to `storing` when that very state goes to the store, resumed by `.refused` if
+        /// it is refused or superseded.
+        var waiter: (proposed: ChannelState?, continuation: CheckedContinuation<ChannelState, Error>)?
+        /// Callers whose proposals were countersigned, by nonce: resumed by `.settled` once this
+        /// side has stored the state (the next proposal may be in flight meanwhile).
+        var storing: [UInt64: CheckedContinuation<ChannelState, Error>] = [:]
         /// Callers whose update waits for the one in flight to end (one at a time per channel).
         var queued: [QueuedUpdate] = []
     }
@@ -363,6 +368,11 @@ public final class LeaseService: @unchecked Sendable {
             case .send(let message):
                 send(message, to: peerOf(entry))
             case .persist(let state):
+                if let waiter = entry.waiter, waiter.proposed == state.state {
+                    entry.storing[state.state.nonce] = waiter.continuation
+                    entry.waiter = nil
+                    entries[id] = entry
+                }
                 // Group commit: every state to store that arrives while the previous group is
                 // being written goes into the next SQLite transaction, with one flush to the disk.
                 pendingWrites.append((id, state))
@@ -373,14 +383,18 @@ public final class LeaseService: @unchecked Sendable {
                 event("revoke \(id)")
             case .settled(let nonce):
                 event("state \(id) \(nonce) paid \(entry.core.state.paid)")
-                entry.waiter?.resume(returning: entry.core.state)
-                entry.waiter = nil
+                if let caller = entry.storing.removeValue(forKey: nonce) {
+                    caller.resume(returning: entry.core.state)
+                } else if let waiter = entry.waiter, waiter.proposed?.nonce == nonce {
+                    waiter.continuation.resume(returning: entry.core.state)
+                    entry.waiter = nil
+                }
                 entries[id] = entry
             case .rejectedPeer(let rejection):
                 logger.info("channel \(id): refused the peer's message: \(rejection)")
             case .refused(let rejection):
                 logger.info("channel \(id): \(rejection)")
-                entry.waiter?.resume(throwing: rejection)
+                entry.waiter?.continuation.resume(throwing: rejection)
                 entry.waiter = nil
                 entries[id] = entry
             case .closeCooperatively(let state):
@@ -630,8 +644,10 @@ public final class LeaseService: @unchecked Sendable {
                     continuation.resume(throwing: Rejection(.unknownChannel, "no open channel \(id)"))
                     return
                 }
-                // One update at a time: a caller who asks while one is in flight (a payment sent
-                // before a restart, the lessee's automatic payment) waits for it to end.
+                // One proposal at a time: a caller who asks while one awaits its countersignature
+                // (a payment sent before a restart, the lessee's automatic payment) waits for it.
+                // The store of the last countersigned state does not hold it back: the next
+                // proposal goes while the disk flushes (the core's pipeline).
                 guard !entry.core.isBusy else {
                     guard entry.queued.count < Self.queuedUpdatesPerChannelMax else {
                         continuation.resume(
@@ -645,7 +661,7 @@ public final class LeaseService: @unchecked Sendable {
                     return
                 }
                 let actions = propose(&entry.core)
-                entry.waiter = continuation
+                entry.waiter = (entry.core.proposal?.state, continuation)
                 entries[id] = entry
                 perform(actions, on: id)
             }
@@ -658,7 +674,7 @@ public final class LeaseService: @unchecked Sendable {
     private func advanceUpdates(on id: Digest32) {
         guard var entry = entries[id], !entry.core.isBusy else { return }
         if let waiter = entry.waiter {
-            waiter.resume(
+            waiter.continuation.resume(
                 throwing: Rejection(
                     .nonceNotNext, "the proposal was superseded: the channel is at state \(entry.core.state.nonce)"))
             entry.waiter = nil
@@ -674,7 +690,7 @@ public final class LeaseService: @unchecked Sendable {
             return advanceUpdates(on: id)
         }
         let actions = next.propose(&entry.core)
-        entry.waiter = next.waiter
+        entry.waiter = (entry.core.proposal?.state, next.waiter)
         entries[id] = entry
         perform(actions, on: id)
     }

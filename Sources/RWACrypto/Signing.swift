@@ -32,6 +32,12 @@ public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { bytes.hexString }
 
+    /// All 32 bytes in one call (the synthesized hash feeds them one by one): keys index the
+    /// ledger's accounts and holdings and every service's sessions.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
     /// Verifies a domain-separated signature (see `SignatureDomain`).
     public func isValidSignature(
         _ signature: Signature, for payload: some ContiguousBytes, domain: SignatureDomain

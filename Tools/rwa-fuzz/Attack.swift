@@ -428,6 +428,8 @@ final class Prober: @unchecked Sendable {
     }
 
     typealias Result = (ok: Bool, milliseconds: Double, detail: String)
+    /// A probe this slow is reported with where its time went.
+    static let slowMilliseconds = 100.0
 
     /// One probe as the child writes it: `ok MILLISECONDS` or `failed MILLISECONDS DETAIL`.
     static func line(_ result: Result) -> String {
@@ -447,6 +449,12 @@ final class Prober: @unchecked Sendable {
             if result.detail.hasPrefix("udp") { $0.worstUDP = max($0.worstUDP, result.milliseconds) }
         }
         if !result.ok { print("rwa-fuzz: a legitimate request failed: \(result.detail)") }
+        if result.ok && result.milliseconds >= Self.slowMilliseconds {
+            // With the wall-clock time, to line it up with a trace of the daemon or the machine.
+            print(
+                String(format: "rwa-fuzz: a slow legitimate answer: %.0f ms", result.milliseconds), result.detail,
+                "(at \(Date().formatted(.iso8601.time(includingFractionalSeconds: true))))")
+        }
     }
 
     private func startThread() {
@@ -530,7 +538,14 @@ final class Prober: @unchecked Sendable {
                 switch (role, answer) {
                 case (.arbiter, .arbiter(.statusAnswer)), (.exchange, .exchange), (.lessor, .lease(.offers)),
                     (.peer, .pong):
-                    return (true, elapsed(), "")
+                    let total = elapsed()
+                    return (
+                        true, total,
+                        String(
+                            format: "tcp: connect %.0f ms, handshake %.0f ms, answer %.0f ms",
+                            session.connectMilliseconds, session.handshakeMilliseconds,
+                            total - session.connectMilliseconds - session.handshakeMilliseconds)
+                    )
                 default:
                     continue
                 }

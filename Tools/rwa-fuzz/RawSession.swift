@@ -148,9 +148,15 @@ final class RawSession {
 
     /// The peer's identity, proven in the handshake.
     let peerIdentity: SigningPublicKey
+    /// How long the TCP connection and then the handshake took (dialled sessions; 0 otherwise),
+    /// so a slow legitimate answer says where its time went.
+    private(set) var connectMilliseconds = 0.0
+    private(set) var handshakeMilliseconds = 0.0
 
     init(host: String, port: Int, identity: SigningKeyPair, chainID: Digest32) throws {
+        let start = ContinuousClock.now
         tcp = try RawTCP(host: host, port: port)
+        let connected = ContinuousClock.now
         var machine = HandshakeStateMachine(
             initiator: HandshakeConfiguration(identity: identity, chainID: chainID), ephemeral: .generate())
         guard tcp.write(Self.plaintextRecord(machine.start())) else {
@@ -170,6 +176,8 @@ final class RawSession {
         cipher = RecordCipher(session)
         incoming = buffer
         peerIdentity = session.peerIdentity
+        connectMilliseconds = (connected - start) / .milliseconds(1)
+        handshakeMilliseconds = (ContinuousClock.now - connected) / .milliseconds(1)
     }
 
     /// The responder's side, on a connection the daemon made (the fuzzer as a lessor).

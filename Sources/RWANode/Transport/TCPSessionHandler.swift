@@ -117,6 +117,11 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     private var readingPaused: Bool { inboxFull || outboundBlocked }
     private var readPending = false
     private var timer: Scheduled<Void>?
+    /// When the connection became active, its first handshake message arrived and this side last
+    /// wrote one (loop time, ns): a handshake slower than `slowHandshakeNanoseconds` is logged
+    /// with where its time went, for an operator (or `rwa-fuzz`) chasing a slow answer.
+    private var handshakeTimes: (active: UInt64, firstRead: UInt64?, lastWrite: UInt64?) = (0, nil, nil)
+    static let slowHandshakeNanoseconds: UInt64 = 100_000_000
     /// A listener's record of when this connection last delivered something (nil for a dialer).
     private let activity: ConnectionActivity?
     /// The decoder's record limit, raised once the handshake completes.
@@ -140,6 +145,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     }
 
     func channelActive(context: ChannelHandlerContext) {
+        handshakeTimes.active = Self.now(context)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleTask(in: configuration.handshakeTimeout) {
             let (handler, context) = loopBound.value
@@ -167,9 +173,11 @@ final class TCPSessionHandler: ChannelDuplexHandler {
                 let output = try machine.receive(message)
                 state = .handshaking(machine)
                 activity?.touch(Self.now(context))
+                if handshakeTimes.firstRead == nil { handshakeTimes.firstRead = Self.now(context) }
                 switch output {
                 case .send(let reply):
                     writePlaintext(context: context, reply)
+                    handshakeTimes.lastWrite = Self.now(context)
                 case .sendAndEstablish(let finish, let session):
                     writePlaintext(context: context, finish)
                     establish(context: context, session)
@@ -206,6 +214,17 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     /// The event loop's clock: real time on a real loop, virtual time on `EmbeddedEventLoop`.
     static func now(_ context: ChannelHandlerContext) -> UInt64 { context.eventLoop.now.uptimeNanoseconds }
 
+    private func logIfSlow(_ times: (active: UInt64, firstRead: UInt64?, lastWrite: UInt64?), now: UInt64) {
+        guard now &- times.active >= Self.slowHandshakeNanoseconds else { return }
+        func ms(_ from: UInt64?, _ to: UInt64?) -> String {
+            guard let from, let to else { return "-" }
+            return "\((to &- from) / 1_000_000) ms"
+        }
+        logger.notice(
+            "slow handshake: \(ms(times.active, now)) in all; first message \(ms(times.active, times.firstRead)) after the connection, this side's last reply \(ms(times.firstRead, times.lastWrite)) after it, the end \(ms(times.lastWrite, now)) after that"
+        )
+    }
+
     /// Carries out what the session core decided, in order.
     private func perform(context: ChannelHandlerContext, _ actions: [SessionCore.Action]) {
         var lastWrite: EventLoopFuture<Void>?
@@ -230,6 +249,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds))
         state = .established(RecordCipher(session), SessionCore(timing: timing, now: Self.now(context)))
         allowance.handshakeCompleted()
+        logIfSlow(handshakeTimes, now: Self.now(context))
         configuration.keyLog?.record(session)
         timer?.cancel()
         // The closures below reach the handler only through the pipeline, never by reference,

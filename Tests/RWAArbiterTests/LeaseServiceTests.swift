@@ -10,12 +10,13 @@ import NIOPosix
 import RWAChannel
 import RWACrypto
 import RWALedger
-import RWANode
 import RWASession
 import RWAStore
 import RWATestSupport
 import RWAWire
 import XCTest
+
+@testable import RWANode
 
 final class LeaseServiceTests: XCTestCase {
     let arbiterKey = try! SigningKeyPair(seed: [UInt8](repeating: 41, count: 32))
@@ -222,6 +223,52 @@ final class LeaseServiceTests: XCTestCase {
         }
     }
 
+    /// A peer whose messages pile up on the service's queue (sent without waiting for answers) is
+    /// closed with `overloaded` once more wait than its channels justify: 64, and 4 per channel.
+    /// A lessee with channels has room for more.
+    func testASessionWhoseMessagesPileUpIsClosed() async throws {
+        try await withTimeout(60, "testASessionWhoseMessagesPileUpIsClosed") { [self] in
+            let (arbiter, time, genesis) = try await makeWorld()
+            let store = HeldChannelStore()
+            let lessor = try LeaseService(
+                role: .lessor, key: lessorKey, genesis: genesis, store: store, arbiter: arbiter, time: time,
+                offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
+                logger: quiet)
+            lessor.start()
+            XCTAssertEqual(lessor.waitingMessagesMax(from: lesseeKey.publicKey), 64)
+            let listener = try await TransportKind.tcp.listen(
+                host: "127.0.0.1", port: 0,
+                configuration: try SessionConfiguration(
+                    handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
+                group: MultiThreadedEventLoopGroup.singleton)
+            Task { for await session in listener.sessions { lessor.serve(session) } }
+            let session = try await dial(listener.port, genesis)
+            let terms = LeaseTerms(
+                chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,
+                firstSlice: 0, sliceCount: 1, startSeconds: (Self.now / 1000 / 60 + 10) * 60, hours: 1,
+                periodSeconds: 60, ratePerSliceHour: 10, deposit: 10, paymentIncrement: 10,
+                challengePeriodMilliseconds: 5_000, nonce: 1)
+            // The lessor's queue stores the accepted open's record, and the disk holds it there.
+            store.hold(records: true)
+            try await session.send(.lease(LeaseChannel.openRequest(terms, lessee: lesseeKey, requestID: 1)))
+            try await eventually("the lessor's queue waits for its disk") { store.waitingWrites > 0 }
+            for requestID in 0..<UInt64(64 + 8) {
+                _ = session.sendPipelined(.lease(.getOffers(requestID: requestID)))
+            }
+            do {
+                for try await message in session.inbox { XCTFail("no answer while the queue waits: \(message)") }
+                XCTFail("the session ended without saying why")
+            } catch let error as SessionError {
+                XCTAssertEqual(error.code, .overloaded, "\(error)")
+            }
+            store.release()
+            try await eventually("the open is stored") { lessor.channels().count == 1 }
+            XCTAssertEqual(lessor.waitingMessagesMax(from: lesseeKey.publicKey), 68, "4 more for the channel")
+            lessor.stop()
+            await listener.close()
+        }
+    }
+
     func testPaymentsAskedAtOnceTakeTurns() async throws {
         try await withTimeout(60, "testPaymentsAskedAtOnceTakeTurns") { [self] in
             let (arbiter, time, genesis) = try await makeWorld()
@@ -416,6 +463,7 @@ final class HeldChannelStore: ChannelStore, @unchecked Sendable {
     private let inner = InMemoryChannelStore()
     private let condition = NSCondition()
     private var held = false
+    private var holdsRecords = false
     private var waiting = 0
 
     /// A counter threads may bump.
@@ -433,9 +481,11 @@ final class HeldChannelStore: ChannelStore, @unchecked Sendable {
         return waiting
     }
 
-    func hold() {
+    /// Holds the writes of states, and with `records` those of channel records too.
+    func hold(records: Bool = false) {
         condition.lock()
         held = true
+        holdsRecords = records
         condition.unlock()
     }
 
@@ -448,12 +498,23 @@ final class HeldChannelStore: ChannelStore, @unchecked Sendable {
 
     func channels() throws -> [StoredChannel] { try inner.channels() }
     func latestState(of channel: Digest32) throws -> CoSignedState? { try inner.latestState(of: channel) }
-    func save(_ channel: StoredChannel) throws { try inner.save(channel) }
+    func save(_ channel: StoredChannel) throws {
+        condition.lock()
+        let holding = holdsRecords
+        condition.unlock()
+        if holding { try waitWhileHeld() }
+        try inner.save(channel)
+    }
     func forget(_ channel: Digest32) throws { try inner.forget(channel) }
     func saveState(_ state: CoSignedState) throws { try saveStates([state]) }
 
-    /// Waits while held (at most 20 s, then fails the write).
     func saveStates(_ states: [CoSignedState]) throws {
+        try waitWhileHeld()
+        try inner.saveStates(states)
+    }
+
+    /// Waits while held (at most 20 s, then fails the write).
+    private func waitWhileHeld() throws {
         condition.lock()
         waiting += 1
         let deadline = Date() + 20
@@ -462,6 +523,5 @@ final class HeldChannelStore: ChannelStore, @unchecked Sendable {
         let stillHeld = held
         condition.unlock()
         if stillHeld { throw TestFailure("a held store was never released") }
-        try inner.saveStates(states)
     }
 }

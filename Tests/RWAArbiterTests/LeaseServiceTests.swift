@@ -106,13 +106,13 @@ final class LeaseServiceTests: XCTestCase {
         }
     }
 
-    func openLease(
+    /// A lessor service offering slices 0-99 of licence 1, serving a TCP listener of its own.
+    func startLessor(
         _ arbiter: InMemoryArbiter, _ time: ManualTimeSource, _ genesis: Genesis,
-        lesseeStore: any ChannelStore = InMemoryChannelStore()
-    ) async throws -> Lease {
+        store: any ChannelStore = InMemoryChannelStore()
+    ) async throws -> (LeaseService, SessionListener) {
         let lessor = try LeaseService(
-            role: .lessor, key: lessorKey, genesis: genesis, store: InMemoryChannelStore(), arbiter: arbiter,
-            time: time,
+            role: .lessor, key: lessorKey, genesis: genesis, store: store, arbiter: arbiter, time: time,
             offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
             logger: quiet)
         lessor.start()
@@ -122,6 +122,14 @@ final class LeaseServiceTests: XCTestCase {
                 handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
             group: MultiThreadedEventLoopGroup.singleton)
         Task { for await session in listener.sessions { lessor.serve(session) } }
+        return (lessor, listener)
+    }
+
+    func openLease(
+        _ arbiter: InMemoryArbiter, _ time: ManualTimeSource, _ genesis: Genesis,
+        lesseeStore: any ChannelStore = InMemoryChannelStore()
+    ) async throws -> Lease {
+        let (lessor, listener) = try await startLessor(arbiter, time, genesis)
         let lessee = try LeaseService(
             role: .lessee, key: lesseeKey, genesis: genesis, store: lesseeStore, arbiter: arbiter, time: time,
             logger: quiet)
@@ -230,18 +238,8 @@ final class LeaseServiceTests: XCTestCase {
         try await withTimeout(60, "testASessionWhoseMessagesPileUpIsClosed") { [self] in
             let (arbiter, time, genesis) = try await makeWorld()
             let store = HeldChannelStore()
-            let lessor = try LeaseService(
-                role: .lessor, key: lessorKey, genesis: genesis, store: store, arbiter: arbiter, time: time,
-                offers: [LeaseOffer(licence: 1, firstSlice: 0, sliceCount: 100, ratePerSliceHour: 10, maxHours: 100)],
-                logger: quiet)
-            lessor.start()
+            let (lessor, listener) = try await startLessor(arbiter, time, genesis, store: store)
             XCTAssertEqual(lessor.waitingMessagesMax(from: lesseeKey.publicKey), 64)
-            let listener = try await TransportKind.tcp.listen(
-                host: "127.0.0.1", port: 0,
-                configuration: try SessionConfiguration(
-                    handshake: HandshakeConfiguration(identity: lessorKey, chainID: genesis.chainID)),
-                group: MultiThreadedEventLoopGroup.singleton)
-            Task { for await session in listener.sessions { lessor.serve(session) } }
             let session = try await dial(listener.port, genesis)
             let terms = LeaseTerms(
                 chainID: genesis.chainID, lessor: lessorKey.publicKey, lessee: lesseeKey.publicKey, licence: 1,

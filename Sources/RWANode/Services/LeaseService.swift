@@ -413,12 +413,8 @@ public final class LeaseService: @unchecked Sendable {
                 event("revoke \(id)")
             case .settled(let nonce):
                 event("state \(id) \(nonce) paid \(entry.core.state.paid)")
-                if let caller = entry.storing.removeValue(forKey: nonce) {
-                    caller.resume(returning: entry.core.state)
-                } else if let waiter = entry.waiter, waiter.proposed?.nonce == nonce {
-                    waiter.continuation.resume(returning: entry.core.state)
-                    entry.waiter = nil
-                }
+                // Its caller was moved aside when the state went to the store.
+                entry.storing.removeValue(forKey: nonce)?.resume(returning: entry.core.state)
             case .rejectedPeer(let rejection):
                 logger.info("channel \(id): refused the peer's message: \(rejection)")
             case .refused(let rejection):
@@ -687,11 +683,20 @@ public final class LeaseService: @unchecked Sendable {
                     entry.queued.append(QueuedUpdate(propose: propose, waiter: continuation))
                     return
                 }
-                let actions = propose(&entry.core)
-                entry.waiter = (entry.core.proposal?.state, continuation)
-                perform(actions, on: id)
+                startProposal(propose, for: continuation, on: entry, id)
             }
         }
+    }
+
+    /// The core proposes for `caller`, who then waits for the proposed state (none if the core
+    /// refused at once, which `perform` reports to it).
+    private func startProposal(
+        _ propose: @Sendable (inout LeaseChannel) -> [LeaseChannel.Action],
+        for caller: CheckedContinuation<ChannelState, Error>, on entry: Entry, _ id: Digest32
+    ) {
+        let actions = propose(&entry.core)
+        entry.waiter = (entry.core.proposal?.state, caller)
+        perform(actions, on: id)
     }
 
     /// Once no update is in flight: callers whose proposal ended unanswered (dropped for the
@@ -713,9 +718,7 @@ public final class LeaseService: @unchecked Sendable {
             next.waiter.resume(throwing: Rejection(.unknownChannel, "channel \(id) is no longer open"))
             return advanceUpdates(on: id)
         }
-        let actions = next.propose(&entry.core)
-        entry.waiter = (entry.core.proposal?.state, next.waiter)
-        perform(actions, on: id)
+        startProposal(next.propose, for: next.waiter, on: entry, id)
     }
 
     /// Registers this side's latest state on the chain now (a unilateral close).

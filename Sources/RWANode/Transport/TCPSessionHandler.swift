@@ -214,7 +214,8 @@ final class TCPSessionHandler: ChannelDuplexHandler {
     /// The event loop's clock: real time on a real loop, virtual time on `EmbeddedEventLoop`.
     static func now(_ context: ChannelHandlerContext) -> UInt64 { context.eventLoop.now.uptimeNanoseconds }
 
-    private func logIfSlow(_ times: (active: UInt64, firstRead: UInt64?, lastWrite: UInt64?), now: UInt64) {
+    private func logIfSlowHandshake(now: UInt64) {
+        let times = handshakeTimes
         guard now &- times.active >= Self.slowHandshakeNanoseconds else { return }
         func ms(_ from: UInt64?, _ to: UInt64?) -> String {
             guard let from, let to else { return "-" }
@@ -249,7 +250,7 @@ final class TCPSessionHandler: ChannelDuplexHandler {
             idleTimeoutNanoseconds: UInt64(configuration.idleTimeout.nanoseconds))
         state = .established(RecordCipher(session), SessionCore(timing: timing, now: Self.now(context)))
         allowance.handshakeCompleted()
-        logIfSlow(handshakeTimes, now: Self.now(context))
+        logIfSlowHandshake(now: Self.now(context))
         configuration.keyLog?.record(session)
         timer?.cancel()
         // The closures below reach the handler only through the pipeline, never by reference,

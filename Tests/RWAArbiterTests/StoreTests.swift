@@ -4,9 +4,10 @@ import Foundation
 import GRDB
 import RWACrypto
 import RWALedger
-import RWAStore
 import RWAWire
 import XCTest
+
+@testable import RWAStore
 
 final class StoreTests: XCTestCase {
     /// A chain of a few blocks touching every kind of state row.
@@ -65,15 +66,67 @@ final class StoreTests: XCTestCase {
         _ = try fixture.createStore()
         XCTAssertNoThrow(try LedgerStore.open(path: fixture.databasePath, readonly: true))
         let queue = try DatabaseQueue(path: fixture.databasePath)
-        try queue.write { db in try db.execute(sql: "UPDATE schema SET version = 2") }
+        try queue.write { db in try db.execute(sql: "UPDATE schema SET version = 3") }
         XCTAssertThrowsError(try LedgerStore.open(path: fixture.databasePath, readonly: true)) { error in
-            XCTAssertTrue("\(error)".contains("layout version 2; this rwanet reads version 1"), "\(error)")
+            XCTAssertTrue("\(error)".contains("layout version 3; this rwanet reads version 2"), "\(error)")
         }
         try queue.write { db in try db.execute(sql: "DELETE FROM schema") }
         XCTAssertThrowsError(try LedgerStore.open(path: fixture.databasePath, readonly: true)) { error in
             XCTAssertTrue("\(error)".contains("no layout version"), "\(error)")
         }
         try queue.close()
+    }
+
+    /// A store of layout version 1 (transactions keyed by their hash) is refused read-only and
+    /// upgraded in place when opened for writing: same rows, the schema `create` makes, and a
+    /// chain that `verify` passes and that takes the next block.
+    func testAVersion1StoreIsUpgradedWhenOpenedForWriting() throws {
+        let (fixture, ledger) = try makeChain()
+        let queue = try DatabaseQueue(path: fixture.databasePath)
+        let rowsSQL = "SELECT height, idx, hash, bytes, created_id FROM transactions ORDER BY height, idx"
+        let rows = try queue.read { db in try Row.fetchAll(db, sql: rowsSQL) }
+        XCTAssertEqual(rows.count, 9)
+        try queue.write { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE old (
+                        hash BLOB PRIMARY KEY, height INTEGER NOT NULL, idx INTEGER NOT NULL,
+                        bytes BLOB NOT NULL, created_id INTEGER NOT NULL, UNIQUE (height, idx)) WITHOUT ROWID;
+                    INSERT INTO old SELECT hash, height, idx, bytes, created_id FROM transactions;
+                    DROP TABLE transactions;
+                    ALTER TABLE old RENAME TO transactions;
+                    UPDATE schema SET version = 1;
+                    """)
+        }
+        try queue.close()
+        XCTAssertThrowsError(try LedgerStore.open(path: fixture.databasePath, readonly: true)) { error in
+            XCTAssertTrue("\(error)".contains("layout version 1; open it once for writing"), "\(error)")
+        }
+        let store = try LedgerStore.open(path: fixture.databasePath)
+        let upgraded = try DatabaseQueue(path: fixture.databasePath)
+        XCTAssertEqual(try upgraded.read { db in try Row.fetchAll(db, sql: rowsSQL) }, rows)
+        XCTAssertEqual(try upgraded.read { db in try Int.fetchAll(db, sql: "SELECT version FROM schema") }, [2])
+        try upgraded.close()
+        let report = try ChainVerifier.verify(try LedgerStore.open(path: fixture.databasePath, readonly: true))
+        XCTAssertEqual(report.tipHash, ledger.tipHash)
+        let hash = try Digest32(bytes: [UInt8](rows[4]["hash"] as Data))
+        XCTAssertEqual(try store.transaction(hash: hash)?.height, UInt64(rows[4]["height"] as Int64))
+    }
+
+    /// A lookup by hash goes through the index of the hash's prefix, not a scan of every
+    /// transaction ever committed.
+    func testALookupByHashUsesTheIndex() throws {
+        let (fixture, _) = try makeChain()
+        let queue = try DatabaseQueue(path: fixture.databasePath)
+        defer { try? queue.close() }
+        let plan = try queue.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "EXPLAIN QUERY PLAN " + LedgerStore.transactionByHashSQL,
+                arguments: [Data(repeating: 7, count: 32)]
+            ).map { $0["detail"] as String }
+        }
+        XCTAssertTrue(plan.contains { $0.contains("USING INDEX transactions_by_hash") }, "\(plan)")
     }
 
     func testCreateRefusesAnExistingDatabase() throws {

@@ -37,7 +37,7 @@ public struct BlockRules: Sendable, Equatable {
 /// Every decision is the pure `ArbiterCore`'s; this class is its shell. Threads: a session's
 /// event loop decrypts and frames; the sequencer thread owns the core, takes everything queued,
 /// checks the batch's signatures in parallel on every core and feeds them to the core in arrival
-/// order; the committer thread writes each sealed block durably and reports it back, and only
+/// order, each piece as soon as it is checked (so applying overlaps checking); the committer thread writes each sealed block durably and reports it back, and only
 /// then does the core release its answers, so the next batch is verified while the last one is
 /// fsynced. Queries read the store (a WAL snapshot of committed blocks) on a thread pool, never
 /// on an event loop.
@@ -375,12 +375,9 @@ public final class ArbiterService: Sendable {
         // Slices, so taking a block's worth off the front costs nothing however long the queue.
         var backlog: ArraySlice<Submission> = []
         var checked: ArraySlice<Result<VerifiedTransaction, Rejection>> = []
-        while true {
-            _ = takeCommitterNews()
-            if backlog.isEmpty {
-                backlog = takeQueued()[...]
-                checked = checkers.verify(batch: backlog.map(\.bytes), chainID: chainID)[...]
-            }
+        /// Hands the core the checked submissions at the front of the backlog, as many as it
+        /// takes, then (if `tick`) the time; returns whether it takes more, and its next deadline.
+        func feed(tick: Bool) -> (accepting: Bool, deadline: UInt64?) {
             let now = time.uptimeNanoseconds
             let wall = time.unixMilliseconds  // the block's time, if this opens one
             let (consumed, accepting, deadline) = drive { core in
@@ -392,11 +389,25 @@ public final class ArbiterService: Sendable {
                     actions += core.submit(
                         result, bytes: submission.bytes, reply: submission.reply, now: now, timeMilliseconds: wall)
                 }
-                actions += core.tick(now: time.uptimeNanoseconds)
+                if tick { actions += core.tick(now: time.uptimeNanoseconds) }
                 return (actions, (consumed, core.acceptsSubmissions, core.nextDeadline))
             }
             backlog = backlog.dropFirst(consumed)
             checked = checked.dropFirst(consumed)
+            return (accepting, deadline)
+        }
+        while true {
+            _ = takeCommitterNews()
+            if backlog.isEmpty {
+                backlog = takeQueued()[...]
+                checked = []
+                // What is checked is applied while the rest is still being checked.
+                checkers.verify(batch: backlog.map(\.bytes), chainID: chainID) { results in
+                    checked += results
+                    _ = feed(tick: false)
+                }
+            }
+            let (accepting, deadline) = feed(tick: true)
             guard backlog.isEmpty || !accepting else { continue }
             if backlog.isEmpty && queue.withLockedValue({ $0.stopping && $0.items.isEmpty }) {
                 // Drain: seal what is pending, then wait until every answer has been released.

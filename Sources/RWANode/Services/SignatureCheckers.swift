@@ -39,28 +39,52 @@ final class SignatureCheckers: @unchecked Sendable {
         let chunks: Int
         let nextChunk = Atomic<Int>(0)
         let chunksDone = Atomic<Int>(0)
+        /// Which chunks are finished, so the caller can take the finished prefix in order.
+        let finished: Mutex<[Bool]>
 
         init(batch: [[UInt8]], chainID: Digest32) {
             self.batch = batch
             self.chainID = chainID
             self.output = .allocate(capacity: batch.count)
             self.chunks = (batch.count + SignatureCheckers.chunk - 1) / SignatureCheckers.chunk
+            self.finished = Mutex([Bool](repeating: false, count: chunks))
+        }
+
+        /// Checks one chunk, if any is left; nil when none is, else true if it was the last to finish.
+        func workOne() -> Bool? {
+            let part = nextChunk.add(1, ordering: .relaxed).oldValue
+            guard part < chunks else { return nil }
+            for index in part * SignatureCheckers.chunk..<min(batch.count, (part + 1) * SignatureCheckers.chunk) {
+                let result = Result { () throws(Rejection) in
+                    try Transaction.verify(bytes: batch[index], chainID: chainID)
+                }
+                (output.baseAddress! + index).initialize(to: result)
+            }
+            finished.withLock { $0[part] = true }
+            return chunksDone.add(1, ordering: .acquiringAndReleasing).newValue == chunks
         }
 
         /// Checks chunks until none is left; true if this call finished the last one.
         func work() -> Bool {
             var finishedLast = false
-            while true {
-                let part = nextChunk.add(1, ordering: .relaxed).oldValue
-                guard part < chunks else { return finishedLast }
-                for index in part * SignatureCheckers.chunk..<min(batch.count, (part + 1) * SignatureCheckers.chunk) {
-                    let result = Result { () throws(Rejection) in
-                        try Transaction.verify(bytes: batch[index], chainID: chainID)
-                    }
-                    (output.baseAddress! + index).initialize(to: result)
-                }
-                finishedLast = chunksDone.add(1, ordering: .acquiringAndReleasing).newValue == chunks
+            while let last = workOne() { finishedLast = finishedLast || last }
+            return finishedLast
+        }
+
+        /// How many results from the front are ready: those of the finished chunks before the
+        /// first unfinished one.
+        func readyPrefix(from chunk: Int) -> Int {
+            finished.withLock { finished in
+                var end = chunk
+                while end < chunks && finished[end] { end += 1 }
+                return end
             }
+        }
+
+        func results(chunks range: Range<Int>) -> ArraySlice<Result<VerifiedTransaction, Rejection>> {
+            let start = range.lowerBound * SignatureCheckers.chunk
+            let end = min(batch.count, range.upperBound * SignatureCheckers.chunk)
+            return ArraySlice(UnsafeBufferPointer(rebasing: output[start..<end]))
         }
     }
 
@@ -86,25 +110,51 @@ final class SignatureCheckers: @unchecked Sendable {
 
     /// `Transaction.verify(bytes:chainID:)` for every element, in the batch's order.
     func verify(batch: [[UInt8]], chainID: Digest32) -> [Result<VerifiedTransaction, Rejection>] {
+        var results: [Result<VerifiedTransaction, Rejection>] = []
+        results.reserveCapacity(batch.count)
+        verify(batch: batch, chainID: chainID) { results += $0 }
+        return results
+    }
+
+    /// `Transaction.verify(bytes:chainID:)` for every element, handed to `deliver` in the
+    /// batch's order, in pieces, as soon as each piece and all before it are checked.
+    /// `deliver` runs on the calling thread between the chunks it checks itself, so the caller
+    /// can apply what is checked while the helpers go on checking the rest: the cores do not
+    /// wait for the whole batch before the serial work on it begins.
+    func verify(
+        batch: [[UInt8]], chainID: Digest32,
+        deliver: (ArraySlice<Result<VerifiedTransaction, Rejection>>) -> Void
+    ) {
         guard batch.count > Self.chunk, helpers > 0, !isStopped else {
-            return batch.map { bytes in
-                Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) }
-            }
+            deliver(
+                batch.map { bytes in
+                    Result { () throws(Rejection) in try Transaction.verify(bytes: bytes, chainID: chainID) }
+                }[...])
+            return
         }
         let job = Job(batch: batch, chainID: chainID)
-        defer { job.output.deallocate() }
+        defer {
+            job.output.baseAddress!.deinitialize(count: batch.count)
+            job.output.deallocate()
+        }
         condition.lock()
         self.job = job
         generation += 1
         condition.broadcast()
         condition.unlock()
-        _ = job.work()
+        var delivered = 0  // chunks handed to `deliver`
+        func deliverReady() {
+            let ready = job.readyPrefix(from: delivered)
+            guard ready > delivered else { return }
+            deliver(job.results(chunks: delivered..<ready))
+            delivered = ready
+        }
+        while job.workOne() != nil { deliverReady() }
         condition.lock()
         while job.chunksDone.load(ordering: .acquiring) < job.chunks { condition.wait() }
         self.job = nil
         condition.unlock()
-        defer { job.output.baseAddress!.deinitialize(count: batch.count) }
-        return Array(job.output)
+        deliverReady()
     }
 
     private var isStopped: Bool {

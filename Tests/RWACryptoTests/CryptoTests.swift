@@ -127,6 +127,23 @@ final class HashTests: XCTestCase {
         XCTAssertNil([UInt8](hex: "zz"))
         XCTAssertEqual([UInt8]([0xde, 0xad]).hexString, "dead")
     }
+
+    /// Keys and digests compare (and hash) by their bytes, wherever the bytes are stored, and
+    /// differ when any byte does: the first and the last.
+    func testKeysAndDigestsCompareByEveryByte() throws {
+        let bytes = (0..<32).map { UInt8($0) }
+        let digest = try Digest32(bytes: bytes)
+        let key = try SigningPublicKey(bytes: bytes)
+        XCTAssertEqual(digest, try Digest32(bytes: Array(bytes[...])))
+        XCTAssertEqual(Set([digest, try Digest32(bytes: bytes.map { $0 })]).count, 1)
+        XCTAssertEqual(key, try SigningPublicKey(bytes: bytes.map { $0 }))
+        for position in [0, 31] {
+            var other = bytes
+            other[position] ^= 0x80
+            XCTAssertNotEqual(digest, try Digest32(bytes: other))
+            XCTAssertNotEqual(key, try SigningPublicKey(bytes: other))
+        }
+    }
 }
 
 final class SessionCryptoTests: XCTestCase {

@@ -62,8 +62,8 @@ public final class LedgerStore: ChainStore {
     /// Version 2 appends transactions in commit order (a rowid table) and finds them by hash
     /// through an index of the hash's first 8 bytes. Version 1 kept them in a table keyed by the
     /// whole hash: every insert landed on a random page, so a block of 1,000 wrote about 1,600
-    /// pages to the WAL once the chain held 60,000 transactions; version 2 writes about 320
-    /// (and a fifth of the CPU), which `bench-arbiter` showed as the store's main cost.
+    /// pages to the WAL once the chain held 60,000 transactions; version 2 writes about 320, for a
+    /// third of SQLite's CPU. `bench-arbiter` showed the old layout as the store's main cost.
     static let schemaSQL = """
         CREATE TABLE schema (version INTEGER NOT NULL);
         CREATE TABLE chain (id INTEGER PRIMARY KEY CHECK (id = 1), genesis BLOB NOT NULL);
@@ -115,13 +115,14 @@ public final class LedgerStore: ChainStore {
             throw StoreError("no chain database at \(path) (create one with `rwa-arbiter init`)")
         }
         let pool = try DatabasePool(path: path, configuration: configuration(readonly: readonly))
-        var (hasChain, versions) = try pool.read { db in
+        let (hasChain, storedVersions) = try pool.read { db in
             (
                 try db.tableExists("chain"),
                 try db.tableExists("schema") ? try Int.fetchAll(db, sql: "SELECT version FROM schema") : []
             )
         }
         guard hasChain else { throw StoreError("\(path) is not an rwanet chain database") }
+        var versions = storedVersions
         if versions == [1] {
             guard !readonly else {
                 throw StoreError(

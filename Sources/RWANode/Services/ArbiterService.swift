@@ -37,9 +37,9 @@ public struct BlockRules: Sendable, Equatable {
 /// Every decision is the pure `ArbiterCore`'s; this class is its shell. Threads: a session's
 /// event loop decrypts and frames; the sequencer thread owns the core, takes everything queued,
 /// checks the batch's signatures in parallel on every core and feeds them to the core in arrival
-/// order, each piece as soon as it is checked (so applying overlaps checking); the committer thread writes each sealed block durably and reports it back, and only
-/// then does the core release its answers, so the next batch is verified while the last one is
-/// fsynced. Queries read the store (a WAL snapshot of committed blocks) on a thread pool, never
+/// order, each piece as soon as it is checked (so applying overlaps checking); the committer
+/// thread writes each sealed block durably and reports it back, and only then does the core
+/// release its answers, so the next batch is verified while the last one is fsynced. Queries read the store (a WAL snapshot of committed blocks) on a thread pool, never
 /// on an event loop.
 public final class ArbiterService: Sendable {
     public let chainID: Digest32

@@ -78,8 +78,8 @@ final class StoreTests: XCTestCase {
     }
 
     /// A store of layout version 1 (transactions keyed by their hash) is refused read-only and
-    /// upgraded in place when opened for writing: same rows, the schema `create` makes, and a
-    /// chain that `verify` passes and that takes the next block.
+    /// upgraded in place when opened for writing: same rows, the schema `create` makes (which
+    /// `verify` checks, with the whole chain), and transactions found by their hash.
     func testAVersion1StoreIsUpgradedWhenOpenedForWriting() throws {
         let (fixture, ledger) = try makeChain()
         let queue = try DatabaseQueue(path: fixture.databasePath)

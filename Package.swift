@@ -55,7 +55,10 @@ let package = Package(
         .target(name: "RWAChannel", dependencies: ["RWACrypto", "RWAWire"]),
         .target(
             name: "RWAStore",
-            dependencies: ["RWALedger", "RWAChannel", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift")]
+            dependencies: [
+                "RWALedger", "RWAChannel", "RWACrypto", .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDBSQLite", package: "GRDB.swift"),
+            ]
         ),
         .target(name: "RWASim", dependencies: ["RWAMarket"]),
         .target(

@@ -113,6 +113,41 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.transaction(hash: hash)?.height, UInt64(rows[4]["height"] as Int64))
     }
 
+    /// A row SQLite refuses in the middle of a block (here a trigger stands in for a full or
+    /// failing disk) fails the commit with SQLite's message, and nothing of the block is
+    /// written: not its header, not its other rows, not its state.
+    func testARowRefusedMidBlockFailsTheCommitAndWritesNothing() throws {
+        let (fixture, ledger) = try makeChain()
+        let queue = try DatabaseQueue(path: fixture.databasePath)
+        try queue.write { db in
+            try db.execute(
+                sql: """
+                    CREATE TRIGGER refuse AFTER INSERT ON transactions WHEN NEW.idx = 1
+                    BEGIN SELECT RAISE(ABORT, 'the disk is full'); END
+                    """)
+        }
+        func contents() throws -> [[Row]] {
+            try queue.read { db in
+                try ["blocks", "transactions", "state"].map { try Row.fetchAll(db, sql: "SELECT * FROM \($0)") }
+            }
+        }
+        let before = try contents()
+        var next = ledger
+        let bob = try SigningKeyPair(seed: [UInt8](repeating: 11, count: 32))
+        for amount in [1, 2] as [UInt128] {
+            let transfer = try fixture.sign(bob, .transfer(token: 0, to: fixture.issuer.publicKey, amount: amount))
+            guard case .success = next.apply(try transfer.verified(chainID: next.chainID), timeMilliseconds: 10_000)
+            else { return XCTFail("the transfer of \(amount) was refused") }
+        }
+        let block = next.sealBlock(arbiter: fixture.arbiter)
+        let store = try LedgerStore.open(path: fixture.databasePath)
+        XCTAssertThrowsError(try store.commit(block, changes: next.takeStateChanges())) { error in
+            XCTAssertTrue("\(error)".contains("the disk is full"), "\(error)")
+        }
+        XCTAssertEqual(try contents(), before)
+        try queue.close()
+    }
+
     /// A lookup by hash goes through the index of the hash's prefix, not a scan of every
     /// transaction ever committed.
     func testALookupByHashUsesTheIndex() throws {

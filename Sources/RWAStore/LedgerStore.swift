@@ -196,10 +196,18 @@ public final class LedgerStore: ChainStore {
     private static func execute(_ statement: Statement, _ values: [RawValue], in db: Database) throws {
         let raw = statement.sqliteStatement
         // Blobs are bound without a copy (SQLITE_STATIC), so each stays bound only inside its
-        // buffer's scope: bind the next value from within, step at the innermost, and clear
-        // every binding before the scopes end.
-        func bind(from index: Int) -> CInt {
-            guard index < values.count else { return sqlite3_step(raw) }
+        // buffer's scope: bind the next value from within, and step, reset and clear every
+        // binding at the innermost, before any scope ends.
+        func bind(from index: Int) -> String? {
+            guard index < values.count else {
+                let code = sqlite3_step(raw)
+                let failure =
+                    code == SQLITE_DONE
+                    ? nil : "SQLite code \(code): \(String(cString: sqlite3_errmsg(db.sqliteConnection)))"
+                sqlite3_reset(raw)
+                sqlite3_clear_bindings(raw)
+                return failure
+            }
             let column = CInt(index + 1)
             switch values[index] {
             case .integer(let value):
@@ -216,11 +224,7 @@ public final class LedgerStore: ChainStore {
                 }
             }
         }
-        let code = bind(from: 0)
-        let failure = code == SQLITE_DONE ? nil : String(cString: sqlite3_errmsg(db.sqliteConnection))
-        sqlite3_reset(raw)
-        sqlite3_clear_bindings(raw)
-        if let failure { throw StoreError("cannot write a row (SQLite code \(code)): \(failure)") }
+        if let failure = bind(from: 0) { throw StoreError("cannot write a row (\(failure))") }
     }
 
     public func tip() throws -> BlockHeader? {

@@ -25,15 +25,8 @@ public struct Digest32: Hashable, Sendable, CustomStringConvertible {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
-    /// In one comparison of the bytes: the synthesized one compares them one by one, which
-    /// showed in `bench-arbiter`'s profile (every transfer compares keys).
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.bytes.withUnsafeBytes { left in
-            rhs.bytes.withUnsafeBytes { right in
-                left.count == right.count && memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0
-            }
-        }
-    }
+    /// In one comparison of the bytes (`sameBytes`).
+    public static func == (lhs: Self, rhs: Self) -> Bool { sameBytes(lhs.bytes, rhs.bytes) }
 }
 
 /// BLAKE2b-256 (unkeyed and keyed), the project's only hash.
@@ -101,6 +94,18 @@ extension Sequence where Element == UInt8 {
         }
         return String(decoding: out, as: UTF8.self)
     }
+}
+
+/// Whether two byte arrays are equal, in one `memcmp`: the synthesized `==` of a type holding
+/// bytes compares them one by one, which showed in `bench-arbiter`'s profile (every transfer
+/// compares keys). Not constant-time: for public values only.
+func sameBytes(_ left: [UInt8], _ right: [UInt8]) -> Bool {
+    left.count == right.count
+        && left.withUnsafeBytes { left in
+            right.withUnsafeBytes { right in
+                left.isEmpty || memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0
+            }
+        }
 }
 
 extension Array where Element == UInt8 {

@@ -1,5 +1,4 @@
 import CSodium
-import Glibc
 
 /// An Ed25519 public key: an account, a peer identity, the arbiter.
 public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
@@ -39,15 +38,8 @@ public struct SigningPublicKey: Hashable, Sendable, CustomStringConvertible {
         bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
     }
 
-    /// In one comparison of the bytes: the synthesized one compares them one by one, which
-    /// showed in `bench-arbiter`'s profile (every transfer compares keys).
-    public static func == (lhs: Self, rhs: Self) -> Bool {
-        lhs.bytes.withUnsafeBytes { left in
-            rhs.bytes.withUnsafeBytes { right in
-                left.count == right.count && memcmp(left.baseAddress!, right.baseAddress!, left.count) == 0
-            }
-        }
-    }
+    /// In one comparison of the bytes (`sameBytes`).
+    public static func == (lhs: Self, rhs: Self) -> Bool { sameBytes(lhs.bytes, rhs.bytes) }
 
     /// Verifies a domain-separated signature (see `SignatureDomain`).
     public func isValidSignature(

@@ -39,8 +39,8 @@ public struct BlockRules: Sendable, Equatable {
 /// checks the batch's signatures in parallel on every core and feeds them to the core in arrival
 /// order, each piece as soon as it is checked (so applying overlaps checking); the committer
 /// thread writes each sealed block durably and reports it back, and only then does the core
-/// release its answers, so the next batch is verified while the last one is fsynced. Queries read the store (a WAL snapshot of committed blocks) on a thread pool, never
-/// on an event loop.
+/// release its answers, so the next batch is verified while the last one is fsynced. Queries
+/// read the store (a WAL snapshot of committed blocks) on a thread pool, never on an event loop.
 public final class ArbiterService: Sendable {
     public let chainID: Digest32
     public let rules: BlockRules
